@@ -1,0 +1,90 @@
+"""The identity set of one order, minted once (DESIGN.md: "One identity set is minted once per order").
+
+Everything that must agree between the HL7 order, the worklist entry, MPPS, the DICOM instances and
+the report comes from the :class:`~generators.types.Order` this module returns; nothing downstream
+mints its own accession number or Study Instance UID.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+from generators.terms import CareSetting, Priority
+from generators.types import ExamInfo, Indication, Order, Patient, PersonName, Provider
+from generators.uids import new_uid
+
+# Referring physicians are drawn from a small fixed roster: real departments see the same names
+# again and again, and interface engines often key on the provider ID.
+REFERRING_ROSTER: tuple[Provider, ...] = (
+    Provider("1234567893", PersonName("HOUSE", "GREGORY", "", "", "MD")),
+    Provider("1457382916", PersonName("GREY", "MEREDITH", "E", "", "MD")),
+    Provider("1093847561", PersonName("O'MALLEY", "GEORGE", "", "", "MD")),
+    Provider("1689203745", PersonName("NÚÑEZ", "ISABEL", "M", "", "MD")),
+    Provider("1320984756", PersonName("SMITH-JONES", "PRIYA", "", "", "DO")),
+    Provider("1776543210", PersonName("KOWALSKI", "ANNA", "", "", "MD")),
+    Provider("1555012347", PersonName("OKAFOR", "CHIDI", "A", "", "MD")),
+    Provider("1999887766", PersonName("LINDQVIST", "ERIK", "", "", "MD")),
+)
+
+# Priority mix by care setting: emergency orders are mostly STAT, outpatient ones routine.
+_PRIORITY_WEIGHTS: dict[CareSetting, tuple[tuple[Priority, ...], tuple[int, ...]]] = {
+    CareSetting.EMERGENCY: ((Priority.STAT, Priority.ASAP, Priority.ROUTINE), (70, 20, 10)),
+    CareSetting.INPATIENT: ((Priority.STAT, Priority.ASAP, Priority.ROUTINE), (15, 25, 60)),
+    CareSetting.OUTPATIENT: ((Priority.STAT, Priority.ASAP, Priority.ROUTINE), (1, 4, 95)),
+}
+
+
+def _digits(rng: random.Random, n: int) -> str:
+    return "".join(rng.choice("0123456789") for _ in range(n))
+
+
+def mint_order(
+    *,
+    exam: ExamInfo,
+    patient: Patient,
+    indication: Indication,
+    rng: random.Random,
+    now: dt.datetime,
+    setting: CareSetting | None = None,
+    priority: Priority | None = None,
+    station_ae_title: str = "MODALITY1",
+    station_name: str = "",
+    facility: str = "YEETER_HOSP",
+    schedule_delay: dt.timedelta | None = None,
+) -> Order:
+    """Mint the identity set of one order for ``exam`` and ``patient``.
+
+    Accession numbers are 16 characters at most (DICOM SH), requested procedure and SPS IDs
+    derive from it (IHE RAD TF-2 4.4: one requested procedure per order here, one SPS per
+    requested procedure), placer/filler order numbers are distinct from the accession as in a
+    real RIS. ``now`` is the order time; the step is scheduled ``schedule_delay`` later (default:
+    immediately, which is what a simulator driving a modality wants).
+    """
+    if setting is None:
+        setting = exam.care_settings[0] if exam.care_settings else CareSetting.OUTPATIENT
+    if priority is None:
+        choices, weights = _PRIORITY_WEIGHTS[setting]
+        priority = rng.choices(choices, weights)[0]
+    stamp = now.strftime("%y%m%d")
+    accession = f"A{stamp}{_digits(rng, 7)}"  # 14 chars
+    return Order(
+        patient=patient,
+        exam=exam,
+        setting=setting,
+        priority=priority,
+        indication=indication,
+        accession_number=accession,
+        placer_order_number=f"P{_digits(rng, 9)}",
+        filler_order_number=f"F{_digits(rng, 9)}",
+        requested_procedure_id=f"RP{accession[1:]}",
+        sps_id=f"SPS{accession[1:]}",
+        study_instance_uid=new_uid(rng),
+        visit_number=f"V{_digits(rng, 9)}",
+        ordered_at=now,
+        scheduled_at=now + (schedule_delay or dt.timedelta(0)),
+        referring=rng.choice(REFERRING_ROSTER),
+        station_ae_title=station_ae_title,
+        station_name=station_name,
+        facility=facility,
+    )

@@ -1,0 +1,192 @@
+"""Controlled vocabularies shared by the catalog, the generators and the runner.
+
+Every enum is a ``StrEnum`` whose ``.value`` is the code the standards use on the wire
+(DICOM defined terms, HL7 table values), so ``exam.laterality.value`` is what goes into
+DICOM (0020,0060) Laterality and HL7 ZDS-3.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Modality(StrEnum):
+    """DICOM (0008,0060) Modality defined terms offered by the catalog (PS3.3 C.7.3.1.1.1)."""
+
+    CT = "CT"
+    MR = "MR"
+    CR = "CR"
+    DX = "DX"
+    US = "US"
+    MG = "MG"
+    NM = "NM"
+
+    @property
+    def label(self) -> str:
+        return MODALITY_LABELS[self]
+
+
+MODALITY_LABELS: dict[Modality, str] = {
+    Modality.CT: "Computed Tomography",
+    Modality.MR: "Magnetic Resonance",
+    Modality.CR: "Computed Radiography",
+    Modality.DX: "Digital Radiography",
+    Modality.US: "Ultrasound",
+    Modality.MG: "Mammography",
+    Modality.NM: "Nuclear Medicine",
+}
+
+
+class Laterality(StrEnum):
+    """DICOM (0020,0060) Laterality; NONE (empty) for unpaired body parts."""
+
+    RIGHT = "R"
+    LEFT = "L"
+    BILATERAL = "B"
+    NONE = ""
+
+
+class Sex(StrEnum):
+    """DICOM (0010,0040) Patient's Sex, which is also a valid HL7 table 0001 administrative sex."""
+
+    FEMALE = "F"
+    MALE = "M"
+    OTHER = "O"
+
+
+class CareSetting(StrEnum):
+    """Where the order comes from; maps to HL7 PV1-2 patient class."""
+
+    OUTPATIENT = "outpatient"
+    INPATIENT = "inpatient"
+    EMERGENCY = "emergency"
+
+    @property
+    def patient_class(self) -> str:
+        """HL7 table 0004 patient class for PV1-2."""
+        return {"outpatient": "O", "inpatient": "I", "emergency": "E"}[self.value]
+
+
+class Contrast(StrEnum):
+    NONE = "none"
+    WITH = "with"
+    WITHOUT_THEN_WITH = "without_then_with"
+
+
+class Priority(StrEnum):
+    """Order priority: HL7 OBR-27.6 / TQ1-9 code; ``dicom`` gives (0040,1003) RequestedProcedurePriority."""
+
+    STAT = "S"
+    ASAP = "A"
+    ROUTINE = "R"
+
+    @property
+    def dicom(self) -> str:
+        return {"S": "STAT", "A": "HIGH", "R": "ROUTINE"}[self.value]
+
+
+class Weighting(StrEnum):
+    """MR series weighting / contrast family; drives sequence parameters and pixel intensities."""
+
+    T1 = "T1"
+    T2 = "T2"
+    PD = "PD"
+    FLAIR = "FLAIR"
+    DWI = "DWI"
+    ADC = "ADC"
+    STIR = "STIR"
+    T2STAR = "T2STAR"
+    TOF = "TOF"
+    LOCALIZER = "LOCALIZER"
+
+
+class Plane(StrEnum):
+    """Acquisition / reconstruction plane of a cross-sectional series; NONE for projection images."""
+
+    AXIAL = "AX"
+    CORONAL = "COR"
+    SAGITTAL = "SAG"
+    NONE = ""
+
+
+class SeriesRole(StrEnum):
+    """What a series is within its study; drives ImageType (0008,0008)."""
+
+    PRIMARY = "PRIMARY"
+    LOCALIZER = "LOCALIZER"
+    REFORMAT = "REFORMAT"
+    DERIVED = "DERIVED"
+
+
+class ContrastPhase(StrEnum):
+    NONE = ""
+    NONCONTRAST = "NONCONTRAST"
+    ARTERIAL = "ARTERIAL"
+    PORTAL_VENOUS = "PORTAL_VENOUS"
+    DELAYED = "DELAYED"
+    POST = "POST"
+
+
+class CodingScheme(StrEnum):
+    """Coding scheme designators as HL7 CE/CWE-3 and DICOM (0008,0102) use them."""
+
+    CPT = "C4"
+    LOINC = "LN"
+    RADLEX = "RPID"
+    ICD10CM = "I10C"
+
+
+# DICOM (0018,0015) Body Part Examined defined terms (PS3.16 Annex L) that the catalog uses.
+BODY_PARTS: dict[str, str] = {
+    "ABDOMEN": "Abdomen",
+    "ABDOMENPELVIS": "Abdomen and pelvis",
+    "ANKLE": "Ankle",
+    "AORTA": "Aorta",
+    "BREAST": "Breast",
+    "BRAIN": "Brain",
+    "CAROTID": "Carotid artery",
+    "CHEST": "Chest",
+    "CHESTABDPELVIS": "Chest, abdomen and pelvis",
+    "CLAVICLE": "Clavicle",
+    "CSPINE": "Cervical spine",
+    "ELBOW": "Elbow",
+    "EXTREMITY": "Extremity",
+    "FEMUR": "Femur",
+    "FOOT": "Foot",
+    "FOREARM": "Forearm",
+    "HAND": "Hand",
+    "HEAD": "Head",
+    "HEART": "Heart",
+    "HIP": "Hip",
+    "HUMERUS": "Humerus",
+    "KIDNEY": "Kidney",
+    "KNEE": "Knee",
+    "LEG": "Lower leg",
+    "LIVER": "Liver",
+    "LSPINE": "Lumbar spine",
+    "NECK": "Neck",
+    "ORBIT": "Orbit",
+    "PELVIS": "Pelvis",
+    "PROSTATE": "Prostate",
+    "SCROTUM": "Scrotum",
+    "SHOULDER": "Shoulder",
+    "SINUS": "Paranasal sinus",
+    "SKULL": "Skull",
+    "SPINE": "Spine",
+    "THYROID": "Thyroid",
+    "TSPINE": "Thoracic spine",
+    "WHOLEBODY": "Whole body",
+    "WRIST": "Wrist",
+    "BONE": "Bone",
+    "GALLBLADDER": "Gallbladder",
+    "UTERUS": "Uterus",
+    "PELVISFEMALE": "Female pelvis",
+}
+
+# Body parts that come in left/right pairs: an exam of one of these needs a laterality.
+PAIRED_BODY_PARTS: frozenset[str] = frozenset(
+    {
+        "ANKLE", "BREAST", "CLAVICLE", "ELBOW", "EXTREMITY", "FEMUR", "FOOT", "FOREARM", "HAND",
+        "HIP", "HUMERUS", "KIDNEY", "KNEE", "LEG", "ORBIT", "SHOULDER", "WRIST",
+    }
+)

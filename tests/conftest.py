@@ -1,0 +1,29 @@
+"""Shared fixtures: free loopback ports and skip markers for external real peers."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+
+import pytest
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (pynetdicom tests/utils.py::get_port habit)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+def require_binary(name: str) -> str:
+    """Path of ``name`` on PATH, or skip the test naming the Debian package that provides it."""
+    path = shutil.which(name)
+    if path is None:
+        package = {"dciodvfy": "dicom3tools", "chromium": "chromium"}.get(name, "dcmtk")
+        pytest.skip(f"{name} is not installed (Debian package {package}; .ci/run installs it)")
+    return path
