@@ -1,0 +1,1 @@
+"""DICOM networking (pynetdicom): verification, storage, worklist, MPPS, storage commitment."""
