@@ -108,7 +108,7 @@ EXAMS: dict[Modality, ExamInfo] = {
         modality=Modality.US,
         body_part="ABDOMEN",
         laterality=Laterality.NONE,
-        codes=(Code("76700", CPT, "Ultrasound, abdominal, real time with image documentation; complete"),),
+        codes=(Code("76700", CPT, "US abdominal, real time with image documentation; complete"),),
         series=(SeriesSpec(1, "ABDOMEN", "US_ABD", 4),),
         estimated_duration_min=30,
     ),

@@ -1,0 +1,319 @@
+"""The catalog file format: load and dump a versioned JSON catalog (``manage.py load_catalog/dump_catalog``).
+
+Format (version 1)::
+
+    {"format": "yeeter-catalog", "version": 1,
+     "exams": [{"id", "name", "description", "modality", "body_part", "laterality", "care_settings": [...],
+                "weight", "min_age", "max_age", "required_sex", "contrast", "contrast_agent",
+                "contrast_volume_ml", "estimated_duration_min", "active",
+                "codes": [{"code", "scheme", "display"}, ...],          # first = primary CPT code
+                "series": [{"number", "description", "protocol_name", "instances", "role", "plane",
+                            "sequence_name", "weighting", "fat_sat", "slice_thickness_mm", "kvp",
+                            "contrast_phase", "kernel", "view_position", "image_laterality"}, ...]}],
+     "indications": [{"text", "icd10", "body_part", "modality", "laterality", "min_age", "max_age",
+                      "sex", "weight"}]}
+
+A file is validated completely before anything is written; every problem is reported with the exam
+(or indication) and field it concerns, and loading happens in one transaction, so a bad file never
+leaves a half-loaded catalog.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from exams import rules
+from exams.models import ExamSpec, Indication, ProcedureCode, SeriesProtocol
+
+FORMAT = "yeeter-catalog"
+VERSION = 1
+SHIPPED_CATALOG = Path(__file__).resolve().parent / "fixtures" / "catalog.json"
+
+_SETTINGS = {"outpatient": "for_outpatient", "inpatient": "for_inpatient", "emergency": "for_emergency"}
+_EXAM_KEYS = {"id", "name", "description", "modality", "body_part", "laterality", "care_settings", "weight",
+              "min_age", "max_age", "required_sex", "contrast", "contrast_agent", "contrast_volume_ml",
+              "estimated_duration_min", "active", "codes", "series"}
+_EXAM_REQUIRED = {"id", "name", "description", "modality", "body_part", "codes", "series"}
+_CODE_KEYS = {"code", "scheme", "display"}
+_SERIES_KEYS = {"number", "description", "protocol_name", "instances", "role", "plane", "sequence_name",
+                "weighting", "fat_sat", "slice_thickness_mm", "kvp", "contrast_phase", "kernel", "view_position",
+                "image_laterality"}
+_SERIES_REQUIRED = {"number", "description", "protocol_name", "instances"}
+_INDICATION_KEYS = {"text", "icd10", "body_part", "modality", "laterality", "min_age", "max_age", "sex", "weight",
+                    "active"}
+
+
+class CatalogError(Exception):
+    """A catalog file cannot be loaded; ``problems`` lists every problem found (``where: field: message``)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        shown = "\n".join(f"  - {p}" for p in problems[:50])
+        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+        super().__init__(f"The catalog has {len(problems)} problem(s); nothing was loaded:\n{shown}{more}")
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    exams_created: int
+    exams_updated: int
+    exams_deleted: int
+    indications_created: int
+    indications_updated: int
+    indications_deleted: int
+
+
+@dataclass
+class _ParsedExam:
+    exam: ExamSpec
+    codes: list[ProcedureCode]
+    series: list[SeriesProtocol]
+
+
+def _validation_messages(exc: ValidationError) -> list[tuple[str, str]]:
+    if hasattr(exc, "error_dict"):
+        return [(field, msg) for field, errors in exc.message_dict.items() for msg in errors]
+    return [("__all__", msg) for msg in exc.messages]
+
+
+def _check_keys(where: str, data: Any, allowed: set[str], required: set[str], problems: list[str]) -> bool:
+    if not isinstance(data, dict):
+        problems.append(f"{where}: expected an object, got {type(data).__name__}.")
+        return False
+    for key in sorted(set(data) - allowed):
+        problems.append(f"{where}: field {key}: unknown field (allowed: {', '.join(sorted(allowed))}).")
+    for key in sorted(required - set(data)):
+        problems.append(f"{where}: field {key}: missing.")
+    return not (required - set(data))
+
+
+def _decimal(value: Any) -> Any:
+    """JSON numbers as Decimal for DecimalFields; anything else is left for ``full_clean`` to report."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return Decimal(str(value))
+    return value
+
+
+def _clean(where: str, obj, problems: list[str], exclude: list[str] | None = None) -> None:
+    try:
+        obj.full_clean(exclude=exclude, validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        for field, msg in _validation_messages(exc):
+            problems.append(f"{where}: field {field}: {msg}" if field != "__all__" else f"{where}: {msg}")
+
+
+def _parse_exam(index: int, data: dict, problems: list[str]) -> _ParsedExam | None:
+    where = f"exam #{index + 1}"
+    if isinstance(data, dict) and isinstance(data.get("id"), str):
+        where = f"exam {data['id']}"
+    if not _check_keys(where, data, _EXAM_KEYS, _EXAM_REQUIRED, problems):
+        return None
+    care = data.get("care_settings", ["outpatient"])
+    if not isinstance(care, list) or any(s not in _SETTINGS for s in care):
+        problems.append(f"{where}: field care_settings: must be a list of outpatient/inpatient/emergency, got {care!r}.")
+        care = []
+    fields = {k: v for k, v in data.items() if k in _EXAM_KEYS - {"care_settings", "codes", "series"}}
+    for key in ("laterality", "required_sex", "contrast_agent"):
+        if fields.get(key) is None:
+            fields[key] = ""
+    fields.setdefault("contrast", "none")
+    exam = ExamSpec(**fields, **{attr: name in care for name, attr in _SETTINGS.items()})
+    exam.contrast_volume_ml = _decimal(exam.contrast_volume_ml)
+    _clean(where, exam, problems)
+    problems.extend(f"{where}: field {p.field}: {p.message}" for p in rules.check_exam(exam.rule_fields()))
+
+    codes: list[ProcedureCode] = []
+    raw_codes = data.get("codes")
+    if not isinstance(raw_codes, list):
+        problems.append(f"{where}: field codes: must be a list.")
+        raw_codes = []
+    for i, c in enumerate(raw_codes):
+        cw = f"{where}: code #{i + 1}"
+        if _check_keys(cw, c, _CODE_KEYS, _CODE_KEYS, problems):
+            code = ProcedureCode(exam_id=exam.id, order=i, **c)
+            _clean(cw, code, problems, exclude=["exam"])
+            codes.append(code)
+    problems.extend(f"{where}: field {p.field}: {p.message}" for p in rules.check_codes(
+        [{"code": c.code, "scheme": c.scheme, "display": c.display} for c in codes]))
+
+    series: list[SeriesProtocol] = []
+    raw_series = data.get("series")
+    if not isinstance(raw_series, list):
+        problems.append(f"{where}: field series: must be a list.")
+        raw_series = []
+    for i, s in enumerate(raw_series):
+        sw = f"{where}: series #{i + 1}"
+        if _check_keys(sw, s, _SERIES_KEYS, _SERIES_REQUIRED, problems):
+            values = {k: v for k, v in s.items() if k in _SERIES_KEYS}
+            values["instance_count"] = values.pop("instances")
+            for key in ("plane", "sequence_name", "weighting", "contrast_phase", "kernel", "view_position",
+                        "image_laterality", "role"):
+                if values.get(key) is None:
+                    values.pop(key, None)
+            values["slice_thickness_mm"] = _decimal(values.get("slice_thickness_mm"))
+            proto = SeriesProtocol(exam_id=exam.id, **values)
+            _clean(sw, proto, problems, exclude=["exam"])
+            series.append(proto)
+    problems.extend(f"{where}: field {p.field}: {p.message}" for p in rules.check_series(
+        exam.modality, [_series_rule_view(s) for s in series]))
+    return _ParsedExam(exam, codes, series)
+
+
+def _series_rule_view(s: SeriesProtocol) -> dict:
+    return {"number": s.number, "instance_count": s.instance_count, "sequence_name": s.sequence_name,
+            "weighting": s.weighting}
+
+
+def _parse_indication(index: int, data: dict, problems: list[str]) -> Indication | None:
+    where = f"indication #{index + 1}"
+    if isinstance(data, dict) and data.get("icd10"):
+        where += f" ({data.get('icd10')})"
+    if not _check_keys(where, data, _INDICATION_KEYS, {"text", "icd10"}, problems):
+        return None
+    values = {k: ("" if v is None and k in {"body_part", "modality", "laterality", "sex"} else v)
+              for k, v in data.items() if k in _INDICATION_KEYS}
+    ind = Indication(**values)
+    _clean(where, ind, problems)
+    return ind
+
+
+def parse_catalog(document: Any) -> tuple[list[_ParsedExam], list[Indication]]:
+    """Validate a decoded catalog document; raises :class:`CatalogError` listing every problem."""
+    problems: list[str] = []
+    if not isinstance(document, dict):
+        raise CatalogError([f"the file must contain a JSON object, got {type(document).__name__}."])
+    if document.get("format") != FORMAT:
+        problems.append(f"format: expected {FORMAT!r}, got {document.get('format')!r}.")
+    if document.get("version") != VERSION:
+        problems.append(f"version: this Yeeter reads catalog version {VERSION}, got {document.get('version')!r}.")
+    for key in sorted(set(document) - {"format", "version", "exams", "indications", "exported_at"}):
+        problems.append(f"{key}: unknown top-level field.")
+    raw_exams = document.get("exams")
+    if not isinstance(raw_exams, list):
+        problems.append("exams: must be a list.")
+        raw_exams = []
+    raw_indications = document.get("indications", [])
+    if not isinstance(raw_indications, list):
+        problems.append("indications: must be a list.")
+        raw_indications = []
+    exams = [p for i, e in enumerate(raw_exams) if (p := _parse_exam(i, e, problems)) is not None]
+    ids = [p.exam.id for p in exams]
+    for dup in sorted({i for i in ids if ids.count(i) > 1}):
+        problems.append(f"exam {dup}: the id appears more than once.")
+    indications = [p for i, d in enumerate(raw_indications) if (p := _parse_indication(i, d, problems)) is not None]
+    keys = [(i.icd10, i.text) for i in indications]
+    for dup in sorted({k for k in keys if keys.count(k) > 1}):
+        problems.append(f"indication {dup[0]} {dup[1]!r}: listed more than once.")
+    if problems:
+        raise CatalogError(problems)
+    return exams, indications
+
+
+def read_catalog_file(path: Path) -> Any:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CatalogError([f"{path}: cannot read the file ({exc.strerror or exc})."]) from None
+    except UnicodeDecodeError:
+        raise CatalogError([f"{path}: the file is not UTF-8 text."]) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CatalogError([f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}."]) from None
+
+
+def load_catalog(document: Any, *, replace: bool = False) -> LoadResult:
+    """Load a catalog document into the database, all or nothing.
+
+    Without ``replace`` the file's exams and indications are created or updated in place (their codes
+    and series replaced by the file's) and everything else is kept; loading the same file twice leaves
+    the same catalog. With ``replace`` the catalog becomes exactly the file.
+    """
+    exams, indications = parse_catalog(document)
+    with transaction.atomic():
+        existing = set(ExamSpec.objects.values_list("id", flat=True))
+        file_ids = {p.exam.id for p in exams}
+        deleted = 0
+        ind_deleted = 0
+        if replace:
+            deleted = len(existing - file_ids)
+            ExamSpec.objects.exclude(id__in=file_ids).delete()
+        ProcedureCode.objects.filter(exam_id__in=file_ids).delete()
+        SeriesProtocol.objects.filter(exam_id__in=file_ids).delete()
+        to_update = [p.exam for p in exams if p.exam.id in existing]
+        to_create = [p.exam for p in exams if p.exam.id not in existing]
+        ExamSpec.objects.bulk_create(to_create)
+        if to_update:
+            fields = [f.name for f in ExamSpec._meta.concrete_fields if not f.primary_key and f.name != "created_at"]
+            for exam in to_update:
+                exam.save(update_fields=fields)  # save() so auto_now moves updated_at
+        ProcedureCode.objects.bulk_create([c for p in exams for c in p.codes])
+        SeriesProtocol.objects.bulk_create([s for p in exams for s in p.series])
+
+        current = {(i.icd10, i.text): i.pk for i in Indication.objects.only("pk", "icd10", "text")}
+        new_keys = {(i.icd10, i.text) for i in indications}
+        if replace:
+            stale = [pk for key, pk in current.items() if key not in new_keys]
+            ind_deleted = len(stale)
+            Indication.objects.filter(pk__in=stale).delete()
+        ind_update = []
+        for ind in indications:
+            ind.pk = current.get((ind.icd10, ind.text))
+            if ind.pk is not None:
+                ind_update.append(ind)
+        Indication.objects.bulk_create([i for i in indications if i.pk is None])
+        if ind_update:
+            Indication.objects.bulk_update(
+                ind_update, ["body_part", "modality", "laterality", "min_age", "max_age", "sex", "weight", "active"]
+            )
+    return LoadResult(len(to_create), len(to_update), deleted,
+                      len(indications) - len(ind_update), len(ind_update), ind_deleted)
+
+
+def _num(value: Decimal | None) -> float | int | None:
+    if value is None:
+        return None
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def dump_catalog() -> dict:
+    """The whole catalog as a version-1 document (exams by id, codes and series in order)."""
+    exams = ExamSpec.objects.prefetch_related("codes", "series").order_by("id")
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "exams": [
+            {
+                "id": e.id, "name": e.name, "description": e.description, "modality": e.modality,
+                "body_part": e.body_part, "laterality": e.laterality, "care_settings": e.care_settings,
+                "weight": e.weight, "min_age": e.min_age, "max_age": e.max_age, "required_sex": e.required_sex,
+                "contrast": e.contrast, "contrast_agent": e.contrast_agent,
+                "contrast_volume_ml": _num(e.contrast_volume_ml),
+                "estimated_duration_min": e.estimated_duration_min, "active": e.active,
+                "codes": [{"code": c.code, "scheme": c.scheme, "display": c.display} for c in e.codes.all()],
+                "series": [
+                    {"number": s.number, "description": s.description, "protocol_name": s.protocol_name,
+                     "instances": s.instance_count, "role": s.role, "plane": s.plane,
+                     "sequence_name": s.sequence_name, "weighting": s.weighting, "fat_sat": s.fat_sat,
+                     "slice_thickness_mm": _num(s.slice_thickness_mm), "kvp": s.kvp,
+                     "contrast_phase": s.contrast_phase, "kernel": s.kernel, "view_position": s.view_position,
+                     "image_laterality": s.image_laterality}
+                    for s in e.series.all()
+                ],
+            }
+            for e in exams
+        ],
+        "indications": [
+            {"text": i.text, "icd10": i.icd10, "body_part": i.body_part, "modality": i.modality,
+             "laterality": i.laterality, "min_age": i.min_age, "max_age": i.max_age, "sex": i.sex,
+             "weight": i.weight, "active": i.active}
+            for i in Indication.objects.order_by("icd10", "text")
+        ],
+    }
