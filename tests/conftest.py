@@ -27,3 +27,13 @@ def require_binary(name: str) -> str:
         package = {"dciodvfy": "dicom3tools", "chromium": "chromium"}.get(name, "dcmtk")
         pytest.skip(f"{name} is not installed (Debian package {package}; .ci/run installs it)")
     return path
+
+
+@pytest.fixture
+def catalog(db):
+    """The small test catalog of tests/exams/documents.py loaded into the test database."""
+    from exams.catalog_io import load_catalog
+    from tests.exams.documents import small_catalog
+
+    load_catalog(small_catalog())
+    return small_catalog()

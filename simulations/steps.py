@@ -1,0 +1,269 @@
+"""The scenario step format (EXAMGEN-4.0) and its validation.
+
+A scenario is a JSON list of steps such as::
+
+    {"step_type": "GENERATE_HL7", "exam_id": "MR-KNEE-RIGHT-WO", "indication": "...", "wait_after": 0}
+
+:func:`parse_steps` checks the shape of every step (types, fields, order dependencies) without the
+database; :func:`check_catalog_references` then resolves exam ids, CPT codes and filters against the
+catalog. Every problem names the step (1-based, with its type) and the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class StepType(StrEnum):
+    REGISTER_PATIENT = "REGISTER_PATIENT"  # ADT^A04 / ADT^A01
+    GENERATE_HL7 = "GENERATE_HL7"  # bind the exam, build ORM^O01 NW
+    SEND_HL7 = "SEND_HL7"  # send the ORM over MLLP
+    SEND_DMWL = "SEND_DMWL"  # publish the worklist item, verify by C-FIND
+    MPPS_IN_PROGRESS = "MPPS_IN_PROGRESS"
+    GENERATE_DICOM = "GENERATE_DICOM"
+    SEND_DICOM = "SEND_DICOM"
+    STORAGE_COMMIT = "STORAGE_COMMIT"
+    MPPS_COMPLETED = "MPPS_COMPLETED"
+    SEND_REPORT = "SEND_REPORT"  # ORU^R01
+    CANCEL_ORDER = "CANCEL_ORDER"  # ORM^O01 CA
+    WAIT = "WAIT"
+
+
+# Which endpoint kind each network step talks to (None: no network).
+STEP_ENDPOINT_KIND: dict[StepType, str | None] = {
+    StepType.REGISTER_PATIENT: "hl7",
+    StepType.GENERATE_HL7: None,
+    StepType.SEND_HL7: "hl7",
+    StepType.SEND_DMWL: "mwl",
+    StepType.MPPS_IN_PROGRESS: "mpps",
+    StepType.GENERATE_DICOM: None,
+    StepType.SEND_DICOM: "storage",
+    StepType.STORAGE_COMMIT: "commitment",
+    StepType.MPPS_COMPLETED: "mpps",
+    StepType.SEND_REPORT: "hl7",
+    StepType.CANCEL_ORDER: "hl7",
+    StepType.WAIT: None,
+}
+
+_COMMON = {"step_type": str, "wait_after": (int, float), "name": str}
+_SELECT = {"exam_id": str, "cpt_code": str, "modality": str, "body_part": str, "setting": str, "laterality": str}
+_FIELDS: dict[StepType, dict[str, Any]] = {
+    StepType.REGISTER_PATIENT: {"endpoint": str},
+    StepType.GENERATE_HL7: {**_SELECT, "indication": (str, dict), "priority": str, "station_ae_title": str,
+                            "sex": str, "age": int},
+    StepType.SEND_HL7: {"endpoint": str},
+    StepType.SEND_DMWL: {"endpoint": str, "verify": bool},
+    StepType.MPPS_IN_PROGRESS: {"endpoint": str},
+    StepType.GENERATE_DICOM: {"max_instances_per_series": int, "transfer_syntax": str, "referring_physician": str},
+    StepType.SEND_DICOM: {"endpoint": str, "associations": int},
+    StepType.STORAGE_COMMIT: {"endpoint": str, "timeout": (int, float)},
+    StepType.MPPS_COMPLETED: {"endpoint": str, "status": str},
+    StepType.SEND_REPORT: {"endpoint": str},
+    StepType.CANCEL_ORDER: {"endpoint": str},
+    StepType.WAIT: {"seconds": (int, float)},
+}
+
+# A step needs an earlier step of one of these types; the message is what the user reads.
+_REQUIRES: dict[StepType, tuple[tuple[StepType, ...], str]] = {
+    StepType.GENERATE_DICOM: ((StepType.GENERATE_HL7,),
+                              "DICOM generation requires ExamSpec in run_context. Ensure a GENERATE_HL7 step runs "
+                              "before GENERATE_DICOM."),
+    StepType.SEND_HL7: ((StepType.GENERATE_HL7,), "SEND_HL7 sends the order built by GENERATE_HL7: put a "
+                                                  "GENERATE_HL7 step before it."),
+    StepType.SEND_DMWL: ((StepType.GENERATE_HL7,), "The worklist entry is built from the order's ExamSpec: put a "
+                                                   "GENERATE_HL7 step before SEND_DMWL."),
+    StepType.MPPS_IN_PROGRESS: ((StepType.GENERATE_HL7,), "MPPS needs the order's ExamSpec: put a GENERATE_HL7 step "
+                                                          "before MPPS_IN_PROGRESS."),
+    StepType.SEND_DICOM: ((StepType.GENERATE_DICOM,), "SEND_DICOM sends the study GENERATE_DICOM wrote: put a "
+                                                      "GENERATE_DICOM step before it."),
+    StepType.STORAGE_COMMIT: ((StepType.SEND_DICOM,), "Storage commitment asks about instances sent: put a "
+                                                      "SEND_DICOM step before STORAGE_COMMIT."),
+    StepType.MPPS_COMPLETED: ((StepType.MPPS_IN_PROGRESS,), "MPPS_COMPLETED sets the step MPPS_IN_PROGRESS created: "
+                                                            "put an MPPS_IN_PROGRESS step before it."),
+    StepType.SEND_REPORT: ((StepType.GENERATE_HL7,), "The report is about the order's exam: put a GENERATE_HL7 "
+                                                     "step before SEND_REPORT."),
+    StepType.CANCEL_ORDER: ((StepType.GENERATE_HL7,), "CANCEL_ORDER cancels the order GENERATE_HL7 built: put a "
+                                                      "GENERATE_HL7 step before it."),
+}
+
+TEMPLATE_MESSAGE = ("the template-based step format is gone: steps no longer name an HL7 template. Select the exam "
+                    "instead with \"exam_id\" (e.g. \"MR-KNEE-RIGHT-WO\"), \"cpt_code\" (e.g. \"73721\"), or "
+                    "weighted-random filters \"modality\", \"body_part\", \"setting\", \"laterality\"; the HL7 "
+                    "order, worklist entry and DICOM study are all built from that exam.")
+
+MPPS_FINAL_STATUSES = ("COMPLETED", "DISCONTINUED")
+TRANSFER_SYNTAXES = ("explicit", "rle", "jpegls")
+
+
+class ScenarioError(ValueError):
+    """The scenario cannot run; ``problems`` names each step and field at fault."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("The scenario is not valid: " + " ".join(problems))
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int  # 0-based position in the scenario
+    type: StepType
+    params: dict = field(default_factory=dict)
+    wait_after: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return f"step {self.index + 1} ({self.type.value})"
+
+    @property
+    def endpoint_kind(self) -> str | None:
+        return STEP_ENDPOINT_KIND[self.type]
+
+    @property
+    def selects_by(self) -> str:
+        """The spec's priority: exam_id, then cpt_code, then weighted random with filters."""
+        if "exam_id" in self.params:
+            return "exam_id"
+        if "cpt_code" in self.params:
+            return "cpt_code"
+        return "weighted_random"
+
+
+def _type_name(t: Any) -> str:
+    names = {str: "a string", int: "a whole number", bool: "true or false", dict: "an object",
+             (int, float): "a number", (str, dict): "a string or an object"}
+    return names.get(t, str(t))
+
+
+def _is(value: Any, expected: Any) -> bool:
+    if isinstance(value, bool) and expected is not bool and expected != (bool,):
+        return False  # JSON true is not a number
+    return isinstance(value, expected)
+
+
+def parse_steps(raw: Any) -> list[Step]:
+    """Check the shape of a scenario's steps; raises :class:`ScenarioError` listing every problem."""
+    if not isinstance(raw, list):
+        raise ScenarioError([f"steps must be a list of step objects, got {type(raw).__name__}."])
+    if not raw:
+        raise ScenarioError(["the scenario has no steps."])
+    problems: list[str] = []
+    steps: list[Step] = []
+    seen: set[StepType] = set()
+    for index, item in enumerate(raw):
+        where = f"step {index + 1}"
+        if not isinstance(item, dict):
+            problems.append(f"{where}: must be an object with a step_type, got {type(item).__name__}.")
+            continue
+        if "template" in item:
+            problems.append(f"{where}: field template: {TEMPLATE_MESSAGE}")
+            continue
+        raw_type = item.get("step_type")
+        try:
+            step_type = StepType(raw_type)
+        except ValueError:
+            problems.append(f"{where}: field step_type: unknown step type {raw_type!r}; use one of "
+                            f"{', '.join(t.value for t in StepType)}.")
+            continue
+        where = f"step {index + 1} ({step_type.value})"
+        allowed = {**_COMMON, **_FIELDS[step_type]}
+        params: dict[str, Any] = {}
+        for key, value in item.items():
+            if key not in allowed:
+                problems.append(f"{where}: field {key}: not a field of {step_type.value} (allowed: "
+                                f"{', '.join(sorted(k for k in allowed if k != 'step_type'))}).")
+            elif not _is(value, allowed[key]):
+                problems.append(f"{where}: field {key}: must be {_type_name(allowed[key])}, got {value!r}.")
+            elif key not in _COMMON:
+                params[key] = value
+        wait_after = item.get("wait_after", 0)
+        if _is(wait_after, (int, float)) and not 0 <= wait_after <= 86400:
+            problems.append(f"{where}: field wait_after: must be between 0 and 86400 seconds, got {wait_after}.")
+        problems.extend(_check_values(where, step_type, params))
+        if step_type in _REQUIRES:
+            needs, message = _REQUIRES[step_type]
+            if not seen.intersection(needs):
+                problems.append(f"{where}: {message}")
+        if step_type == StepType.GENERATE_HL7 and StepType.GENERATE_HL7 in seen:
+            problems.append(f"{where}: a patient story has one order: only one GENERATE_HL7 step is allowed.")
+        seen.add(step_type)
+        steps.append(Step(index, step_type, params, float(wait_after) if _is(wait_after, (int, float)) else 0.0))
+    if problems:
+        raise ScenarioError(problems)
+    return steps
+
+
+def _check_values(where: str, step_type: StepType, params: dict) -> list[str]:
+    from generators import terms
+
+    problems: list[str] = []
+    if "modality" in params and params["modality"] not in {m.value for m in terms.Modality}:
+        problems.append(f"{where}: field modality: unknown modality {params['modality']!r}; use one of "
+                        f"{', '.join(m.value for m in terms.Modality)}.")
+    if "body_part" in params and params["body_part"] not in terms.BODY_PARTS:
+        problems.append(f"{where}: field body_part: unknown body part {params['body_part']!r}.")
+    if "setting" in params and params["setting"] not in {s.value for s in terms.CareSetting}:
+        problems.append(f"{where}: field setting: use outpatient, inpatient or emergency, got {params['setting']!r}.")
+    if "laterality" in params and params["laterality"] not in {"R", "L", "B", ""}:
+        problems.append(f"{where}: field laterality: use R, L, B or empty, got {params['laterality']!r}.")
+    if "sex" in params and params["sex"] not in {"F", "M"}:
+        problems.append(f"{where}: field sex: use F or M, got {params['sex']!r}.")
+    if "age" in params and not 0 <= params["age"] <= 120:
+        problems.append(f"{where}: field age: must be from 0 to 120, got {params['age']}.")
+    if "priority" in params and params["priority"] not in {p.name for p in terms.Priority}:
+        problems.append(f"{where}: field priority: use STAT, ASAP or ROUTINE, got {params['priority']!r}.")
+    if isinstance(params.get("indication"), dict):
+        ind = params["indication"]
+        if set(ind) != {"text", "icd10"} or not all(isinstance(v, str) and v for v in ind.values()):
+            problems.append(f"{where}: field indication: an object needs exactly \"text\" and \"icd10\" strings.")
+    if "status" in params and params["status"] not in MPPS_FINAL_STATUSES:
+        problems.append(f"{where}: field status: use COMPLETED or DISCONTINUED, got {params['status']!r}.")
+    if "transfer_syntax" in params and params["transfer_syntax"] not in TRANSFER_SYNTAXES:
+        problems.append(f"{where}: field transfer_syntax: use one of {', '.join(TRANSFER_SYNTAXES)}, got "
+                        f"{params['transfer_syntax']!r}.")
+    for key, low, high in (("max_instances_per_series", 1, 5000), ("associations", 1, 16), ("seconds", 0, 86400),
+                           ("timeout", 1, 3600)):
+        if key in params and not low <= params[key] <= high:
+            problems.append(f"{where}: field {key}: must be from {low} to {high}, got {params[key]}.")
+    if "station_ae_title" in params and not 0 < len(params["station_ae_title"]) <= 16:
+        problems.append(f"{where}: field station_ae_title: an AE title has 1 to 16 characters.")
+    return problems
+
+
+def check_catalog_references(steps: list[Step]) -> list[str]:
+    """Resolve exam ids, CPT codes and filters against the catalog (a few queries per GENERATE_HL7 step)."""
+    from exams.errors import CatalogLookupError
+    from exams.factory import ExamFactory, ExamFilters, InvalidFilter
+    from exams.models import ExamSpec
+
+    problems: list[str] = []
+    factory = ExamFactory()
+    for step in steps:
+        if step.type != StepType.GENERATE_HL7:
+            continue
+        p = step.params
+        try:
+            if "exam_id" in p or "cpt_code" in p:
+                exam = (factory.get_exam_by_id(p["exam_id"]) if "exam_id" in p
+                        else factory.get_exam_by_cpt_code(p["cpt_code"]))
+                if p.get("sex") and exam.required_sex and p["sex"] != exam.required_sex:
+                    problems.append(f"{step.label}: field sex: exam {exam.id} requires sex={exam.required_sex}, "
+                                    f"but the step pins sex={p['sex']}.")
+                if "age" in p and ((exam.min_age is not None and p["age"] < exam.min_age)
+                                   or (exam.max_age is not None and p["age"] > exam.max_age)):
+                    problems.append(f"{step.label}: field age: exam {exam.id} accepts ages "
+                                    f"{exam.min_age or 0}-{exam.max_age or 'any'}, but the step pins age={p['age']}.")
+            else:
+                filters = ExamFilters(modality=p.get("modality"), body_part=p.get("body_part"),
+                                      setting=p.get("setting"), laterality=p.get("laterality"),
+                                      patient_age=p.get("age"), patient_sex=p.get("sex"))
+                if not ExamSpec.objects.filter(filters.q(), weight__gt=0).exists():
+                    shown = ", ".join(f"{k}={v}" for k, v in filters.as_dict().items()) or "no filters"
+                    problems.append(f"{step.label}: no active exam in the catalog matches {shown}.")
+        except InvalidFilter as exc:
+            problems.append(f"{step.label}: field {exc.field}: {exc.message}")
+        except CatalogLookupError as exc:
+            field_name = "exam_id" if "exam_id" in p else "cpt_code"
+            problems.append(f"{step.label}: field {field_name}: {exc.message}")
+    return problems
