@@ -55,10 +55,11 @@ def mint_order(
 ) -> Order:
     """Mint the identity set of one order for ``exam`` and ``patient``.
 
-    Accession numbers are 16 characters at most (DICOM SH), requested procedure and SPS IDs
-    derive from it (IHE RAD TF-2 4.4: one requested procedure per order here, one SPS per
-    requested procedure), placer/filler order numbers are distinct from the accession as in a
-    real RIS. ``now`` is the order time; the step is scheduled ``schedule_delay`` later (default:
+    Accession numbers are 16 characters (DICOM SH): ``A`` and 15 digits drawn from ``rng``, so the
+    same seed gives the same accession on any day and distinct seeds collide with negligible
+    probability (about 5e-4 over a million orders). Requested procedure and SPS IDs derive from it
+    (IHE RAD TF-2 4.4: one requested procedure per order here, one SPS per requested procedure);
+    placer/filler order numbers are distinct from the accession as in a real RIS. ``now`` is the order time; the step is scheduled ``schedule_delay`` later (default:
     immediately, which is what a simulator driving a modality wants).
     """
     if setting is None:
@@ -66,8 +67,8 @@ def mint_order(
     if priority is None:
         choices, weights = _PRIORITY_WEIGHTS[setting]
         priority = rng.choices(choices, weights)[0]
-    stamp = now.strftime("%y%m%d")
-    accession = f"A{stamp}{_digits(rng, 7)}"  # 14 chars
+    digits = _digits(rng, 15)
+    accession = f"A{digits}"
     return Order(
         patient=patient,
         exam=exam,
@@ -77,8 +78,8 @@ def mint_order(
         accession_number=accession,
         placer_order_number=f"P{_digits(rng, 9)}",
         filler_order_number=f"F{_digits(rng, 9)}",
-        requested_procedure_id=f"RP{accession[1:]}",
-        sps_id=f"SPS{accession[1:]}",
+        requested_procedure_id=f"RP{digits[1:]}",
+        sps_id=f"SPS{digits[2:]}",
         study_instance_uid=new_uid(rng),
         visit_number=f"V{_digits(rng, 9)}",
         ordered_at=now,
