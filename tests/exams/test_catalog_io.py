@@ -132,3 +132,19 @@ def test_the_command_reports_unreadable_and_invalid_files_as_command_errors(tmp_
     wrong.write_text("[1, 2]")
     with pytest.raises(CommandError, match="must contain a JSON object"):
         call_command("load_catalog", str(wrong), verbosity=0)
+
+
+def test_the_shipped_catalog_loads_with_80_active_exams_and_round_trips():
+    from exams.catalog_io import SHIPPED_CATALOG, read_catalog_file
+
+    load_catalog(read_catalog_file(SHIPPED_CATALOG))
+    assert ExamSpec.objects.filter(active=True).count() >= 80
+    assert Indication.objects.count() >= 150
+    dumped = dump_catalog()
+    ExamSpec.objects.all().delete()
+    Indication.objects.all().delete()
+    load_catalog(dumped)
+    assert dump_catalog() == dumped
+    # and every exam converts to the generator-side view
+    from exams.factory import with_details
+    assert all(e.to_info().primary_code.scheme == "C4" for e in with_details(ExamSpec.objects.all()))
