@@ -1,0 +1,519 @@
+"""HL7 v2 MLLP listener (receiving side): asyncio server that acknowledges and records every message.
+
+Framing is HL7 v2.5.1 Appendix C (``VT message FS CR``); every block received is answered with an
+original-mode acknowledgment (chapter 2.9.2): ``AA`` when the MSH can be read, ``AE`` with an ERR
+segment (2.15.5) when it cannot. The ACK's MSH swaps the sender's and receiver's application and
+facility, carries ``ACK^<trigger>^ACK`` in MSH-9 and the incoming MSH-11/MSH-12, and MSA-2 echoes
+the incoming MSH-10.
+
+The hot path reads only the MSH (:func:`~simulations.transport.mllp.parse_msh`) and builds the ACK
+with string formatting: a receiver that ran a full HL7 parse per message would be the bottleneck of
+every simulation run. It is tolerant where a sender may be sloppy (bytes between blocks are skipped,
+FS without CR is accepted) and bounded where a peer may be hostile (oversize blocks close that one
+connection, idle connections time out, a slow reader pauses reading until it drains its ACKs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Self
+
+from simulations.transport.mllp import DEFAULT_MAX_MESSAGE_BYTES, Msh, parse_msh, preview
+
+logger = logging.getLogger(__name__)
+
+_VT = b"\x0b"
+_FS = b"\x1c"
+_END = b"\x1c\x0d"
+_BETWEEN_BLOCKS = b"\r\n"  # the CR of an FS CR split across reads, LF from sloppy senders
+
+# HL7 table 0357 message error condition codes used in ERR-3.
+ERR_SEGMENT_SEQUENCE = ("100", "Segment sequence error")
+ERR_REQUIRED_FIELD_MISSING = ("101", "Required field missing")
+ERR_DATA_TYPE = ("102", "Data type error")
+
+# MSH-18 character set names (HL7 table 0211) a sender may declare, as Python codec names.
+_CHARSETS = {
+    "ASCII": "ascii",
+    "8859/1": "latin-1",
+    "8859/2": "iso8859-2",
+    "8859/15": "iso8859-15",
+    "UNICODE UTF-8": "utf-8",
+    "UTF-8": "utf-8",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """One message the listener received, with what it answered (``ack_code`` AA or AE)."""
+
+    raw: str
+    peer: str
+    received_at: datetime
+    control_id: str
+    message_type: str
+    ack_code: str
+    error: str = ""
+
+
+def escape(text: str, separator: str = "|", encoding_characters: str = "^~\\&") -> str:
+    """Escape ``text`` for a field value (HL7 v2.5.1 section 2.7: ``\\F\\ \\S\\ \\R\\ \\E\\ \\T\\``)."""
+    component, repetition, escape_char, subcomponent = encoding_characters[:4]
+    out = text.replace(escape_char, f"{escape_char}E{escape_char}")
+    for char, code in ((separator, "F"), (component, "S"), (repetition, "R"), (subcomponent, "T")):
+        out = out.replace(char, f"{escape_char}{code}{escape_char}")
+    return out.replace("\r", " ").replace("\n", " ")
+
+
+class _Clock:
+    """MSH-7 timestamps and unique ACK control ids (MSH-10), formatted once per second not per message."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._stamp = ""
+        self._prefix = f"Y{int(time.time()) & 0xFFFFFFF:07X}"  # distinct across listener restarts
+        self._counter = 0
+
+    def stamp(self) -> str:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._stamp = time.strftime("%Y%m%d%H%M%S%z", time.localtime(now))
+        return self._stamp
+
+    def next_id(self) -> str:
+        self._counter += 1
+        return f"{self._prefix}{self._counter}"  # <= 20 characters, the MSH-10 length of v2.5.1
+
+
+class MllpServer:
+    """asyncio MLLP listener (HL7 v2.5.1 Appendix C framing, chapter 2.9 original-mode ACKs).
+
+    ``on_message`` runs on the listener's event loop for every message, after the ACK is queued;
+    it must not block, and its exceptions are logged without affecting the connection. The last
+    ``history`` messages are kept for :attr:`messages`.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        on_message: Callable[[ReceivedMessage], None] | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        idle_timeout: float | None = 300.0,
+        history: int = 1000,
+        encoding: str = "utf-8",
+        application: str = "YEETER",
+        facility: str = "YEETER",
+        backlog: int = 128,
+    ) -> None:
+        self.host = host
+        self._port = port
+        self.on_message = on_message
+        self.max_message_bytes = max_message_bytes
+        self.idle_timeout = idle_timeout
+        self.encoding = encoding
+        self.application = application
+        self.facility = facility
+        self.backlog = backlog
+        self.received_count = 0
+        self.connections_accepted = 0
+        self._messages: collections.deque[ReceivedMessage] = collections.deque(maxlen=history)
+        self._server: asyncio.Server | None = None
+        self._connections: set[_Connection] = set()
+        self._stopping = False
+        self._clock = _Clock()
+
+    @property
+    def port(self) -> int:
+        """The bound port (the OS-chosen one after ``start`` when constructed with port 0)."""
+        return self._port
+
+    @property
+    def messages(self) -> list[ReceivedMessage]:
+        """A snapshot of the stored messages, oldest first (safe to call from any thread)."""
+        return list(self._messages)
+
+    async def start(self) -> None:
+        """Bind and start accepting connections."""
+        loop = asyncio.get_running_loop()
+        self._stopping = False
+        self._server = await loop.create_server(
+            lambda: _Connection(self), self.host, self._port, backlog=self.backlog, reuse_address=True
+        )
+        self._port = self._server.sockets[0].getsockname()[1]
+        logger.info("MLLP listener on %s:%d", self.host, self._port)
+
+    async def stop(self) -> None:
+        """Stop accepting, close every open connection and wait until the server is closed."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping = True
+        # Stop accepting first, then let sockets accepted a moment ago become transports before
+        # closing the server: CPython 3.12's Server._attach asserts the server is still open, so a
+        # socket accepted just before close() would otherwise be dropped unclosed, its client left
+        # hanging. Those late connections see _stopping in connection_made and close themselves.
+        loop = asyncio.get_running_loop()
+        for sock in server.sockets:
+            try:
+                loop.remove_reader(sock.fileno())
+            except NotImplementedError:
+                break  # proactor loops accept differently; close() below is all they need
+        for _ in range(4):
+            await asyncio.sleep(0)
+        server.close()
+        for connection in list(self._connections):
+            connection.close()
+        try:
+            async with asyncio.timeout(5.0):
+                await server.wait_closed()
+        except TimeoutError:
+            logger.warning("MLLP listener on %s:%d: connections still open 5 s after stop", self.host, self._port)
+        logger.info("MLLP listener on %s:%d stopped", self.host, self._port)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    def start_in_thread(self, *, timeout: float = 10.0) -> MllpServerThread:
+        """Run this listener on its own event loop in a daemon thread (for ``serve``/``runsim``).
+
+        ``on_message`` then runs in that thread; ``messages`` and ``stop()`` work from any thread.
+        """
+        handle = MllpServerThread(self)
+        handle.start(timeout=timeout)
+        return handle
+
+    def handle_block(self, payload: bytes | bytearray, peer: str) -> bytes:
+        """Acknowledge one received block (without framing) and record it; returns the ACK bytes.
+
+        HL7 v2.5.1 2.9.2 original mode: AA echoing MSH-10 in MSA-2, or AE with ERR-3 (table 0357),
+        ERR-4 severity ``E`` and ERR-8 text when the message cannot be read.
+        """
+        encoding = self.encoding
+        try:
+            text = payload.decode(encoding)
+        except UnicodeDecodeError:
+            text, encoding = self._decode_declared(payload)
+        error: tuple[str, str] | None = None
+        detail = ""
+        try:
+            msh = parse_msh(text)
+        except ValueError as exc:
+            msh = None
+            error = ERR_SEGMENT_SEQUENCE if not text.startswith("MSH") else ERR_DATA_TYPE
+            detail = str(exc)
+        else:
+            if encoding != self.encoding and not self._charset_declared(msh, encoding):
+                error, detail = ERR_DATA_TYPE, f"the message is not valid {self.encoding} and MSH-18 names no charset"
+            elif not msh.message_type or not msh.control_id:
+                missing = "MSH-9 message type" if not msh.message_type else "MSH-10 message control id"
+                error, detail = ERR_REQUIRED_FIELD_MISSING, f"{missing} is empty"
+        if error is None and msh is not None:
+            ack = self._accept(msh)
+            code, control_id, message_type = "AA", msh.control_id, msh.message_type
+        else:
+            control_id = msh.control_id if msh is not None else _salvage_control_id(text)
+            message_type = msh.message_type if msh is not None else ""
+            ack = self._error(msh, control_id, error or ERR_DATA_TYPE, detail)
+            code = "AE"
+            logger.warning("MLLP message from %s answered AE: %s", peer, detail)
+        received = ReceivedMessage(
+            raw=text,
+            peer=peer,
+            received_at=datetime.now(UTC),
+            control_id=control_id,
+            message_type=message_type,
+            ack_code=code,
+            error=detail,
+        )
+        self._messages.append(received)
+        self.received_count += 1
+        if self.on_message is not None:
+            try:
+                self.on_message(received)
+            except Exception:  # a faulty callback must not cost the sender its ACK or its connection
+                logger.exception("MLLP on_message callback failed for message %s", control_id)
+        return ack.encode(encoding, errors="replace")
+
+    def _accept(self, msh: Msh) -> str:
+        sep = msh.field_separator
+        comp = msh.component_separator
+        trigger = msh.trigger_event
+        message_type = f"ACK{comp}{trigger}{comp}ACK" if trigger else "ACK"
+        return (
+            f"MSH{sep}{msh.encoding_characters}{sep}{msh.receiving_application or self.application}"
+            f"{sep}{msh.receiving_facility or self.facility}{sep}{msh.sending_application}{sep}"
+            f"{msh.sending_facility}{sep}{self._clock.stamp()}{sep}{sep}{message_type}{sep}"
+            f"{self._clock.next_id()}{sep}{msh.processing_id or 'P'}{sep}{msh.version or '2.5.1'}\r"
+            f"MSA{sep}AA{sep}{msh.control_id}\r"
+        )
+
+    def _error(self, msh: Msh | None, control_id: str, error: tuple[str, str], detail: str) -> str:
+        if msh is not None:
+            sep, enc = msh.field_separator, msh.encoding_characters
+            trigger = msh.trigger_event
+            header = (
+                f"{msh.receiving_application or self.application}{sep}{msh.receiving_facility or self.facility}"
+                f"{sep}{msh.sending_application}{sep}{msh.sending_facility}"
+            )
+            processing, version = msh.processing_id or "P", msh.version or "2.5.1"
+        else:
+            # The sender's delimiters are unknown or invalid: answer in the standard ones.
+            sep, enc, trigger = "|", "^~\\&", ""
+            header = f"{self.application}{sep}{self.facility}{sep}{sep}"
+            processing, version = "P", "2.5.1"
+            control_id = escape(control_id, sep, enc)
+        comp = enc[0]
+        message_type = f"ACK{comp}{trigger}{comp}ACK" if trigger else "ACK"
+        text = escape(detail, sep, enc)
+        code, name = error
+        return (
+            f"MSH{sep}{enc}{sep}{header}{sep}{self._clock.stamp()}{sep}{sep}{message_type}{sep}"
+            f"{self._clock.next_id()}{sep}{processing}{sep}{version}\r"
+            f"MSA{sep}AE{sep}{control_id}{sep}{text}\r"
+            f"ERR{sep}{sep}{sep}{code}{comp}{name}{comp}HL70357{sep}E{sep}{sep}{sep}{sep}{text}\r"
+        )
+
+    def _decode_declared(self, payload: bytes | bytearray) -> tuple[str, str]:
+        """Decode with the MSH-18 charset when the sender declared one; else latin-1 (never fails)."""
+        latin = payload.decode("latin-1")
+        try:
+            declared = _CHARSETS.get(parse_msh(latin).character_set.upper())
+        except ValueError:
+            declared = None
+        if declared is not None:
+            try:
+                return payload.decode(declared), declared
+            except UnicodeDecodeError:
+                pass
+        return latin, "latin-1"
+
+    @staticmethod
+    def _charset_declared(msh: Msh, encoding: str) -> bool:
+        return _CHARSETS.get(msh.character_set.upper()) == encoding
+
+
+def _salvage_control_id(text: str) -> str:
+    """MSH-10 by plain position when the MSH is too broken to parse; empty when there is none."""
+    if not text.startswith("MSH") or len(text) < 4:
+        return ""
+    fields = text.split("\r", 1)[0].split(text[3])
+    return fields[9].strip() if len(fields) > 9 else ""
+
+
+class _Connection(asyncio.Protocol):
+    """One accepted MLLP connection: finds blocks with ``bytes.find`` and writes the ACKs in one batch."""
+
+    def __init__(self, server: MllpServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.buffer = bytearray()
+        self.scanned = 1  # how much of a pending block was already searched for FS
+        self.last_activity = 0.0
+        self.skipped = 0
+        self.closed = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.idle_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        if self.server._stopping:
+            self.close()
+            return
+        self.server._connections.add(self)
+        self.server.connections_accepted += 1
+        self.loop = loop = asyncio.get_running_loop()
+        self.last_activity = loop.time()
+        if self.server.idle_timeout is not None:
+            self.idle_timer = loop.call_later(self.server.idle_timeout, self._check_idle)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if self.idle_timer is not None and self.loop is not None:
+            self.last_activity = self.loop.time()
+        buffer = self.buffer
+        if buffer:
+            # A block continues: append in place (amortised) rather than concatenating per read,
+            # so a large block trickling in is copied once, not once per chunk.
+            buffer += data
+            data = buffer
+        end_of_data = len(data)
+        pos = 0
+        acks: list[bytes] = []
+        max_bytes = self.server.max_message_bytes
+        while pos < end_of_data:
+            if data[pos] != 0x0B:
+                start = data.find(_VT, pos)
+                self._skip(data, pos, end_of_data if start < 0 else start)
+                if start < 0:
+                    pos = end_of_data
+                    break
+                pos = start
+            end = data.find(_FS, max(pos + 1, pos + self.scanned))
+            if end < 0:
+                if end_of_data - pos - 1 > max_bytes:
+                    self._oversize(end_of_data - pos - 1, acks)
+                    return
+                self.scanned = end_of_data - pos
+                break
+            self.scanned = 1
+            payload = data[pos + 1 : end]
+            restart = payload.rfind(_VT)
+            if restart >= 0:
+                # A sender that gave up on a block and started a new one: the new one counts.
+                self._skip(payload, 0, restart + 1)
+                payload = payload[restart + 1 :]
+            if len(payload) > max_bytes:
+                self._oversize(len(payload), acks)
+                return
+            acks.append(_VT + self.server.handle_block(payload, self.peer) + _END)
+            pos = end + 1
+        if pos >= end_of_data:
+            buffer.clear()
+        elif data is buffer:
+            del buffer[:pos]
+        else:
+            self.buffer = bytearray(data[pos:])
+        if acks:
+            assert self.transport is not None
+            self.transport.write(acks[0] if len(acks) == 1 else b"".join(acks))
+
+    def _skip(self, data: bytes | bytearray, start: int, end: int) -> None:
+        junk = data[start:end]
+        if not junk.strip(_BETWEEN_BLOCKS):
+            return
+        if not self.skipped:
+            logger.warning("MLLP peer %s sent bytes outside a block, skipped: %r", self.peer, preview(junk))
+        self.skipped += len(junk)
+
+    def _oversize(self, size: int, acks: list[bytes]) -> None:
+        logger.warning(
+            "MLLP peer %s sent a block of more than %d bytes (%d so far); closing its connection",
+            self.peer,
+            self.server.max_message_bytes,
+            size,
+        )
+        assert self.transport is not None
+        if acks:
+            self.transport.write(b"".join(acks))  # the complete messages before it still get their ACKs
+        self.buffer.clear()
+        self.close()
+
+    def _check_idle(self) -> None:
+        idle_timeout = self.server.idle_timeout
+        if self.closed or idle_timeout is None:
+            return
+        loop = asyncio.get_running_loop()
+        idle = loop.time() - self.last_activity
+        if idle >= idle_timeout:
+            logger.info("MLLP peer %s idle for %.0f s; closing its connection", self.peer, idle)
+            self.close()
+        else:
+            self.idle_timer = loop.call_later(idle_timeout - idle, self._check_idle)
+
+    def pause_writing(self) -> None:
+        # The peer is not reading its ACKs: stop reading its messages until it catches up.
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+        if self.buffer:
+            logger.info("MLLP peer %s went away mid-block (%d bytes discarded)", self.peer, len(self.buffer))
+            self.buffer.clear()
+        self.server._connections.discard(self)
+
+
+class MllpServerThread:
+    """A listener running on its own event loop in a daemon thread; ``stop()`` from any thread."""
+
+    def __init__(self, server: MllpServer) -> None:
+        self.server = server
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="mllp-listener", daemon=True)
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def messages(self) -> list[ReceivedMessage]:
+        return self.server.messages
+
+    def start(self, *, timeout: float = 10.0) -> None:
+        """Start the thread and wait until the listener is bound (re-raising a bind failure)."""
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"MLLP listener did not start within {timeout} s")
+        if self._error is not None:
+            self._thread.join(timeout)
+            raise self._error
+
+    def _run(self) -> None:
+        # asyncio.run cancels whatever is still pending at the end (an accept in flight) so its
+        # socket is closed rather than leaked with the loop.
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop_requested = asyncio.Event()
+        try:
+            await self.server.start()
+        except BaseException as exc:  # handed to the starting thread, which re-raises it
+            self._error = exc
+            return
+        finally:
+            self._ready.set()
+        await self._stop_requested.wait()
+        await self.server.stop()
+
+    def stop(self, *, timeout: float = 10.0) -> None:
+        """Stop the listener, close its connections and join the thread (idempotent)."""
+        if self._thread.is_alive() and self._loop is not None and self._stop_requested is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._stop_requested.set)
+            except RuntimeError:
+                pass  # the loop closed between the check and the call: already stopped
+        self._thread.join(timeout)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
