@@ -1,0 +1,577 @@
+"""Series-level data sets for the image IODs of PS3.3 Annex A, built from an :class:`Order`.
+
+One function assembles the modules every IOD shares (Patient C.7.1.1, General Study C.7.2.1, Patient
+Study C.7.2.2, General Series C.7.3.1, General Equipment C.7.5.1, General Image C.7.6.1, Image Pixel
+C.7.6.3, SOP Common C.12.1) and one function per modality adds its own modules. Identity comes only
+from the order (the Study Instance UID, accession and patient are never minted here); the
+per-instance elements (:data:`DYNAMIC`) are left out and patched in by :mod:`generators.dicom.writer`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    CTImageStorage,
+    ComputedRadiographyImageStorage,
+    DigitalMammographyXRayImageStorageForPresentation,
+    DigitalXRayImageStorageForPresentation,
+    MRImageStorage,
+    NuclearMedicineImageStorage,
+    UltrasoundImageStorage,
+)
+
+from generators.dicom.pixels import SeriesPixels, series_has_contrast
+from generators.terms import (
+    PAIRED_BODY_PARTS,
+    Laterality,
+    Modality,
+    SeriesRole,
+    Weighting,
+)
+from generators.types import Code, Order, SeriesSpec
+
+SOP_CLASSES: dict[Modality, str] = {
+    Modality.CT: CTImageStorage,
+    Modality.MR: MRImageStorage,
+    Modality.DX: DigitalXRayImageStorageForPresentation,
+    Modality.CR: ComputedRadiographyImageStorage,
+    Modality.US: UltrasoundImageStorage,
+    Modality.MG: DigitalMammographyXRayImageStorageForPresentation,
+    Modality.NM: NuclearMedicineImageStorage,
+}
+
+MANUFACTURER = "YEETER SIMULATED"
+DEFAULT_MODELS: dict[Modality, str] = {
+    Modality.CT: "Yeeter CT 128", Modality.MR: "Yeeter MR 1.5T", Modality.DX: "Yeeter DR 43",
+    Modality.CR: "Yeeter CR Reader", Modality.US: "Yeeter Sono C5", Modality.MG: "Yeeter Mammo 3D",
+    Modality.NM: "Yeeter Dual Head",
+}
+
+# Per-instance elements (tag → VR), patched by the writer; kept out of the series template.
+SOP_INSTANCE_UID = 0x00080018
+INSTANCE_NUMBER = 0x00200013
+IMAGE_POSITION = 0x00200032
+SLICE_LOCATION = 0x00201041
+DETECTOR_INFORMATION = 0x00540022
+PIXEL_DATA = 0x7FE00010
+DYNAMIC: dict[int, str] = {SOP_INSTANCE_UID: "UI", INSTANCE_NUMBER: "IS", IMAGE_POSITION: "DS",
+                           SLICE_LOCATION: "DS", PIXEL_DATA: "OB"}
+NM_DYNAMIC: dict[int, str] = {**DYNAMIC, DETECTOR_INFORMATION: "SQ"}
+
+# SNOMED CT codes for Anatomic Region Sequence (CID 4009/4031) and MG views (CID 4014).
+_ANATOMY: dict[str, tuple[str, str]] = {
+    "CHEST": ("51185008", "Thorax"), "ABDOMEN": ("818981001", "Abdomen"), "PELVIS": ("816092008", "Pelvis"),
+    "HEAD": ("69536005", "Head"), "SKULL": ("89546000", "Skull"), "KNEE": ("72696002", "Knee"),
+    "WRIST": ("74670003", "Wrist joint"), "HAND": ("85562004", "Hand"), "ANKLE": ("70258002", "Ankle joint"),
+    "FOOT": ("56459004", "Foot"), "ELBOW": ("127949000", "Elbow"), "SHOULDER": ("16982005", "Shoulder"),
+    "HIP": ("29836001", "Hip"), "BREAST": ("76752008", "Breast"), "LSPINE": ("122496007", "Lumbar spine"),
+    "CSPINE": ("122494005", "Cervical spine"), "TSPINE": ("122495006", "Thoracic spine"),
+    "FOREARM": ("14975008", "Forearm"), "HUMERUS": ("85050009", "Humerus"), "FEMUR": ("71341001", "Femur"),
+    "LEG": ("30021000", "Lower leg"), "CLAVICLE": ("51299004", "Clavicle"),
+}
+_DX_VIEWS: dict[str, tuple[str, str]] = {
+    "PA": ("399348003", "postero-anterior"), "AP": ("399067008", "antero-posterior"),
+    "LL": ("399173006", "left lateral"), "RL": ("399198007", "right lateral"),
+}
+_MG_VIEWS: dict[str, tuple[str, str]] = {
+    "CC": ("399162004", "cranio-caudal"), "MLO": ("399368009", "medio-lateral oblique"),
+    "ML": ("399260004", "medio-lateral"), "LM": ("399352003", "latero-medial"),
+    "XCCL": ("399192003", "cranio-caudal exaggerated laterally"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesContext:
+    """What one series' header depends on besides the order."""
+
+    spec: SeriesSpec
+    series_instance_uid: str
+    frame_of_reference_uid: str
+    acquired_at: dt.datetime
+    pixels: SeriesPixels
+    manufacturer_model: str | None = None
+
+
+def _da(t: dt.date) -> str:
+    return t.strftime("%Y%m%d")
+
+
+def _tm(t: dt.datetime) -> str:
+    return t.strftime("%H%M%S")
+
+
+def _age(birth: dt.date, on: dt.date) -> str:
+    """Patient's Age (0010,1010) AS at the study date (PS3.5 §6.2 AS: nnnD/W/M/Y)."""
+    years = on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+    if years >= 2:
+        return f"{min(years, 999):03d}Y"
+    days = (on - birth).days
+    return f"{max(days // 30, 0):03d}M" if days >= 60 else f"{max(days, 0):03d}D"
+
+
+def decimal_string(value: float) -> str:
+    """A Decimal String of at most 16 characters without float noise."""
+    text = f"{value:.6f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text[:16]
+
+
+def _code(code_value: str, scheme: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = code_value, scheme, meaning[:64]
+    return item
+
+
+def _procedure_code(code: Code) -> Dataset:
+    return _code(code.code, code.scheme.value, code.display)
+
+
+def _needs_utf8(order: Order) -> bool:
+    texts = [order.patient.name.dicom, order.referring.name.dicom, order.exam.description,
+             order.indication.text, order.facility, order.patient.issuer]
+    texts += [s.description for s in order.exam.series]
+    return any(not t.isascii() for t in texts)
+
+
+def image_type(modality: Modality, spec: SeriesSpec) -> list[str]:
+    """Image Type (0008,0008) per series role (PS3.3 C.7.6.1.1.2 and the modality-specific values)."""
+    if spec.role == SeriesRole.REFORMAT:
+        first = ["DERIVED", "SECONDARY"]
+    elif spec.role == SeriesRole.DERIVED or spec.weighting == Weighting.ADC:
+        first = ["DERIVED", "PRIMARY"]
+    else:
+        first = ["ORIGINAL", "PRIMARY"]
+    if modality == Modality.CT:
+        third = {SeriesRole.LOCALIZER: "LOCALIZER", SeriesRole.REFORMAT: "REFORMATTED"}.get(spec.role, "AXIAL")
+        return [*first, third]
+    if modality == Modality.MR:
+        if spec.role == SeriesRole.LOCALIZER or spec.weighting == Weighting.LOCALIZER:
+            return [*first, "LOCALIZER"]
+        if spec.weighting == Weighting.ADC:
+            return [*first, "ADC"]
+        return [*first, "OTHER"]
+    if modality == Modality.NM:
+        return [*first, "WHOLE BODY", "EMISSION"]
+    if modality == Modality.US:
+        return [*first, "ABDOMINAL"]
+    if modality == Modality.MG:
+        return [*first]
+    return [*first]
+
+
+def series_dataset(order: Order, ctx: SeriesContext, *, now: dt.datetime) -> Dataset:
+    """The series-level data set (everything but the per-instance elements) for ``ctx.spec`` of ``order``."""
+    exam, spec, px = order.exam, ctx.spec, ctx.pixels
+    modality = exam.modality
+    ds = Dataset()
+    if _needs_utf8(order):
+        ds.SpecificCharacterSet = "ISO_IR 192"
+    # SOP Common (C.12.1) and General Image (C.7.6.1)
+    ds.ImageType = image_type(modality, spec)
+    ds.SOPClassUID = SOP_CLASSES[modality]
+    ds.StudyDate, ds.StudyTime = _da(now), _tm(now)
+    ds.SeriesDate, ds.SeriesTime = _da(ctx.acquired_at), _tm(ctx.acquired_at)
+    ds.AcquisitionDate, ds.AcquisitionTime = _da(ctx.acquired_at), _tm(ctx.acquired_at)
+    ds.ContentDate, ds.ContentTime = _da(ctx.acquired_at), _tm(ctx.acquired_at)
+    # General Study (C.7.2.1): identity from the order only
+    ds.AccessionNumber = order.accession_number
+    ds.Modality = modality.value
+    ds.Manufacturer = MANUFACTURER
+    ds.InstitutionName = order.facility
+    ds.ReferringPhysicianName = order.referring.name.dicom
+    ds.StationName = (order.station_name or order.station_ae_title)[:16]
+    ds.StudyDescription = exam.description[:64]
+    ds.ProcedureCodeSequence = Sequence([_procedure_code(exam.primary_code)])
+    ds.SeriesDescription = spec.description[:64]
+    if order.performing is not None:
+        ds.PerformingPhysicianName = order.performing.name.dicom
+    ds.AdmittingDiagnosesDescription = order.indication.text[:64]
+    ds.ManufacturerModelName = ctx.manufacturer_model or DEFAULT_MODELS[modality]
+    # Patient (C.7.1.1) and Patient Study (C.7.2.2)
+    patient = order.patient
+    ds.PatientName = patient.name.dicom
+    ds.PatientID = patient.mrn
+    ds.IssuerOfPatientID = patient.issuer
+    ds.PatientBirthDate = _da(patient.birth_date)
+    ds.PatientSex = patient.sex.value
+    ds.PatientAge = _age(patient.birth_date, now.date())
+    # Contrast/Bolus (C.7.6.4)
+    if modality in (Modality.CT, Modality.MR, Modality.DX, Modality.CR) and series_has_contrast(exam, spec):
+        ds.ContrastBolusAgent = (exam.contrast_agent or "IV contrast")[:64]
+        ds.ContrastBolusRoute = "IV"
+        if exam.contrast_volume_ml is not None:
+            ds.ContrastBolusVolume = decimal_string(exam.contrast_volume_ml)
+    ds.BodyPartExamined = exam.body_part.upper()[:16]
+    ds.ProtocolName = spec.protocol_name[:64]
+    ds.SoftwareVersions = "yeeter 0.1"
+    # Performed procedure (C.7.3.1 General Series, MPPS references)
+    ds.StudyInstanceUID = order.study_instance_uid
+    ds.SeriesInstanceUID = ctx.series_instance_uid
+    ds.StudyID = order.requested_procedure_id[:16]
+    ds.SeriesNumber = spec.number
+    laterality = exam.laterality if exam.body_part.upper() in PAIRED_BODY_PARTS else Laterality.NONE
+    if laterality in (Laterality.LEFT, Laterality.RIGHT) and modality not in (Modality.DX, Modality.MG):
+        # DX and MG carry the side as Image Laterality instead (PS3.3 C.8.11.1: Laterality only when not sent)
+        ds.Laterality = laterality.value
+    ds.PerformedProcedureStepStartDate = _da(now)
+    ds.PerformedProcedureStepStartTime = _tm(now)
+    ds.PerformedProcedureStepID = order.sps_id[:16]
+    ds.PerformedProcedureStepDescription = exam.description[:64]
+    ds.RequestAttributesSequence = Sequence([_request_attributes(order)])
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = px.rows, px.cols
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = px.bits_allocated, px.bits_stored, px.bits_stored - 1
+    ds.PixelRepresentation = int(px.signed)
+    {Modality.CT: _ct, Modality.MR: _mr, Modality.DX: _dx, Modality.CR: _cr, Modality.US: _us,
+     Modality.MG: _mg, Modality.NM: _nm}[modality](ds, order, ctx)
+    return ds
+
+
+def _request_attributes(order: Order) -> Dataset:
+    """Request Attributes Sequence item (C.7.3.1 / Table 10-9): links the instance to the order."""
+    item = Dataset()
+    item.AccessionNumber = order.accession_number
+    item.ReasonForTheRequestedProcedure = order.indication.text[:64]
+    item.RequestedProcedureDescription = order.exam.description[:64]
+    item.RequestedProcedureCodeSequence = Sequence([_procedure_code(order.exam.primary_code)])
+    item.ScheduledProcedureStepDescription = order.exam.description[:64]
+    item.ScheduledProcedureStepID = order.sps_id[:16]
+    item.RequestedProcedureID = order.requested_procedure_id[:16]
+    return item
+
+
+def _plane(ds: Dataset, ctx: SeriesContext, *, spacing_between: bool) -> None:
+    """Frame of Reference (C.7.4.1) and the series-constant part of Image Plane (C.7.6.2)."""
+    geometry = ctx.pixels.geometry
+    assert geometry is not None
+    ds.SliceThickness = decimal_string(geometry.thickness)
+    if spacing_between:
+        ds.SpacingBetweenSlices = decimal_string(geometry.spacing)
+    ds.PatientPosition = "HFS"
+    ds.FrameOfReferenceUID = ctx.frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
+    ds.ImageOrientationPatient = [decimal_string(v) for v in geometry.orientation]
+    ds.PixelSpacing = [decimal_string(geometry.pixel_spacing), decimal_string(geometry.pixel_spacing)]
+
+
+def _voi(ds: Dataset, px: SeriesPixels) -> None:
+    ds.WindowCenter = [decimal_string(v) for v in px.window[0]]
+    ds.WindowWidth = [decimal_string(v) for v in px.window[1]]
+
+
+def _ct(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
+    """CT Image module (C.8.2.1)."""
+    spec, px = ctx.spec, ctx.pixels
+    kvp = spec.kvp or 120
+    localizer = spec.role == SeriesRole.LOCALIZER
+    ds.ScanOptions = "SURVIEW" if localizer else "HELICAL_CT"
+    ds.KVP = decimal_string(kvp)
+    ds.DataCollectionDiameter = "500"
+    ds.ReconstructionDiameter = decimal_string(px.geometry.pixel_spacing * px.cols) if px.geometry else "500"
+    ds.DistanceSourceToDetector = "1040"
+    ds.DistanceSourceToPatient = "570"
+    ds.GantryDetectorTilt = "0"
+    ds.TableHeight = "160"
+    ds.RotationDirection = "CW"
+    ds.ExposureTime = "500" if not localizer else "3000"
+    ds.XRayTubeCurrent = 250 if not localizer else 30
+    ds.Exposure = 125 if not localizer else 90
+    ds.FilterType = "BODY"
+    ds.GeneratorPower = str(kvp * 250 // 1000)
+    ds.FocalSpots = "1.2"
+    ds.ConvolutionKernel = spec.kernel or ("B70f" if localizer else "B30f")
+    _plane(ds, ctx, spacing_between=False)
+    ds.AcquisitionNumber = 1
+    ds.RescaleIntercept, ds.RescaleSlope = decimal_string(px.rescale[0]), decimal_string(px.rescale[1])
+    if not localizer:  # a scout's values are not Hounsfield units
+        ds.RescaleType = "HU"
+    _voi(ds, px)
+
+
+@dataclass(frozen=True, slots=True)
+class MRParams:
+    """Acquisition parameters of an MR series (C.8.3.1)."""
+
+    scanning_sequence: tuple[str, ...]
+    sequence_variant: tuple[str, ...]
+    tr: float
+    te: float
+    flip: float
+    etl: int
+    acquisition: str = "2D"
+    ti: float | None = None
+
+
+def mr_params(spec: SeriesSpec, field_t: float) -> MRParams:
+    """Plausible sequence parameters for the series' named sequence and weighting at ``field_t`` tesla."""
+    seq = spec.sequence_name.upper()
+    w = spec.weighting or Weighting.T1
+    gradient = seq in {"GRE", "FLASH", "SPGR", "VIBE", "LAVA", "THRIVE", "FFE", "SWI", "TOF", "MPRAGE", "BRAVO"}
+    if w == Weighting.FLAIR:
+        return MRParams(("SE", "IR"), ("SK", "SP", "MP"), 9000, 110, 150, 20, ti=2500 if field_t < 2 else 2800)
+    if w == Weighting.STIR:
+        return MRParams(("SE", "IR"), ("SK", "SP", "MP"), 4500, 40, 150, 12, ti=150 if field_t < 2 else 220)
+    if w in (Weighting.DWI, Weighting.ADC):
+        return MRParams(("EP",), ("SK", "SP"), 5000, 80, 90, 1)
+    if w == Weighting.TOF:
+        return MRParams(("GR",), ("SP", "OSP"), 24, 3.6, 18, 1, "3D")
+    if w == Weighting.T2STAR:
+        return MRParams(("GR",), ("SP",), 650, 20, 20, 1)
+    if w == Weighting.LOCALIZER:
+        return MRParams(("GR",), ("SP",), 8.6, 4.0, 20, 1)
+    if seq in {"MPRAGE", "BRAVO"}:
+        return MRParams(("GR", "IR"), ("SK", "SP", "MP"), 2300, 2.9, 9, 1, "3D", ti=900)
+    if gradient:
+        return MRParams(("GR",), ("SP",), 5.0 if w == Weighting.T1 else 40, 2.3 if w == Weighting.T1 else 15,
+                        10 if w == Weighting.T1 else 25, 1, "3D" if seq in {"VIBE", "LAVA", "THRIVE"} else "2D")
+    tse = seq in {"TSE", "FSE", "RARE", "HASTE", "SSFSE"}
+    if w == Weighting.T1:
+        return MRParams(("SE",), ("SK", "SP") if tse else ("SK",), 550, 12, 90, 3 if tse else 1)
+    if w == Weighting.PD:
+        return MRParams(("SE",), ("SK", "SP") if tse else ("SK",), 3000, 30, 90 if not tse else 150, 8 if tse else 1)
+    return MRParams(("SE",), ("SK", "SP") if tse else ("SK",), 4000, 95, 90 if not tse else 150, 16 if tse else 1)
+
+
+def _mr(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
+    """MR Image module (C.8.3.1)."""
+    spec, px = ctx.spec, ctx.pixels
+    field_t = 3.0 if order.exam.body_part.upper() in {"HEAD", "BRAIN", "ORBIT", "KNEE", "PROSTATE"} else 1.5
+    p = mr_params(spec, field_t)
+    ds.ScanningSequence = list(p.scanning_sequence)
+    ds.SequenceVariant = list(p.sequence_variant)
+    options = []
+    if spec.fat_sat:
+        options.append("FS")
+    if "EP" in p.scanning_sequence:
+        options.append("PFP")
+    ds.ScanOptions = options or ""
+    ds.MRAcquisitionType = p.acquisition
+    ds.SequenceName = f"*{(spec.sequence_name or 'se').lower()}{int(p.etl) if p.etl > 1 else ''}"[:16]
+    ds.AngioFlag = "Y" if spec.weighting == Weighting.TOF else "N"
+    _plane(ds, ctx, spacing_between=True)
+    ds.RepetitionTime = decimal_string(p.tr)
+    ds.EchoTime = decimal_string(p.te)
+    if p.ti is not None:
+        ds.InversionTime = decimal_string(p.ti)
+    ds.NumberOfAverages = "1"
+    ds.ImagingFrequency = decimal_string(round(42.577478 * field_t, 6))
+    ds.ImagedNucleus = "1H"
+    ds.EchoNumbers = "1"
+    ds.MagneticFieldStrength = decimal_string(field_t)
+    ds.EchoTrainLength = str(p.etl)
+    ds.PercentSampling = "100"
+    ds.PercentPhaseFieldOfView = "100"
+    ds.PixelBandwidth = "200"
+    ds.ReceiveCoilName = _coil(order.exam.body_part)
+    ds.TransmitCoilName = "Body"
+    ds.AcquisitionMatrix = [0, px.cols, px.rows, 0]
+    ds.InPlanePhaseEncodingDirection = "ROW"
+    ds.FlipAngle = decimal_string(p.flip)
+    ds.PatientPosition = "FFS" if order.exam.body_part.upper() in {"KNEE", "ANKLE", "FOOT", "LEG"} else "HFS"
+    ds.AcquisitionNumber = 1
+    _voi(ds, px)
+
+
+def _coil(body_part: str) -> str:
+    part = body_part.upper()
+    if part in {"HEAD", "BRAIN", "ORBIT", "SINUS"}:
+        return "Head_32"
+    if part in {"KNEE", "ANKLE", "FOOT", "WRIST", "HAND", "ELBOW", "SHOULDER"}:
+        return f"{part.title()}_16"
+    return "Body_18"
+
+
+def _projection_common(ds: Dataset, order: Order, ctx: SeriesContext) -> str:
+    """X-Ray Acquisition Dose (C.8.7.8) fields shared by DX/CR/MG; returns the view's image laterality."""
+    spec = ctx.spec
+    ds.KVP = decimal_string(spec.kvp or (28 if order.exam.modality == Modality.MG else 70))
+    ds.ExposureTime = "20" if order.exam.modality != Modality.MG else "1200"
+    ds.XRayTubeCurrent = 320 if order.exam.modality != Modality.MG else 100
+    ds.Exposure = 6 if order.exam.modality != Modality.MG else 120
+    ds.DistanceSourceToDetector = "1800" if order.exam.body_part.upper() == "CHEST" else "1000"
+    side = spec.image_laterality if spec.image_laterality != Laterality.NONE else order.exam.laterality
+    if side == Laterality.NONE:
+        return "U"
+    return side.value
+
+
+def _orientation(view: str, side: str, modality: Modality) -> list[str]:
+    """Patient Orientation (0020,0020) of a projection image (PS3.3 C.7.6.1.1.1)."""
+    view = view.upper()
+    if modality == Modality.MG:
+        # Right breast: chest wall at the right edge, rows run toward posterior (back-to-back hanging).
+        down = "F" if view in {"MLO", "ML", "LM"} else ("L" if side == "R" else "R")
+        return ["P" if side == "R" else "A", down]
+    if view in {"LL", "RL", "LAT", "LATERAL"}:
+        return ["P", "F"]
+    return ["L", "F"] if view in {"PA", "AP", ""} else ["L", "F"]
+
+
+def _dx(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
+    """DX Series/Anatomy Imaged/Image/Detector/Positioning modules (C.8.11.1-7), For Presentation."""
+    spec, px = ctx.spec, ctx.pixels
+    side = _projection_common(ds, order, ctx)
+    ds.PresentationIntentType = "FOR PRESENTATION"
+    ds.ImageLaterality = side
+    anatomy = _ANATOMY.get(order.exam.body_part.upper())
+    ds.AnatomicRegionSequence = Sequence([_code(anatomy[0], "SCT", anatomy[1])] if anatomy else [])
+    ds.PatientOrientation = _orientation(spec.view_position, side, Modality.DX)
+    ds.ViewPosition = (spec.view_position or "PA").upper()
+    view = _DX_VIEWS.get(ds.ViewPosition)
+    if view:
+        item = _code(view[0], "SCT", view[1])
+        item.ViewModifierCodeSequence = Sequence([])
+        ds.ViewCodeSequence = Sequence([item])
+    ds.PositionerType = "COLUMN" if order.exam.body_part.upper() == "CHEST" else "NONE"
+    _detector(ds, px, "SCINTILLATOR")
+    ds.DerivationDescription = "Processed for presentation"
+    _presentation(ds, px)
+
+
+def _detector(ds: Dataset, px: SeriesPixels, kind: str) -> None:
+    """DX Detector module (C.8.11.4) essentials."""
+    ds.DetectorType = kind
+    ds.DetectorConfiguration = "AREA"
+    ds.DetectorID = "DET0001"
+    ds.DetectorBinning = ["1", "1"]
+    ds.ImagerPixelSpacing = [decimal_string(px.pixel_spacing), decimal_string(px.pixel_spacing)]
+    ds.PixelSpacing = [decimal_string(px.pixel_spacing), decimal_string(px.pixel_spacing)]
+    ds.PixelSpacingCalibrationType = "GEOMETRY"
+    ds.PixelSpacingCalibrationDescription = "Imager pixel spacing at the detector"
+
+
+def _presentation(ds: Dataset, px: SeriesPixels) -> None:
+    """DX Image module (C.8.11.3) pixel relationship and the mandatory VOI LUT for presentation."""
+    ds.PixelIntensityRelationship = "LOG"
+    ds.PixelIntensityRelationshipSign = 1
+    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = "0", "1", "US"
+    ds.LossyImageCompression = "00"
+    ds.BurnedInAnnotation = "NO"
+    ds.PresentationLUTShape = "IDENTITY"
+    _voi(ds, px)
+    ds.AcquisitionContextSequence = Sequence([])
+
+
+def _cr(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
+    """CR Series (C.8.1.1) and CR Image (C.8.1.2) modules."""
+    spec, px = ctx.spec, ctx.pixels
+    side = _projection_common(ds, order, ctx)
+    ds.ViewPosition = (spec.view_position or "PA").upper()
+    ds.PlateID = "PLATE0042"
+    ds.ImagerPixelSpacing = [decimal_string(px.pixel_spacing), decimal_string(px.pixel_spacing)]
+    ds.PatientOrientation = _orientation(spec.view_position, side, Modality.CR)
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = "0", "1", "US"
+    _voi(ds, px)
+
+
+def _mg(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
+    """Mammography Series (C.8.11.15), Mammography Image (C.8.11.7) and DX modules."""
+    spec, px = ctx.spec, ctx.pixels
+    side = _projection_common(ds, order, ctx)
+    if side not in ("R", "L"):
+        side = "R"
+    ds.PresentationIntentType = "FOR PRESENTATION"
+    ds.ImageLaterality = side
+    ds.AnatomicRegionSequence = Sequence([_code("76752008", "SCT", "Breast")])
+    ds.PatientOrientation = _orientation(spec.view_position or "CC", side, Modality.MG)
+    view = (spec.view_position or "CC").upper()
+    ds.ViewPosition = view
+    code = _MG_VIEWS.get(view, _MG_VIEWS["CC"])
+    view_item = _code(code[0], "SCT", code[1])
+    view_item.ViewModifierCodeSequence = Sequence([])
+    ds.ViewCodeSequence = Sequence([view_item])
+    ds.BodyPartThickness = "52"
+    ds.CompressionForce = "110"
+    ds.PositionerType = "MAMMOGRAPHIC"
+    ds.PositionerPrimaryAngle = "0" if view == "CC" else ("45" if side == "R" else "-45")
+    ds.DetectorType = "DIRECT"
+    ds.DetectorConfiguration = "AREA"
+    ds.DetectorID = "MGDET01"
+    ds.ImagerPixelSpacing = [decimal_string(px.pixel_spacing), decimal_string(px.pixel_spacing)]
+    ds.OrganExposed = "BREAST"
+    ds.BreastImplantPresent = "NO"
+    ds.PartialView = "NO"
+    ds.EstimatedRadiographicMagnificationFactor = "1"
+    ds.AnodeTargetMaterial = "TUNGSTEN"
+    ds.FilterMaterial = "RHODIUM"
+    _presentation(ds, px)
+
+
+def nm_detector_information(posterior: bool) -> Dataset:
+    """The per-instance NM Detector module (C.8.4.11) item: one head, anterior or posterior view.
+
+    Returned as a one-element data set so the writer can encode it per instance.
+    """
+    det = Dataset()
+    det.ImagePositionPatient = None
+    det.ImageOrientationPatient = None
+    det.CollimatorGridName = "LEHR"
+    det.CollimatorType = "PARA"
+    view = _code("G-A101", "SRT", "Posterior") if posterior else _code("G-A100", "SRT", "Anterior")
+    det.ViewCodeSequence = Sequence([view])
+    holder = Dataset()
+    holder.DetectorInformationSequence = Sequence([det])
+    return holder
+
+
+def _us(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
+    """US Image module (C.8.5.6) and US Region Calibration (C.8.5.5), 8-bit MONOCHROME2."""
+    px = ctx.pixels
+    ds.PatientOrientation = ""
+    ds.LossyImageCompression = "00"
+    region = Dataset()
+    region.RegionSpatialFormat = 1
+    region.RegionDataType = 1
+    region.RegionFlags = 0
+    region.RegionLocationMinX0, region.RegionLocationMinY0 = 0, 0
+    region.RegionLocationMaxX1, region.RegionLocationMaxY1 = px.cols - 1, px.rows - 1
+    region.ReferencePixelX0, region.ReferencePixelY0 = px.cols // 2, 0
+    region.PhysicalUnitsXDirection, region.PhysicalUnitsYDirection = 3, 3  # cm
+    region.ReferencePixelPhysicalValueX, region.ReferencePixelPhysicalValueY = 0.0, 0.0
+    region.PhysicalDeltaX = region.PhysicalDeltaY = px.pixel_spacing / 10.0
+    ds.SequenceOfUltrasoundRegions = Sequence([region])
+    ds.TransducerData = "C5-1"
+    ds.ProcessingFunction = "ABDOMEN"
+    ds.MechanicalIndex = "1.1"
+    ds.TransducerType = "CURVED LINEAR"
+    _voi(ds, px)
+
+
+def _nm(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
+    """NM Image IOD modules: NM/PET Patient Orientation, NM Image Pixel, Multi-frame, NM Multi-frame,
+    NM Image, NM Isotope, NM Detector (C.8.4.6-11) for a whole-body Tc-99m MDP sweep."""
+    px = ctx.pixels
+    ds.PatientOrientation = ""
+    ds.PixelSpacing = [decimal_string(px.pixel_spacing), decimal_string(px.pixel_spacing)]
+    ds.NumberOfFrames = 1
+    ds.FrameIncrementPointer = [0x00540010, 0x00540020]  # EnergyWindowVector, DetectorVector
+    ds.EnergyWindowVector = [1]
+    ds.NumberOfEnergyWindows = 1
+    window = Dataset()
+    bound = Dataset()
+    bound.EnergyWindowLowerLimit, bound.EnergyWindowUpperLimit = "126", "154"
+    window.EnergyWindowRangeSequence = Sequence([bound])
+    window.EnergyWindowName = "Tc99m"
+    ds.EnergyWindowInformationSequence = Sequence([window])
+    pharm = Dataset()
+    pharm.RadionuclideCodeSequence = Sequence([_code("C-163A8", "SRT", "^99m^Technetium")])
+    pharm.RadiopharmaceuticalRoute = "Intravenous"
+    pharm.RadionuclideTotalDose = "740"
+    pharm.Radiopharmaceutical = "Tc-99m MDP"
+    pharm.RadiopharmaceuticalCodeSequence = Sequence([_code("C-B1042", "SRT", "Tc-99m medronate")])
+    ds.RadiopharmaceuticalInformationSequence = Sequence([pharm])
+    ds.DetectorVector = [1]
+    ds.NumberOfDetectors = 1
+    ds.PatientOrientationCodeSequence = Sequence([_code("F-10450", "SRT", "recumbent")])
+    ds.PatientGantryRelationshipCodeSequence = Sequence([_code("F-10470", "SRT", "headfirst")])
+    ds.ActualFrameDuration = 600000
+    ds.CountsAccumulated = 1200000
+    ds.ScanVelocity = "12"
+    ds.ScanLength = "2000"
+    ds.WholeBodyTechnique = ["1PS", "2PS"]
+    _voi(ds, px)

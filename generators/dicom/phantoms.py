@@ -1,0 +1,639 @@
+"""Synthetic anatomy: an analytic body model evaluated on image planes, turned into modality pixels.
+
+The body is a list of axis-aligned ellipsoids / elliptic cylinders / shells painted in order (the
+painter's algorithm: later shapes overwrite earlier ones) in patient coordinates (DICOM LPS, mm:
++x patient left, +y posterior, +z head; z = 0 at the umbilicus). Because every shape is axis
+aligned and every plane is AX / COR / SAG, a shape's footprint on a plane is separable: the cost of
+painting it is proportional to its bounding box, not to the image, so a 512² label map costs a few
+milliseconds. A series evaluates the model at a bounded number of *levels* along its normal
+(anatomy changes slowly along z), maps labels to modality intensities through a lookup table, and
+slices through the levels adding cheap per-slice noise (see :mod:`generators.dicom.writer`).
+
+Projection images (DX/CR/NM) integrate the same model along the beam; MG and US are 2-D models.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+from PIL import Image
+
+from generators.terms import ContrastPhase, Laterality, Plane, Weighting
+
+
+class Tissue(IntEnum):
+    """Material labels of the body model (uint8 label map values)."""
+
+    AIR = 0
+    FAT = 1
+    MUSCLE = 2
+    FLUID = 3
+    BONE = 4
+    MARROW = 5
+    LUNG = 6
+    LIVER = 7
+    SPLEEN = 8
+    KIDNEY = 9
+    BLOOD = 10
+    GREY = 11
+    WHITE = 12
+    CARTILAGE = 13
+    LIGAMENT = 14
+    DISC = 15
+    BOWEL = 16
+    GLAND = 17
+    URINE = 18
+
+
+N_TISSUES = len(Tissue)
+T = Tissue
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """An axis-aligned ellipsoid (``radii``) painted with ``tissue``.
+
+    ``clip`` bounds it along z (an elliptic cylinder is an ellipsoid with a huge z radius and a clip);
+    ``inner`` makes it a shell (only the part outside the ellipsoid scaled by ``inner``);
+    ``period`` = (pitch, duty) keeps only z where ``(z - center_z) mod pitch < duty`` (ribs, vertebrae).
+    """
+
+    tissue: Tissue
+    center: tuple[float, float, float]
+    radii: tuple[float, float, float]
+    clip: tuple[float, float] = (-math.inf, math.inf)
+    inner: float = 0.0
+    period: tuple[float, float] | None = None
+
+
+def _cyl(tissue: Tissue, x: float, y: float, rx: float, ry: float, z0: float, z1: float, **kw: object) -> Shape:
+    return Shape(tissue, (x, y, (z0 + z1) / 2), (rx, ry, 1e6), clip=(z0, z1), **kw)  # type: ignore[arg-type]
+
+
+def _ell(tissue: Tissue, x: float, y: float, z: float, rx: float, ry: float, rz: float, **kw: object) -> Shape:
+    return Shape(tissue, (x, y, z), (rx, ry, rz), **kw)  # type: ignore[arg-type]
+
+
+def _bone(x: float, y: float, z: float, rx: float, ry: float, rz: float, cortex: float = 3.0) -> list[Shape]:
+    """A bone: cortical ellipsoid with a marrow core."""
+    return [_ell(T.BONE, x, y, z, rx, ry, rz),
+            _ell(T.MARROW, x, y, z, max(rx - cortex, 1), max(ry - cortex, 1), max(rz - cortex, 1))]
+
+
+def _long_bone(x: float, y: float, r: float, z0: float, z1: float, cortex: float = 3.0) -> list[Shape]:
+    return [_cyl(T.BONE, x, y, r, r, z0, z1), _cyl(T.MARROW, x, y, r - cortex, r - cortex, z0 + 2, z1 - 2)]
+
+
+def _taper(tissue: Tissue, x: float, y: float, profile: list[tuple[float, float]], step: float = 8.0,
+           shrink: float = 0.0) -> list[Shape]:
+    """A limb outline: stacked short cylinders whose radius follows ``profile`` [(z, r), ...] (z descending)."""
+    out = []
+    for (z0, r0), (z1, r1) in zip(profile, profile[1:]):
+        n = max(1, int(abs(z0 - z1) // step))
+        for k in range(n):
+            za, zb = z0 + (z1 - z0) * k / n, z0 + (z1 - z0) * (k + 1) / n
+            r = r0 + (r1 - r0) * (k + 0.5) / n - shrink
+            out.append(_cyl(tissue, x, y, r, r * 0.94, min(za, zb), max(za, zb)))
+    return out
+
+
+_LEG_PROFILE = [(-230.0, 86.0), (-450.0, 76.0), (-580.0, 62.0), (-640.0, 56.0), (-700.0, 54.0), (-780.0, 56.0),
+                (-900.0, 42.0), (-1000.0, 34.0)]
+
+
+def _leg(side: float) -> list[Shape]:
+    """One leg from hip to ankle with a detailed knee; ``side`` -1 = patient right (-x), +1 = left."""
+    x = 95.0 * side
+    lat = 22.0 * side  # toward the lateral side of this leg
+    s = _taper(T.FAT, x, 4, _LEG_PROFILE) + _taper(T.MUSCLE, x, 12, _LEG_PROFILE[:2], shrink=10)
+    s += _taper(T.MUSCLE, x, 14, _LEG_PROFILE[1:3], shrink=12)
+    s += _taper(T.MUSCLE, x, 22, [(-700.0, 40.0), (-780.0, 46.0), (-900.0, 30.0), (-990.0, 20.0)])  # calf
+    s += _long_bone(x, 6, 14, -590, -230)
+    s += [_ell(T.FLUID, x, -22, -598, 32, 7, 30)]  # suprapatellar recess
+    s += [*_bone(x, 8, -612, 36, 28, 36, cortex=2.5)]  # femoral metaphysis
+    for cx in (x - lat * 0.9, x + lat * 0.9):  # medial and lateral condyles
+        s += [_ell(T.CARTILAGE, cx, 12, -645, 24, 33, 27), *_bone(cx, 12, -645, 21.5, 30.5, 24.5, cortex=2)]
+    s += [_ell(T.FAT, x, 24, -650, 6, 14, 12)]  # intercondylar notch
+    s += [_cyl(T.LIGAMENT, x - 2 * side, 24, 3.5, 4, -688, -652), _cyl(T.LIGAMENT, x + 3 * side, 8, 3, 3.5, -684, -655)]
+    s += [Shape(T.LIGAMENT, (x, 12, -672), (40, 32, 3.5), inner=0.62)]  # menisci: a flat ring
+    s += [_ell(T.CARTILAGE, x, 12, -688, 40, 33, 14), *_bone(x, 12, -690, 38, 31, 13, cortex=2)]  # tibial plateau
+    s += [*_bone(x, 14, -718, 31, 27, 30, cortex=2.5), *_long_bone(x, 15, 14, -990, -700)]
+    s += [*_bone(x + 34 * side, 24, -708, 10, 10, 11, cortex=2), *_long_bone(x + 34 * side, 26, 7, -980, -712, cortex=2)]
+    s += [_ell(T.FAT, x, -30, -674, 20, 12, 18)]  # Hoffa's fat pad
+    s += [_ell(T.CARTILAGE, x, -40, -628, 23, 12, 26), *_bone(x, -43, -628, 21, 9, 24, cortex=2)]  # patella
+    s += [_ell(T.LIGAMENT, x, -47, -580, 12, 4, 26), _ell(T.LIGAMENT, x, -44, -676, 10, 4, 26)]  # tendons
+    s += [_cyl(T.BLOOD, x + 4 * side, 42, 4, 4, -800, -450)]  # popliteal artery
+    s += _bone(x, 18, -1010, 30, 28, 18)  # talus
+    return s
+
+
+def _spine(z0: float, z1: float, y: float) -> list[Shape]:
+    return [
+        _cyl(T.DISC, 0, y, 21, 18, z0, z1),
+        _cyl(T.BONE, 0, y, 21, 18, z0, z1, period=(30.0, 25.0)),
+        _cyl(T.MARROW, 0, y, 17, 14, z0, z1, period=(30.0, 25.0)),
+        _cyl(T.BONE, 0, y + 32, 13, 12, z0, z1, inner=0.6, period=(30.0, 22.0)),  # neural arch
+        _cyl(T.FLUID, 0, y + 32, 8, 7, z0, z1),  # spinal canal
+        _cyl(T.BONE, 0, y + 54, 5, 13, z0, z1, period=(30.0, 18.0)),  # spinous process
+        _cyl(T.BONE, -30, y + 22, 13, 5, z0, z1, period=(30.0, 14.0)),
+        _cyl(T.BONE, 30, y + 22, 13, 5, z0, z1, period=(30.0, 14.0)),
+    ]
+
+
+@functools.cache
+def body_model() -> tuple[Shape, ...]:
+    """The whole-body model (without arms: a CT patient holds them above the head)."""
+    s: list[Shape] = []
+    # torso: skin/subcutaneous fat, muscle wall, visceral fat
+    s += [_cyl(T.FAT, 0, 0, 170, 125, -270, 420), _cyl(T.MUSCLE, 0, 2, 157, 113, -260, 410),
+          _cyl(T.FAT, 0, 0, 141, 99, -250, 395)]
+    s += [_ell(T.FAT, 0, 0, 420, 185, 115, 45)]  # shoulders
+    # chest
+    s += [_cyl(T.BONE, 0, 2, 152, 110, 140, 390, inner=0.93, period=(27.0, 9.0))]  # ribs
+    s += [_ell(T.LUNG, -72, 8, 275, 62, 82, 125), _ell(T.LUNG, 72, 8, 275, 62, 82, 125)]
+    s += [_ell(T.MUSCLE, 22, -25, 215, 66, 56, 66), _ell(T.BLOOD, 22, -25, 218, 54, 44, 54)]  # heart
+    s += [_ell(T.BLOOD, 8, -10, 300, 16, 16, 30), _cyl(T.BLOOD, 18, 42, 12, 12, -60, 290)]  # aorta
+    s += [_cyl(T.AIR, 0, 0, 9, 8, 300, 520)]  # trachea
+    s += [_cyl(T.BONE, 0, -102, 16, 7, 160, 335), _cyl(T.MARROW, 0, -102, 12, 4, 162, 333)]  # sternum
+    s += [_cyl(T.BONE, -110, 75, 40, 5, 270, 400), _cyl(T.BONE, 110, 75, 40, 5, 270, 400)]  # scapulae
+    s += [_ell(T.BONE, -90, 0, 405, 70, 6, 6), _ell(T.BONE, 90, 0, 405, 70, 6, 6)]  # clavicles
+    # abdomen
+    s += [_ell(T.LIVER, -68, -5, 95, 88, 78, 85), _ell(T.FLUID, -55, -55, 55, 15, 14, 28)]  # liver, gallbladder
+    s += [_cyl(T.BLOOD, -40, 5, 9, 9, 60, 130)]  # portal vein
+    s += [_ell(T.SPLEEN, 95, 45, 100, 32, 45, 52), _ell(T.BOWEL, 50, -35, 115, 48, 35, 38)]  # spleen, stomach
+    s += [_ell(T.AIR, 50, -55, 125, 30, 12, 18)]  # gastric air
+    for side in (-1, 1):
+        s += [_ell(T.FAT, 65 * side, 60, 30, 38, 34, 65), _ell(T.KIDNEY, 65 * side, 60, 30, 27, 23, 55),
+              _ell(T.URINE, 58 * side, 56, 30, 8, 7, 16)]
+        s += [_cyl(T.MUSCLE, 45 * side, 58, 22, 20, -200, 40)]  # psoas
+    s += [_cyl(T.BLOOD, -22, 30, 12, 11, -60, 250)]  # IVC
+    bowel = [(-70, -40, -30), (-20, -60, 10), (30, -60, -20), (75, -30, -50), (-60, -20, -90), (10, -40, -80),
+             (60, 10, 0), (-80, 20, -40), (0, -20, -40)]
+    for i, (bx, by, bz) in enumerate(bowel):
+        s += [_ell(T.BOWEL, bx, by, bz, 26, 22, 30)]
+        if i % 3 == 0:
+            s += [_ell(T.AIR, bx, by - 8, bz, 10, 8, 12)]
+    # pelvis
+    for side in (-1, 1):
+        s += [Shape(T.BONE, (105 * side, 45, -110), (28, 62, 70), inner=0.8),  # iliac wing
+              *_bone(92 * side, 0, -215, 26, 26, 26),  # femoral head
+              _ell(T.BONE, 95 * side, 0, -215, 33, 33, 33, inner=0.85)]  # acetabulum rim
+    s += [*_bone(0, 80, -130, 45, 20, 55, cortex=4), _ell(T.URINE, 0, -50, -200, 45, 35, 35),
+          _cyl(T.BOWEL, 0, 65, 15, 15, -230, -150), _cyl(T.BONE, 0, -40, 40, 8, -250, -235, inner=0.5)]
+    s += _spine(-110, 470, 55)
+    # legs
+    s += _leg(-1) + _leg(1)
+    # neck and head
+    s += [_cyl(T.FAT, 0, 0, 62, 66, 400, 540), _cyl(T.MUSCLE, 0, 2, 54, 58, 405, 535)]
+    s += _spine(420, 540, 18)[:5]
+    s += [_cyl(T.AIR, 0, -28, 9, 8, 420, 540), _ell(T.GLAND, -18, -25, 465, 15, 10, 22),
+          _ell(T.GLAND, 18, -25, 465, 15, 10, 22), _cyl(T.BLOOD, -28, -5, 4, 4, 420, 560),
+          _cyl(T.BLOOD, 28, -5, 4, 4, 420, 560)]
+    s += [_ell(T.MUSCLE, 0, -20, 550, 62, 80, 50), Shape(T.BONE, (0, -30, 530), (50, 62, 24), inner=0.82)]  # face, jaw
+    s += [_ell(T.FAT, 0, 0, 612, 80, 100, 96), _ell(T.BONE, 0, 0, 612, 75, 95, 91),
+          _ell(T.FLUID, 0, 0, 614, 68, 88, 84), _ell(T.GREY, 0, 0, 615, 65, 85, 80),
+          _ell(T.WHITE, 0, 3, 620, 51, 68, 60)]
+    s += [_ell(T.FLUID, 0, 0, 650, 1.0, 86, 62)]  # interhemispheric fissure (off the mid-sagittal plane: see _REGIONS)
+    s += [_ell(T.WHITE, 0, -2, 634, 9, 38, 6)]  # corpus callosum bridges the hemispheres
+    s += [_ell(T.GREY, 0, 48, 566, 46, 28, 22), _ell(T.WHITE, 0, 46, 566, 22, 14, 10)]  # cerebellum
+    s += [_cyl(T.GREY, 0, 18, 13, 12, 520, 600), _ell(T.FLUID, 0, 30, 585, 4, 6, 10)]  # brainstem, 4th ventricle
+    s += [_ell(T.FLUID, -10, -5, 625, 6, 26, 12), _ell(T.FLUID, 10, -5, 625, 6, 26, 12)]  # ventricles
+    s += [_ell(T.FLUID, 0, -2, 612, 2, 12, 8)]  # third ventricle
+    s += [_ell(T.GREY, -22, 5, 610, 10, 18, 12), _ell(T.GREY, 22, 5, 610, 10, 18, 12)]  # basal ganglia
+    for side in (-1, 1):
+        s += [_ell(T.FAT, 32 * side, -78, 590, 17, 20, 16), _ell(T.FLUID, 32 * side, -82, 590, 12, 12, 12),
+              _ell(T.AIR, 28 * side, -60, 556, 15, 18, 18)]  # orbit, globe, maxillary sinus
+    return tuple(s)
+
+
+@functools.cache
+def arm_model() -> tuple[Shape, ...]:
+    """A right forearm and hand, long axis along +z (fingers up), wrist joint at z = 0, palm facing -y.
+
+    The left arm is the mirror image (flip x).
+    """
+    s: list[Shape] = [
+        _cyl(T.FAT, 0, 0, 36, 26, -300, 5), _cyl(T.MUSCLE, 0, 2, 31, 21, -300, 0),
+        _ell(T.FAT, 2, 0, 70, 46, 16, 75),  # palm
+        *_long_bone(-15, 0, 8, -300, -15), *_bone(-13, 0, -12, 16, 11, 12),  # radius + distal radius
+        *_long_bone(14, 2, 6, -300, -10), *_bone(14, 2, -8, 8, 7, 6),  # ulna + ulnar head
+    ]
+    carpals = [(-18, 8), (-5, 8), (8, 8), (19, 8), (-20, 24), (-7, 24), (6, 24), (18, 24)]
+    for cx, cz in carpals:
+        s += _bone(cx, 0, cz, 6.5, 6, 6.5, cortex=1.5)
+    fingers = [(-32, 30, 62, [(68, 96), (100, 120)]),  # thumb: metacarpal then 2 phalanges
+               (-17, 36, 98, [(103, 141), (145, 168), (172, 188)]),
+               (-4, 36, 100, [(105, 148), (152, 178), (182, 197)]),
+               (9, 36, 98, [(103, 143), (147, 172), (176, 191)]),
+               (21, 36, 92, [(97, 128), (132, 150), (154, 168)])]
+    for fx, m0, m1, phalanges in fingers:
+        top = phalanges[-1][1] + 5
+        s += [_cyl(T.FAT, fx, 0, 9, 9, m1 - 8, top)]
+        s += _long_bone(fx, 0, 4.5, m0, m1, cortex=1.5)
+        for p0, p1 in phalanges:
+            s += _long_bone(fx, 0, 4.0, p0, p1, cortex=1.5)
+    return tuple(s)
+
+
+# --------------------------------------------------------------------------- regions of the body
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """Where a body part lives in the model: center (mm, LPS), field of view and default coverage."""
+
+    model: str  # "body" or "arm"
+    center: tuple[float, float, float]
+    fov: float  # mm across an image
+    coverage: float  # mm along the long axis for projections
+
+
+_REGIONS: dict[str, Region] = {
+    "head": Region("body", (1.5, 0, 610), 240, 260),  # 1.5 mm off midline: sagittal slices miss the fissure
+    "orbit": Region("body", (0, -40, 590), 200, 200),
+    "sinus": Region("body", (0, -30, 565), 200, 200),
+    "neck": Region("body", (0, 0, 470), 240, 260),
+    "chest": Region("body", (0, 0, 275), 400, 430),
+    "heart": Region("body", (20, -20, 220), 300, 300),
+    "abdomen": Region("body", (0, 0, 60), 400, 420),
+    "abdomenpelvis": Region("body", (0, 0, -40), 400, 480),
+    "chestabdpelvis": Region("body", (0, 0, 80), 420, 700),
+    "pelvis": Region("body", (0, 0, -170), 400, 420),
+    "lspine": Region("body", (0, 40, -30), 300, 350),
+    "tspine": Region("body", (0, 40, 250), 300, 400),
+    "cspine": Region("body", (0, 20, 480), 240, 260),
+    "hip": Region("body", (-95, 0, -215), 260, 300),
+    "femur": Region("body", (-95, 0, -420), 260, 480),
+    "knee": Region("body", (-95, 10, -660), 170, 260),
+    "leg": Region("body", (-95, 10, -840), 200, 430),
+    "ankle": Region("body", (-95, 15, -990), 170, 220),
+    "wholebody": Region("body", (0, 0, -150), 600, 1750),
+    "shoulder": Region("body", (-120, 20, 400), 220, 250),
+    "wrist": Region("arm", (0, 0, 20), 160, 200),
+    "hand": Region("arm", (0, 0, 90), 180, 240),
+    "forearm": Region("arm", (0, 0, -120), 160, 330),
+    "elbow": Region("arm", (0, 0, -250), 160, 200),
+    "breast": Region("body", (0, -100, 250), 200, 200),
+}
+
+_BODY_PART_REGION: dict[str, str] = {
+    "HEAD": "head", "BRAIN": "head", "SKULL": "head", "ORBIT": "orbit", "SINUS": "sinus",
+    "NECK": "neck", "THYROID": "neck", "CAROTID": "neck", "CSPINE": "cspine",
+    "CHEST": "chest", "HEART": "heart", "TSPINE": "tspine", "CLAVICLE": "chest", "SHOULDER": "shoulder",
+    "ABDOMEN": "abdomen", "LIVER": "abdomen", "KIDNEY": "abdomen", "GALLBLADDER": "abdomen", "AORTA": "abdomen",
+    "ABDOMENPELVIS": "abdomenpelvis", "CHESTABDPELVIS": "chestabdpelvis", "LSPINE": "lspine", "SPINE": "lspine",
+    "PELVIS": "pelvis", "PROSTATE": "pelvis", "UTERUS": "pelvis", "PELVISFEMALE": "pelvis", "SCROTUM": "pelvis",
+    "HIP": "hip", "FEMUR": "femur", "KNEE": "knee", "LEG": "leg", "ANKLE": "ankle", "FOOT": "ankle",
+    "EXTREMITY": "knee", "WHOLEBODY": "wholebody", "BONE": "wholebody",
+    "WRIST": "wrist", "HAND": "hand", "FOREARM": "forearm", "ELBOW": "elbow", "HUMERUS": "forearm",
+    "BREAST": "breast",
+}
+
+
+def region_for(body_part: str, laterality: Laterality = Laterality.NONE) -> Region:
+    """The model region imaged for a DICOM Body Part Examined term, mirrored for a left-sided exam."""
+    region = _REGIONS[_BODY_PART_REGION.get(body_part.upper(), "abdomen")]
+    x, y, z = region.center
+    if region.model == "body" and laterality == Laterality.LEFT:
+        x = -x  # the model's paired parts sit at -x (patient right): mirror to the left
+    return Region(region.model, (x, y, z), region.fov, region.coverage)
+
+
+def _model(name: str, laterality: Laterality) -> tuple[Shape, ...]:
+    shapes = arm_model() if name == "arm" else body_model()
+    if name == "arm" and laterality == Laterality.LEFT:
+        shapes = tuple(Shape(s.tissue, (-s.center[0], s.center[1], s.center[2]), s.radii, s.clip, s.inner,
+                             s.period) for s in shapes)
+    return shapes
+
+
+# --------------------------------------------------------------------------- plane evaluation
+
+# Image axes per plane: (axis along columns, sign, axis along rows, sign, normal axis).
+# AX: columns +x, rows +y; COR: columns +x, rows -z; SAG: columns +y, rows -z (PS3.3 C.7.6.2.1.1).
+PLANE_AXES: dict[Plane, tuple[int, int, int, int, int]] = {
+    Plane.AXIAL: (0, 1, 1, 1, 2),
+    Plane.NONE: (0, 1, 1, 1, 2),
+    Plane.CORONAL: (0, 1, 2, -1, 1),
+    Plane.SAGITTAL: (1, 1, 2, -1, 0),
+}
+
+
+def _paint(labels: np.ndarray, shapes: tuple[Shape, ...], axes: tuple[int, int, int, int, int],
+           u: np.ndarray, v: np.ndarray, w: float) -> None:
+    """Paint ``shapes`` into the label map of the plane ``axis[4] = w`` sampled at ``u`` (cols) × ``v`` (rows)."""
+    ua, _, va, _, wa = axes
+    for s in shapes:
+        c, r = s.center, s.radii
+        dw = ((w - c[wa]) / r[wa]) ** 2
+        if dw >= 1.0:
+            continue
+        if wa == 2 and not (s.clip[0] <= w <= s.clip[1]):
+            continue
+        lim = 1.0 - dw
+        du = ((u - c[ua]) / r[ua]) ** 2
+        cols = np.flatnonzero(du <= lim)
+        if cols.size == 0:
+            continue
+        dv = ((v - c[va]) / r[va]) ** 2
+        rows = np.flatnonzero(dv <= lim)
+        if rows.size == 0:
+            continue
+        c0, c1, r0, r1 = cols[0], cols[-1] + 1, rows[0], rows[-1] + 1
+        d = dv[r0:r1, None] + du[None, c0:c1]
+        mask = d <= lim
+        if s.inner:
+            mask &= d > lim * s.inner * s.inner
+        zc = None
+        if va == 2:
+            zc = v[r0:r1, None]
+        elif ua == 2:
+            zc = u[None, c0:c1]
+        if zc is not None:
+            if s.clip != (-math.inf, math.inf):
+                mask &= (zc >= s.clip[0]) & (zc <= s.clip[1])
+            if s.period:
+                mask &= np.mod(zc - c[2], s.period[0]) < s.period[1]
+        elif s.period and not (math.fmod(w - c[2], s.period[0]) % s.period[0] < s.period[1]):
+            continue
+        labels[r0:r1, c0:c1][mask] = s.tissue
+
+
+def plane_coords(region: Region, plane: Plane, rows: int, cols: int, fov_u: float | None = None,
+                 fov_v: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Coordinates (mm) of pixel centers along columns (u) and rows (v) of a plane through the region center."""
+    ua, us, va, vs, _ = PLANE_AXES[plane]
+    fu = fov_u or region.fov
+    fv = fov_v or region.fov * rows / cols
+    du, dv = fu / cols, fv / rows
+    u = region.center[ua] + us * (np.arange(cols) - (cols - 1) / 2) * du
+    v = region.center[va] + vs * (np.arange(rows) - (rows - 1) / 2) * dv
+    return u, v, du
+
+
+@functools.lru_cache(maxsize=6)
+def label_levels(body_part: str, laterality: Laterality, plane: Plane, rows: int, cols: int,
+                 positions: tuple[float, ...]) -> np.ndarray:
+    """Label maps (uint8, levels × rows × cols) of the region's plane at ``positions`` (mm along the normal axis).
+
+    Cached (bounded LRU): a whole exam re-uses it for series of the same geometry.
+    """
+    region = region_for(body_part, laterality)
+    axes = PLANE_AXES[plane]
+    shapes = _model(region.model, laterality)
+    u, v, _ = plane_coords(region, plane, rows, cols)
+    out = np.zeros((len(positions), rows, cols), np.uint8)
+    for i, w in enumerate(positions):
+        _paint(out[i], shapes, axes, u, v, w)
+    out.flags.writeable = False
+    return out
+
+
+# --------------------------------------------------------------------------- intensities
+
+# CT attenuation (HU) per tissue, without contrast.
+_HU = np.array([-1000, -100, 45, 5, 1200, 260, -850, 60, 50, 35, 40, 40, 28, 100, 90, 80, 25, 90, 5], np.float32)
+_HU_ENHANCED: dict[ContrastPhase, dict[Tissue, float]] = {
+    ContrastPhase.ARTERIAL: {T.BLOOD: 320, T.KIDNEY: 180, T.SPLEEN: 120, T.LIVER: 75},
+    ContrastPhase.PORTAL_VENOUS: {T.BLOOD: 170, T.KIDNEY: 160, T.SPLEEN: 120, T.LIVER: 115},
+    ContrastPhase.DELAYED: {T.BLOOD: 90, T.KIDNEY: 120, T.LIVER: 80, T.URINE: 400},
+    ContrastPhase.POST: {T.BLOOD: 160, T.KIDNEY: 150, T.SPLEEN: 110, T.LIVER: 110},
+}
+
+# MR signal (arbitrary units, 0-1000) per tissue and weighting; order = Tissue.
+_MR: dict[str, list[float]] = {
+    #       AIR FAT  MUS FLU BONE MARR LUNG LIV SPL KID BLOOD GREY WHITE CART LIG DISC BOWEL GLAND URINE
+    "T1":  [0, 900, 330, 110, 20, 780, 25, 480, 380, 400, 90, 430, 600, 380, 25, 330, 280, 480, 100],
+    "T2":  [0, 620, 230, 1000, 20, 480, 20, 250, 560, 620, 60, 620, 420, 420, 25, 800, 450, 500, 1000],
+    "PD":  [0, 820, 420, 760, 25, 700, 30, 480, 560, 560, 80, 680, 580, 620, 30, 650, 450, 560, 760],
+    "FLAIR": [0, 600, 300, 50, 20, 480, 20, 300, 400, 400, 60, 650, 450, 400, 25, 500, 380, 450, 50],
+    "STIR": [0, 40, 220, 1000, 15, 60, 20, 260, 520, 600, 60, 600, 420, 420, 25, 780, 430, 480, 1000],
+    "DWI": [0, 60, 180, 150, 10, 80, 10, 280, 460, 360, 40, 420, 380, 200, 20, 250, 250, 300, 150],
+    "ADC": [0, 80, 350, 1000, 10, 120, 10, 380, 280, 600, 900, 300, 270, 450, 60, 500, 500, 500, 1000],
+    "T2STAR": [0, 550, 200, 800, 10, 300, 5, 180, 400, 450, 200, 520, 400, 350, 15, 600, 350, 400, 800],
+    "TOF": [0, 300, 120, 60, 10, 280, 10, 150, 150, 150, 1000, 180, 200, 120, 10, 120, 120, 150, 60],
+}
+_FATTY = (T.FAT, T.MARROW)
+
+
+def ct_lut(phase: ContrastPhase) -> np.ndarray:
+    """HU per tissue for a contrast phase (PS3.3 C.8.2.1 Rescale: stored = HU + 1024)."""
+    hu = _HU.copy()
+    for tissue, value in _HU_ENHANCED.get(phase, {}).items():
+        hu[tissue] = value
+    return hu
+
+
+def mr_lut(weighting: Weighting | None, fat_sat: bool, contrast: bool) -> np.ndarray:
+    """MR signal per tissue for a weighting; fat saturation suppresses fat and fatty marrow."""
+    key = (weighting or Weighting.T1).value
+    if key == "LOCALIZER":
+        key = "T1"
+    lut = np.array(_MR.get(key, _MR["T1"]), np.float32)
+    if fat_sat:
+        for t in _FATTY:
+            lut[t] *= 0.12
+    if contrast and key == "T1":
+        for t, gain in ((T.BLOOD, 8.0), (T.KIDNEY, 1.8), (T.LIVER, 1.4), (T.SPLEEN, 1.6), (T.BOWEL, 1.3)):
+            lut[t] = min(lut[t] * gain, 950.0)
+    return lut
+
+
+def mu_lut() -> np.ndarray:
+    """Linear attenuation per tissue (1/mm) at a diagnostic beam: water 0.02/mm scaled by HU."""
+    return np.maximum(0.02 * (1.0 + _HU / 1000.0), 0.0).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def bias_field(rows: int, cols: int) -> np.ndarray:
+    """Smooth receive-coil shading for MR (brighter toward the near coil side), float32 rows × cols."""
+    yy = np.linspace(-1, 1, rows, dtype=np.float32)[:, None]
+    xx = np.linspace(-1, 1, cols, dtype=np.float32)[None, :]
+    return (1.05 - 0.18 * (xx * xx + 0.6 * (yy - 0.3) ** 2)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def intensity_levels(labels_key: tuple, lut_bytes: bytes, lo: int, hi: int, shade: bool) -> np.ndarray:
+    """Stored-value levels (int16) = LUT[labels], optionally shaded, clipped to [lo, hi].
+
+    Cached (bounded LRU) on the label key and the lookup table's bytes: series of one weighting and
+    geometry share it.
+    """
+    labels = label_levels(*labels_key)
+    lut = np.frombuffer(lut_bytes, np.float32)
+    shading = bias_field(labels.shape[1], labels.shape[2]) if shade else None
+    out = np.empty(labels.shape, np.int16)
+    for i in range(labels.shape[0]):  # level by level: no float temporary the size of the stack
+        values = lut[labels[i]]
+        if shading is not None:
+            values *= shading
+        np.clip(values, lo, hi, out=values)
+        out[i] = values
+    out.flags.writeable = False
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def noise_bank(seed: int, size: int, sigma: float, clip: float) -> np.ndarray:
+    """A bank of ``size`` + 65,536 Gaussian int16 samples clipped to ±``clip``; slices take offset windows."""
+    rng = np.random.default_rng(seed)
+    bank = rng.standard_normal(size + 65536, dtype=np.float32) * sigma
+    np.clip(bank, -clip, clip, out=bank)
+    out = np.rint(bank).astype(np.int16)
+    out.flags.writeable = False
+    return out
+
+
+# --------------------------------------------------------------------------- projections
+
+
+def _resize(img: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    return np.array(Image.fromarray(img.astype(np.float32), mode="F").resize((cols, rows), Image.BICUBIC))
+
+
+@functools.lru_cache(maxsize=6)
+def projection(body_part: str, laterality: Laterality, view: str, rows: int, cols: int) -> np.ndarray:
+    """Line integral of attenuation (float32 rows × cols) through the region for a radiographic view.
+
+    PA/AP project along y (image columns = patient x, mirrored so the patient's right is on the viewer's
+    left), lateral views (LL/RL/LAT) along x. Evaluated on a coarse grid and resampled to the detector.
+    """
+    region = region_for(body_part, laterality)
+    shapes = _model(region.model, laterality)
+    lateral = view.upper() in {"LL", "RL", "LAT", "LATERAL", "ML", "LM", "XTABLE"}
+    scale = max(1, max(rows, cols) // 400)
+    r_lo, c_lo = rows // scale, cols // scale
+    cov = region.coverage
+    fov_u = cov * cols / rows
+    cx, cy, cz = region.center
+    if lateral:
+        axes = PLANE_AXES[Plane.SAGITTAL]
+        u = cy + (np.arange(c_lo) - (c_lo - 1) / 2) * fov_u / c_lo
+        depth = np.arange(cx - 220, cx + 220, 3.0)
+    else:
+        axes = PLANE_AXES[Plane.CORONAL]
+        u = cx + (np.arange(c_lo) - (c_lo - 1) / 2) * fov_u / c_lo
+        depth = np.arange(cy - 160, cy + 160, 3.0)
+    v = cz - (np.arange(r_lo) - (r_lo - 1) / 2) * cov / r_lo
+    mu = mu_lut()
+    total = np.zeros((r_lo, c_lo), np.float32)
+    labels = np.zeros((r_lo, c_lo), np.uint8)
+    for w in depth:
+        labels.fill(0)
+        _paint(labels, shapes, axes, u, v, float(w))
+        total += mu[labels]
+    total *= 3.0
+    return _resize(total, rows, cols) if scale > 1 else total
+
+
+def radiograph(body_part: str, laterality: Laterality, view: str, rows: int, cols: int, *,
+               seed: int, bits: int = 12) -> np.ndarray:
+    """A For-Presentation radiograph (uint16, 0 … 2**bits-1): bone and soft tissue bright, air dark."""
+    path = projection(body_part, laterality, view, rows, cols)
+    # Image processing as a DR console does it: subtract a heavily blurred copy (equalisation) so
+    # bone detail stands out of thick soft tissue, then a film-like curve.
+    k = 24
+    low = _resize(_resize(path, max(rows // k, 2), max(cols // k, 2)), rows, cols)
+    proc = path - 0.6 * low
+    lo_p, hi_p = np.percentile(proc, (1.0, 99.7))
+    img = 1.0 / (1.0 + np.exp(-4.0 * ((proc - lo_p) / max(float(hi_p - lo_p), 1e-6) - 0.45)))
+    rng = np.random.default_rng(seed)
+    img += rng.normal(0.0, 0.008, img.shape).astype(np.float32)
+    top = (1 << bits) - 1
+    return np.clip(img * top * 0.95 + 0.03 * top, 0, top).astype(np.uint16)
+
+
+def nm_bone_scan(rows: int, cols: int, *, posterior: bool, seed: int) -> np.ndarray:
+    """Whole-body Tc-99m MDP bone scan (uint16 counts): skeleton uptake, kidneys/bladder, Poisson noise."""
+    region = region_for("WHOLEBODY")
+    shapes = body_model()
+    axes = PLANE_AXES[Plane.CORONAL]
+    scale = 2
+    r_lo, c_lo = rows // scale, cols // scale
+    fov_u = region.coverage * cols / rows
+    u = region.center[0] + (np.arange(c_lo) - (c_lo - 1) / 2) * fov_u / c_lo
+    v = region.center[2] - (np.arange(r_lo) - (r_lo - 1) / 2) * region.coverage / r_lo
+    uptake = np.zeros(N_TISSUES, np.float32)
+    uptake[[T.BONE, T.MARROW]] = (1.0, 0.35)
+    uptake[[T.KIDNEY, T.URINE]] = (0.4, 0.9)
+    uptake[[T.MUSCLE, T.FAT, T.LIVER, T.SPLEEN, T.BLOOD, T.BOWEL]] = 0.03
+    depths = np.arange(-170, 170, 6.0)
+    # Activity near the camera face counts more (attenuation): anterior camera sees y < 0 best.
+    weights = np.exp((depths if posterior else -depths) / 140.0).astype(np.float32)
+    total = np.zeros((r_lo, c_lo), np.float32)
+    labels = np.zeros((r_lo, c_lo), np.uint8)
+    for w, k in zip(depths, weights, strict=True):
+        labels.fill(0)
+        _paint(labels, shapes, axes, u, v, float(w))
+        total += uptake[labels] * k
+    img = _resize(total, rows, cols)
+    if posterior:
+        img = img[:, ::-1]  # posterior view: the patient's left is on the viewer's left
+    img *= 70.0 / max(float(np.percentile(img, 99.5)), 1e-6)
+    rng = np.random.default_rng(seed)
+    return rng.poisson(np.clip(img, 0, None) + 0.2).astype(np.uint16)
+
+
+def mammogram(rows: int, cols: int, *, laterality: Laterality, view: str, seed: int) -> np.ndarray:
+    """A processed mammogram (uint16, 12-bit) with the chest wall at the column edge for the side.
+
+    Right breast: chest wall on the right edge (PatientOrientation P\\L / P\\F); left breast on the left
+    (A\\R / A\\F), the back-to-back hanging convention. Fibroglandular tissue is smoothed noise weighted
+    toward the retro-areolar region; MLO adds the pectoral muscle triangle in the upper chest-wall corner.
+    """
+    rng = np.random.default_rng(seed)
+    yy = (np.arange(rows, dtype=np.float32)[:, None] - rows * 0.5) / (rows * 0.5)
+    dist = (cols - 1 - np.arange(cols, dtype=np.float32))[None, :] / cols  # distance from chest wall (right edge)
+    mlo = view.upper() in {"MLO", "ML", "LM"}
+    reach = 0.78 if not mlo else 0.85
+    # breast outline: a half ellipse from the chest wall, flattened by compression
+    shape = (dist / reach) ** 2 + (yy / (0.92 if mlo else 0.82)) ** 2
+    breast = shape < 1.0
+    small = rng.standard_normal((rows // 16 + 1, cols // 16 + 1)).astype(np.float32)
+    texture = _resize(small, rows, cols)[:rows, :cols]
+    fine = _resize(rng.standard_normal((rows // 4 + 1, cols // 4 + 1)).astype(np.float32), rows, cols)[:rows, :cols]
+    gland_zone = np.exp(-((dist - 0.3) / 0.22) ** 2 - (yy / 0.55) ** 2)
+    density = np.clip(0.55 * gland_zone + 0.35 * texture * gland_zone + 0.08 * fine, 0, 1)
+    thickness = np.sqrt(np.clip(1.0 - shape, 0, 1))  # thinner toward the skin line
+    img = np.where(breast, 0.25 + 0.35 * thickness + 0.55 * density, 0.0)
+    if mlo:
+        pect = (dist + (yy + 1.0) * 0.22) < 0.28
+        img = np.where(pect & (yy < 0.3), np.maximum(img, 0.85), img)
+    img = np.clip(img + rng.normal(0, 0.01, img.shape).astype(np.float32) * breast, 0, 1)
+    out = (img * 4000).astype(np.uint16)
+    if laterality == Laterality.LEFT:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out)
+
+
+def ultrasound(rows: int, cols: int, *, seed: int, frame: int) -> np.ndarray:
+    """A B-mode abdominal image (uint8): curvilinear sector, Rayleigh speckle, liver with vessels, kidney.
+
+    Outside the sector is black, as a scanner's image area is.
+    """
+    rng = np.random.default_rng(seed * 1000 + frame)
+    apex_r, apex_c = -0.12 * rows, cols / 2
+    yy, xx = np.mgrid[0:rows, 0:cols].astype(np.float32)
+    r = np.hypot(yy - apex_r, xx - apex_c)
+    theta = np.arctan2(xx - apex_c, yy - apex_r)
+    r0, r1, half = 0.16 * rows, 1.02 * rows, math.radians(32)
+    sector = (r > r0) & (r < r1) & (np.abs(theta) < half)
+    depth = (r - r0) / (r1 - r0)
+    shift = 0.04 * math.sin(frame * 1.3)
+    echo = np.full((rows, cols), 0.55, np.float32)  # liver parenchyma
+    echo[depth < 0.08] = 0.9  # skin / subcutaneous fat
+    echo[(depth >= 0.08) & (depth < 0.12)] = 0.35  # muscle
+    kidney = ((theta / half - 0.45 - shift) / 0.3) ** 2 + ((depth - 0.72) / 0.16) ** 2
+    echo[kidney < 1.0] = 0.45
+    echo[kidney < 0.35] = 1.1  # renal sinus fat
+    for vt, vd, vr in ((-0.3 + shift, 0.35, 0.05), (0.05, 0.5, 0.035), (-0.1, 0.62, 0.03)):
+        vessel = ((theta / half - vt) / vr) ** 2 * 0.25 + ((depth - vd) / vr) ** 2
+        echo[vessel < 1.0] = 0.04
+    speckle = rng.rayleigh(1.0, (rows, cols)).astype(np.float32)
+    gain = np.exp(-1.1 * depth) * 1.6 + 0.25  # attenuation with depth, partly compensated by TGC
+    img = np.where(sector, np.clip(echo * speckle * gain * 90.0, 0, 255), 0.0)
+    return img.astype(np.uint8)

@@ -1,0 +1,261 @@
+"""Per-series pixel sources: matrix, encoding, geometry and a ``frame(i)`` that yields slice ``i``.
+
+Cross-sectional series (CT/MR) slice a cached stack of anatomy levels (:func:`phantoms.label_levels`
+through an intensity lookup table) and add per-slice noise taken as an offset window of a
+pre-generated noise bank, written into a small ring of reusable buffers: the per-slice cost is one
+vectorised ``int16`` addition. Projection modalities compute each (rarely more than a few) image
+directly. Everything is a function of the seed, so the same seed gives identical pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from generators.dicom import phantoms
+from generators.terms import Contrast, ContrastPhase, Laterality, Modality, Plane, SeriesRole, Weighting
+from generators.types import ExamInfo, SeriesSpec
+
+# Levels along the slice normal at which the anatomy is evaluated; slices between share the nearest.
+MAX_LEVELS = 64
+# Buffers in the ring: the writer queue depth + the one being written + the one being filled, with margin.
+RING = 8
+
+_ORIENTATION: dict[Plane, tuple[float, ...]] = {
+    Plane.AXIAL: (1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
+    Plane.NONE: (1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
+    Plane.CORONAL: (1.0, 0.0, 0.0, 0.0, 0.0, -1.0),
+    Plane.SAGITTAL: (0.0, 1.0, 0.0, 0.0, 0.0, -1.0),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Geometry:
+    """Image Plane geometry of a stack (PS3.3 C.7.6.2): slices step by ``spacing`` along the normal."""
+
+    orientation: tuple[float, ...]
+    normal: tuple[float, float, float]
+    first: tuple[float, float, float]  # ImagePositionPatient of slice 0 (center of its first pixel)
+    spacing: float
+    pixel_spacing: float
+    thickness: float
+
+    def position(self, i: int) -> tuple[float, float, float]:
+        s = i * self.spacing
+        return (self.first[0] + s * self.normal[0], self.first[1] + s * self.normal[1],
+                self.first[2] + s * self.normal[2])
+
+    def location(self, i: int) -> float:
+        """Slice Location (0020,1041): the position projected on the normal."""
+        p = self.position(i)
+        return p[0] * self.normal[0] + p[1] * self.normal[1] + p[2] * self.normal[2]
+
+
+def _cross(a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, float, float]:
+    return (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])
+
+
+def stack_geometry(region: phantoms.Region, plane: Plane, rows: int, cols: int, count: int, spacing: float,
+                   thickness: float) -> Geometry:
+    """Geometry of ``count`` slices centred on the region; pixel (0,0) of each slice is its top-left corner."""
+    iop = _ORIENTATION[plane]
+    row_dir, col_dir = iop[:3], iop[3:]
+    normal = _cross(row_dir, col_dir)
+    ps = region.fov / cols
+    c = region.center
+    off_c, off_r, off_n = -(cols - 1) / 2 * ps, -(rows - 1) / 2 * ps, -(count - 1) / 2 * spacing
+    first = tuple(c[k] + off_c * row_dir[k] + off_r * col_dir[k] + off_n * normal[k] for k in range(3))
+    return Geometry(iop, normal, first, spacing, ps, thickness)  # type: ignore[arg-type]
+
+
+@dataclass(slots=True)
+class SeriesPixels:
+    """What a series' pixels look like and how to get them (PS3.3 C.7.6.3 Image Pixel)."""
+
+    rows: int
+    cols: int
+    bits_allocated: int
+    bits_stored: int
+    signed: bool
+    window: tuple[tuple[float, ...], tuple[float, ...]]  # (centers, widths), first pair is the default
+    frame: Callable[[int], np.ndarray]
+    geometry: Geometry | None = None
+    pixel_spacing: float = 0.0  # in-plane / imager pixel spacing (mm)
+    rescale: tuple[float, float] | None = None  # (intercept, slope)
+
+
+def series_has_contrast(exam: ExamInfo, spec: SeriesSpec) -> bool:
+    """Whether a series is acquired after contrast: its phase says so, or a "with contrast" exam left it unset."""
+    if spec.contrast_phase == ContrastPhase.NONCONTRAST or exam.contrast == Contrast.NONE:
+        return False
+    if spec.contrast_phase != ContrastPhase.NONE:
+        return True
+    return exam.contrast == Contrast.WITH and spec.role != SeriesRole.LOCALIZER
+
+
+def _seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([abs(p) for p in parts]).generate_state(1)[0])
+
+
+class _Stack:
+    """Slices of cached intensity levels plus a rolled noise bank, written into a ring of buffers."""
+
+    def __init__(self, levels: np.ndarray, positions: np.ndarray, level_pos: np.ndarray, noise: np.ndarray,
+                 seed: int) -> None:
+        self.levels = levels
+        n = levels.shape[1] * levels.shape[2]
+        self.shape = levels.shape[1:]
+        # nearest level for every slice (level positions are sorted)
+        idx = np.searchsorted(level_pos, positions).clip(1, len(level_pos) - 1)
+        left_closer = np.abs(positions - level_pos[idx - 1]) <= np.abs(positions - level_pos[idx])
+        self.index = np.where(left_closer, idx - 1, idx)
+        self.noise = noise
+        self.offsets = np.random.default_rng(seed).integers(0, noise.size - n, len(positions))
+        self.n = n
+        self.ring = np.empty((RING, *self.shape), levels.dtype)
+
+    def __call__(self, i: int) -> np.ndarray:
+        out = self.ring[i % RING]
+        off = int(self.offsets[i])
+        np.add(self.levels[self.index[i]], self.noise[off:off + self.n].reshape(self.shape), out=out)
+        return out
+
+
+def _stack_pixels(labels_key: tuple, lut: np.ndarray, plane: Plane, geometry: Geometry, count: int, *, seed: int,
+                  sigma: float, lo: int, hi: int, shade: bool) -> _Stack:
+    axis = phantoms.PLANE_AXES[plane][4]
+    positions = np.array([geometry.position(i)[axis] for i in range(count)], np.float64)
+    k = min(count, MAX_LEVELS)
+    level_pos = np.linspace(positions.min(), positions.max(), k) if k > 1 else positions[:1].copy()
+    key = (*labels_key, tuple(round(float(p), 3) for p in level_pos))
+    levels = phantoms.intensity_levels(key, lut.astype(np.float32).tobytes(), lo, hi, shade)
+    rows, cols = levels.shape[1:]
+    noise = phantoms.noise_bank(seed, rows * cols, sigma, 3 * sigma)
+    return _Stack(levels, positions, level_pos, noise, seed)
+
+
+def _window_from(levels_frame: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    lo, hi = np.percentile(levels_frame, (1.0, 99.5))
+    return (round(float(lo + hi) / 2, 1),), (round(max(float(hi - lo), 1.0), 1),)
+
+
+def _ct_window(body_part: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    part = body_part.upper()
+    if part in {"HEAD", "BRAIN"}:
+        return (40.0,), (80.0,)
+    if part in {"CHEST", "HEART", "CHESTABDPELVIS"}:
+        return (40.0, -600.0), (400.0, 1500.0)
+    if part in {"SKULL", "SINUS", "ORBIT", "CSPINE", "TSPINE", "LSPINE", "SPINE"} or part in _EXTREMITIES:
+        return (400.0, 40.0), (1800.0, 400.0)
+    return (40.0,), (400.0,)
+
+
+_EXTREMITIES = {"ANKLE", "ELBOW", "FEMUR", "FOOT", "FOREARM", "HAND", "HIP", "HUMERUS", "KNEE", "LEG",
+                "SHOULDER", "WRIST", "EXTREMITY", "CLAVICLE"}
+
+
+def _spacing(spec: SeriesSpec, modality: Modality) -> tuple[float, float]:
+    thickness = spec.slice_thickness_mm or (5.0 if modality == Modality.CT else 4.0)
+    gap = 1.0 if modality == Modality.CT or spec.weighting in (Weighting.TOF,) else 1.1
+    return thickness, round(thickness * gap, 3)
+
+
+def series_pixels(exam: ExamInfo, spec: SeriesSpec, count: int, *, seed: int) -> SeriesPixels:
+    """Pixel source for one series of ``exam`` (count instances), deterministic in ``seed``."""
+    modality = exam.modality
+    series_seed = _seed(seed, spec.number)
+    lat = exam.laterality if exam.laterality != Laterality.NONE else spec.image_laterality
+    if modality in (Modality.CT, Modality.MR):
+        return _cross_sectional(exam, spec, count, series_seed, lat)
+    if modality in (Modality.DX, Modality.CR):
+        chest = exam.body_part.upper() in {"CHEST", "HEART", "TSPINE", "CLAVICLE", "ABDOMEN", "PELVIS", "LSPINE",
+                                           "SPINE", "ABDOMENPELVIS", "HIP", "SHOULDER", "SKULL", "WHOLEBODY"}
+        rows, cols = (2048, 2048) if chest else (1280, 1024)
+        region = phantoms.region_for(exam.body_part, lat)
+        view = spec.view_position or "PA"
+
+        def frame(i: int) -> np.ndarray:
+            return phantoms.radiograph(exam.body_part, lat, view, rows, cols, seed=_seed(series_seed, i))
+
+        return SeriesPixels(rows, cols, 16, 12, False, ((2048.0,), (4096.0,)), frame,
+                            pixel_spacing=round(region.coverage / rows, 4))
+    if modality == Modality.MG:
+        side = spec.image_laterality if spec.image_laterality in (Laterality.LEFT, Laterality.RIGHT) else (
+            exam.laterality if exam.laterality in (Laterality.LEFT, Laterality.RIGHT) else Laterality.RIGHT)
+        view = spec.view_position or "CC"
+
+        def mg_frame(i: int) -> np.ndarray:
+            return phantoms.mammogram(2048, 1664, laterality=side, view=view, seed=_seed(series_seed, i))
+
+        return SeriesPixels(2048, 1664, 16, 12, False, ((2000.0,), (3200.0,)), mg_frame, pixel_spacing=0.1)
+    if modality == Modality.US:
+        def us_frame(i: int) -> np.ndarray:
+            return phantoms.ultrasound(480, 640, seed=series_seed, frame=i)
+
+        return SeriesPixels(480, 640, 8, 8, False, ((127.0,), (255.0,)), us_frame, pixel_spacing=0.3)
+    if modality == Modality.NM:
+        def nm_frame(i: int) -> np.ndarray:
+            return phantoms.nm_bone_scan(1024, 256, posterior=bool(i % 2), seed=_seed(series_seed, i))
+
+        region = phantoms.region_for("WHOLEBODY")
+        return SeriesPixels(1024, 256, 16, 16, False, ((40.0,), (80.0,)), nm_frame,
+                            pixel_spacing=round(region.coverage / 1024, 4))
+    raise ValueError(f"no pixel generator for modality {modality}")
+
+
+def _cross_sectional(exam: ExamInfo, spec: SeriesSpec, count: int, series_seed: int, lat: Laterality
+                     ) -> SeriesPixels:
+    modality = exam.modality
+    region = phantoms.region_for(exam.body_part, lat)
+    localizer = spec.role == SeriesRole.LOCALIZER or spec.weighting == Weighting.LOCALIZER
+    if modality == Modality.CT:
+        rows = cols = 512
+    else:
+        rows = cols = 256 if (localizer or region.fov > 300) else 320 if region.fov > 200 else 384
+    plane = spec.plane if spec.plane != Plane.NONE else (Plane.CORONAL if localizer else Plane.AXIAL)
+    thickness, spacing = _spacing(spec, modality)
+    geometry = stack_geometry(region, plane, rows, cols, count, spacing, thickness)
+    labels_key = (exam.body_part.upper(), lat, plane, rows, cols)
+    if modality == Modality.CT:
+        if localizer:
+            return _ct_localizer(exam, geometry, rows, cols, series_seed, lat)
+        phase = spec.contrast_phase
+        if phase == ContrastPhase.NONE and series_has_contrast(exam, spec):
+            phase = ContrastPhase.POST
+        lut = phantoms.ct_lut(phase) + 1024.0  # stored = HU - RescaleIntercept
+        stack = _stack_pixels(labels_key, lut, plane, geometry, count, seed=series_seed, sigma=12.0,
+                              lo=40, hi=4055, shade=False)
+        return SeriesPixels(rows, cols, 16, 12, False, _ct_window(exam.body_part), stack, geometry,
+                            geometry.pixel_spacing, rescale=(-1024.0, 1.0))
+    contrast = series_has_contrast(exam, spec)
+    lut = phantoms.mr_lut(spec.weighting, spec.fat_sat, contrast) * 2.0
+    stack = _stack_pixels(labels_key, lut, plane, geometry, count, seed=series_seed, sigma=10.0,
+                          lo=40, hi=4055, shade=True)
+    window = _window_from(stack.levels[stack.index[count // 2]])
+    return SeriesPixels(rows, cols, 16, 12, False, window, stack, geometry, geometry.pixel_spacing)
+
+
+def _ct_localizer(exam: ExamInfo, geometry: Geometry, rows: int, cols: int, series_seed: int, lat: Laterality
+                  ) -> SeriesPixels:
+    """A CT scout: an AP projection shown in HU-like stored values, on a coronal plane through the center."""
+    path = phantoms.projection(exam.body_part, lat, "AP", rows, cols)
+    peak = float(np.percentile(path, 99.5)) or 1.0
+    base = np.clip(1024 - 1000 + 2600 * (1 - np.exp(-1.5 * path / peak)), 0, 4000).astype(np.int16)
+
+    def frame(i: int) -> np.ndarray:
+        rng = np.random.default_rng(_seed(series_seed, i))
+        return base + rng.integers(-20, 21, base.shape, dtype=np.int16)
+
+    return SeriesPixels(rows, cols, 16, 12, False, ((1200.0,), (3000.0,)), frame, geometry, geometry.pixel_spacing,
+                        rescale=(-1024.0, 1.0))
+
+
+def thumbnail_window(pixels: SeriesPixels) -> tuple[float, float]:
+    """The default window (center, width) in stored values, undoing the rescale for CT."""
+    center, width = pixels.window[0][0], pixels.window[1][0]
+    if pixels.rescale:
+        center = (center - pixels.rescale[0]) / pixels.rescale[1]
+        width = width / pixels.rescale[1]
+    return center, max(width, 1.0)

@@ -1,0 +1,179 @@
+"""A whole DICOM study for an order: every series of the exam protocol, streamed to Part 10 files.
+
+Output layout: ``<out_dir>/<StudyInstanceUID>/<series:03d>_<instance:04d>.dcm`` plus one
+``preview_<series:03d>.png`` per series. Series, SOP Instance and Frame of Reference UIDs come from a
+``random.Random(seed)`` stream (:func:`generators.uids.new_uid`), so the same seed writes identical
+files; the Study Instance UID and every identifier of the patient and order come from ``order``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
+
+from generators.dicom import iods
+from generators.dicom.pixels import SeriesPixels, series_pixels, thumbnail_window
+from generators.dicom.preview import preview_path, write_preview_png
+from generators.dicom.writer import (
+    SUPPORTED_TRANSFER_SYNTAXES,
+    AsyncFileWriter,
+    SeriesTemplate,
+    encode_dataset_element,
+    file_meta_bytes,
+    pixel_element,
+)
+from generators.terms import Modality
+from generators.types import Order
+from generators.uids import new_uid
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRecord:
+    """One written instance (the file is complete on disk when the record is handed out)."""
+
+    path: Path
+    sop_class_uid: str
+    sop_instance_uid: str
+    series_instance_uid: str
+    series_number: int
+    instance_number: int
+    transfer_syntax_uid: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesRecord:
+    number: int
+    series_instance_uid: str
+    description: str
+    modality: str
+    instance_count: int
+    sop_class_uid: str
+    preview_path: Path | None
+
+
+@dataclass(frozen=True, slots=True)
+class StudyResult:
+    study_instance_uid: str
+    study_dir: Path
+    series: list[SeriesRecord]
+    instance_count: int
+    bytes: int
+
+
+def _check_transfer_syntax(uid: str) -> None:
+    if uid not in SUPPORTED_TRANSFER_SYNTAXES:
+        raise ValueError(f"unsupported transfer syntax {uid}; use one of {', '.join(SUPPORTED_TRANSFER_SYNTAXES)}")
+    if uid == JPEGLSLossless:
+        from pydicom.pixels import get_encoder
+
+        if not get_encoder(uid).is_available:
+            raise ValueError("JPEG-LS Lossless needs the pyjpegls package, which is not importable")
+
+
+def _position_values(pixels: SeriesPixels, i: int) -> tuple[str | None, str | None]:
+    g = pixels.geometry
+    if g is None:
+        return None, None
+    return "\\".join(iods.decimal_string(v) for v in g.position(i)), iods.decimal_string(g.location(i))
+
+
+def _generate(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str, now: dt.datetime,
+              manufacturer_model: str | None, max_instances_per_series: int | None, previews: bool
+              ) -> Iterator[InstanceRecord | SeriesRecord]:
+    _check_transfer_syntax(transfer_syntax)
+    exam = order.exam
+    study_dir = Path(out_dir) / order.study_instance_uid
+    study_dir.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    sop_class = iods.SOP_CLASSES[exam.modality]
+    dynamic = iods.NM_DYNAMIC if exam.modality == Modality.NM else iods.DYNAMIC
+    detector_items = [encode_dataset_element(iods.nm_detector_information(posterior), iods.DETECTOR_INFORMATION)
+                      for posterior in (False, True)]
+    writer = AsyncFileWriter(depth=4)
+    try:
+        acquired = now
+        for spec in exam.series:
+            count = spec.instance_count
+            if max_instances_per_series is not None:
+                count = max(1, min(count, max_instances_per_series))
+            series_uid, for_uid = new_uid(rng), new_uid(rng)
+            pixels = series_pixels(exam, spec, count, seed=seed)
+            ctx = iods.SeriesContext(spec, series_uid, for_uid, acquired, pixels, manufacturer_model)
+            template = SeriesTemplate(iods.series_dataset(order, ctx, now=now), dynamic)
+            preview: Path | None = None
+            for i in range(count):
+                sop_uid = new_uid(rng)
+                arr = pixels.frame(i)
+                if previews and i == count // 2:
+                    center, width = thumbnail_window(pixels)
+                    preview = write_preview_png(arr, preview_path(study_dir, spec.number), center=center,
+                                                width=width)
+                position, location = _position_values(pixels, i)
+                values = {iods.SOP_INSTANCE_UID: sop_uid, iods.INSTANCE_NUMBER: str(i + 1),
+                          iods.IMAGE_POSITION: position, iods.SLICE_LOCATION: location,
+                          iods.DETECTOR_INFORMATION: detector_items[i % 2]}
+                buffers = [file_meta_bytes(sop_class, sop_uid, transfer_syntax), template.header(values),
+                           *pixel_element(arr, transfer_syntax, bits_stored=pixels.bits_stored,
+                                          signed=pixels.signed)]
+                path = study_dir / f"{spec.number:03d}_{i + 1:04d}.dcm"
+                record = InstanceRecord(path, sop_class, sop_uid, series_uid, spec.number, i + 1, transfer_syntax, 0)
+                writer.submit(path, buffers, lambda size, r=record: _sized(r, size))
+                yield from writer.done()
+            yield SeriesRecord(spec.number, series_uid, spec.description, exam.modality.value, count, sop_class,
+                               preview)
+            acquired += dt.timedelta(minutes=max(1, round(exam.estimated_duration_min / max(len(exam.series), 1))))
+        yield from writer.close()
+    finally:
+        writer.close()
+
+
+def _sized(record: InstanceRecord, size: int) -> InstanceRecord:
+    return InstanceRecord(record.path, record.sop_class_uid, record.sop_instance_uid, record.series_instance_uid,
+                          record.series_number, record.instance_number, record.transfer_syntax_uid, size)
+
+
+def iter_study(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str = ExplicitVRLittleEndian,
+               now: dt.datetime, manufacturer_model: str | None = None,
+               max_instances_per_series: int | None = None,
+               on_instance: Callable[[InstanceRecord], None] | None = None,
+               previews: bool = True) -> Iterator[InstanceRecord]:
+    """Write the study of ``order`` instance by instance (PS3.10 files of the exam's IODs), streaming.
+
+    Yields each :class:`InstanceRecord` once its file is complete on disk (at most a few instances
+    behind generation: a writer thread overlaps I/O with pixel computation). Memory stays bounded:
+    one series template, a cached anatomy stack and a small ring of slice buffers.
+    """
+    for item in _generate(order, out_dir, seed=seed, transfer_syntax=transfer_syntax, now=now,
+                          manufacturer_model=manufacturer_model, max_instances_per_series=max_instances_per_series,
+                          previews=previews):
+        if isinstance(item, InstanceRecord):
+            if on_instance is not None:
+                on_instance(item)
+            yield item
+
+
+def write_study(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str = ExplicitVRLittleEndian,
+                now: dt.datetime, manufacturer_model: str | None = None,
+                max_instances_per_series: int | None = None,
+                on_instance: Callable[[InstanceRecord], None] | None = None,
+                previews: bool = True) -> StudyResult:
+    """Write the whole study of ``order`` (see :func:`iter_study`) and summarise it."""
+    series: list[SeriesRecord] = []
+    count = total = 0
+    for item in _generate(order, out_dir, seed=seed, transfer_syntax=transfer_syntax, now=now,
+                          manufacturer_model=manufacturer_model, max_instances_per_series=max_instances_per_series,
+                          previews=previews):
+        if isinstance(item, SeriesRecord):
+            series.append(item)
+            continue
+        count += 1
+        total += item.size
+        if on_instance is not None:
+            on_instance(item)
+    return StudyResult(order.study_instance_uid, Path(out_dir) / order.study_instance_uid, series, count, total)

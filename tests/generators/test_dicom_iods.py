@@ -1,0 +1,238 @@
+"""DICOM studies for every catalog modality: IOD conformance (dciodvfy), identity, geometry, determinism."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, RLELossless
+
+from generators.dicom import iter_study, write_study
+from generators.terms import Contrast, ContrastPhase, Laterality, Modality, Plane, Weighting
+from generators.types import SeriesSpec
+from tests.conftest import require_binary
+from tests.examples import EXAMS, FIXED_NOW, order_for
+
+CAP = 3  # instances per series: enough for geometry, small enough to validate every file quickly
+
+
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory: pytest.TempPathFactory) -> dict[Modality, tuple[object, object]]:
+    out = {}
+    for modality in EXAMS:
+        order = order_for(modality)
+        result = write_study(order, tmp_path_factory.mktemp(modality.value), seed=11, now=FIXED_NOW,
+                             max_instances_per_series=CAP)
+        out[modality] = (order, result)
+    return out
+
+
+def _files(result) -> list[Path]:
+    return sorted(result.study_dir.glob("*.dcm"))
+
+
+def _dciodvfy_errors(paths: list[Path]) -> list[str]:
+    binary = require_binary("dciodvfy")
+    errors = []
+    for path in paths:
+        proc = subprocess.run([binary, str(path)], capture_output=True, text=True, check=False)
+        errors += [f"{path.name}: {line}" for line in (proc.stdout + proc.stderr).splitlines()
+                   if line.startswith("Error")]
+    return errors
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("modality", list(EXAMS))
+def test_every_instance_of_each_modality_passes_dciodvfy_without_errors(studies, modality: Modality) -> None:
+    _, result = studies[modality]
+    files = _files(result)
+    assert len(files) == result.instance_count > 0
+    assert _dciodvfy_errors(files) == []
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("syntax", [RLELossless, JPEGLSLossless])
+def test_compressed_ct_passes_dciodvfy_and_decodes_to_the_uncompressed_pixels(tmp_path: Path, syntax: str) -> None:
+    order = order_for(Modality.CT)
+    plain = write_study(order, tmp_path / "plain", seed=3, now=FIXED_NOW, max_instances_per_series=2)
+    packed = write_study(order, tmp_path / "packed", seed=3, now=FIXED_NOW, max_instances_per_series=2,
+                         transfer_syntax=syntax)
+    files = _files(packed)
+    assert _dciodvfy_errors(files) == []
+    for a, b in zip(_files(plain), files, strict=True):
+        ds_a, ds_b = pydicom.dcmread(a), pydicom.dcmread(b)
+        assert ds_b.file_meta.TransferSyntaxUID == syntax
+        assert ds_a.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+        assert ds_b.SOPInstanceUID == ds_a.SOPInstanceUID
+        assert np.array_equal(ds_a.pixel_array, ds_b.pixel_array)
+    assert packed.bytes < plain.bytes
+
+
+@pytest.mark.parametrize("modality", list(EXAMS))
+def test_every_instance_carries_the_order_identity(studies, modality: Modality) -> None:
+    order, result = studies[modality]
+    exam = order.exam
+    for path in _files(result):
+        ds = pydicom.dcmread(path)
+        assert ds.PatientID == order.patient.mrn
+        assert str(ds.PatientName) == order.patient.name.dicom
+        assert ds.PatientBirthDate == order.patient.birth_date.strftime("%Y%m%d")
+        assert ds.PatientSex == order.patient.sex.value
+        assert ds.PatientAge == "058Y"
+        assert ds.SpecificCharacterSet == "ISO_IR 192"  # the example patient is O'BRIEN-NÚÑEZ^ZOË
+        assert ds.AccessionNumber == order.accession_number
+        assert ds.StudyInstanceUID == order.study_instance_uid
+        assert ds.StudyID == order.requested_procedure_id
+        assert ds.StudyDescription == exam.description
+        assert ds.Modality == exam.modality.value
+        assert ds.BodyPartExamined == exam.body_part
+        assert ds.InstitutionName == order.facility
+        assert str(ds.ReferringPhysicianName) == order.referring.name.dicom
+        request = ds.RequestAttributesSequence[0]
+        assert request.AccessionNumber == order.accession_number
+        assert request.RequestedProcedureID == order.requested_procedure_id
+        assert request.ScheduledProcedureStepID == order.sps_id
+        assert request.RequestedProcedureCodeSequence[0].CodeValue == exam.primary_code.code
+        spec = next(s for s in exam.series if s.number == ds.SeriesNumber)
+        assert ds.SeriesDescription == spec.description
+        assert ds.ProtocolName == spec.protocol_name
+        assert path.name == f"{ds.SeriesNumber:03d}_{ds.InstanceNumber:04d}.dcm"
+        assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+        assert ds.file_meta.MediaStorageSOPClassUID == ds.SOPClassUID
+
+
+def test_laterality_follows_the_exam_and_the_view(studies) -> None:
+    mr = pydicom.dcmread(_files(studies[Modality.MR][1])[0])
+    cr = pydicom.dcmread(_files(studies[Modality.CR][1])[0])
+    ct = pydicom.dcmread(_files(studies[Modality.CT][1])[0])
+    assert mr.Laterality == "R"  # MRI KNEE RIGHT
+    assert cr.Laterality == "L"  # XR WRIST LEFT
+    assert "Laterality" not in ct  # abdomen is not a paired part
+    sides = {pydicom.dcmread(p).ImageLaterality for p in _files(studies[Modality.MG][1])}
+    assert sides == {"R", "L"}
+    dx = pydicom.dcmread(_files(studies[Modality.DX][1])[0])
+    assert dx.ImageLaterality == "U" and dx.ViewPosition == "PA"
+    assert dx.PresentationIntentType == "FOR PRESENTATION" and dx.WindowWidth > 0
+
+
+def test_mr_series_carry_sequence_parameters_of_their_weighting(studies) -> None:
+    by_series = {}
+    for path in _files(studies[Modality.MR][1]):
+        ds = pydicom.dcmread(path)
+        by_series.setdefault(ds.SeriesNumber, ds)
+    pd_fs, t1, t2_fs = by_series[1], by_series[2], by_series[3]
+    assert "FS" in pd_fs.ScanOptions and "FS" in t2_fs.ScanOptions and "FS" not in (t1.ScanOptions or [])
+    assert t1.RepetitionTime < 1000 and t1.EchoTime < 20
+    assert t2_fs.RepetitionTime > 2000 and t2_fs.EchoTime > 60
+    assert 20 <= pd_fs.EchoTime <= 45
+    assert t1.MagneticFieldStrength in (1.5, 3.0)
+    assert abs(float(t1.ImagingFrequency) - 42.577478 * float(t1.MagneticFieldStrength)) < 0.01
+    assert t2_fs.EchoTrainLength > 1 and t1.ScanningSequence == "SE"
+
+
+def test_ct_series_have_rescale_contrast_and_role_specific_image_type(studies) -> None:
+    order, result = studies[Modality.CT]
+    series = {}
+    for path in _files(result):
+        ds = pydicom.dcmread(path)
+        series.setdefault(ds.SeriesNumber, ds)
+    assert list(series[1].ImageType)[:3] == ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    assert list(series[2].ImageType) == ["ORIGINAL", "PRIMARY", "AXIAL"]
+    assert list(series[3].ImageType)[:2] == ["DERIVED", "SECONDARY"]
+    ax = series[2]
+    assert ax.RescaleIntercept == -1024 and ax.RescaleSlope == 1 and ax.RescaleType == "HU"
+    assert ax.KVP == 120 and ax.ConvolutionKernel == "B30f" and ax.SliceThickness == 5.0
+    assert ax.ContrastBolusAgent == order.exam.contrast_agent and ax.ContrastBolusRoute == "IV"
+    assert float(ax.ContrastBolusVolume) == order.exam.contrast_volume_ml
+
+
+@pytest.mark.parametrize("modality", [Modality.CT, Modality.MR])
+def test_image_positions_step_by_the_spacing_along_the_normal(studies, modality: Modality) -> None:
+    series: dict[int, list] = {}
+    for path in _files(studies[modality][1]):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        series.setdefault(ds.SeriesNumber, []).append(ds)
+    checked = 0
+    for instances in series.values():
+        instances.sort(key=lambda d: d.InstanceNumber)
+        assert len({d.FrameOfReferenceUID for d in instances}) == 1
+        if len(instances) < 2:
+            continue
+        iop = np.array(instances[0].ImageOrientationPatient, float)
+        normal = np.cross(iop[:3], iop[3:])
+        spacing = float(instances[0].get("SpacingBetweenSlices", instances[0].SliceThickness))
+        for a, b in zip(instances, instances[1:]):
+            step = np.array(b.ImagePositionPatient, float) - np.array(a.ImagePositionPatient, float)
+            assert np.allclose(step, spacing * normal, atol=1e-3)
+        for d in instances:
+            assert float(d.SliceLocation) == pytest.approx(float(np.dot(d.ImagePositionPatient, normal)), abs=1e-3)
+        checked += 1
+    assert checked >= 2
+    frames = {d.FrameOfReferenceUID for instances in series.values() for d in instances}
+    assert len(frames) == len(series)
+
+
+def test_the_same_seed_writes_identical_files_and_another_seed_does_not(tmp_path: Path) -> None:
+    order = order_for(Modality.MR)
+
+    def run(name: str, seed: int) -> list[bytes]:
+        records = list(iter_study(order, tmp_path / name, seed=seed, now=FIXED_NOW, max_instances_per_series=2))
+        return [r.path.read_bytes() for r in records]
+
+    first, again, other = run("a", 5), run("b", 5), run("c", 6)
+    assert first == again
+    ds_first = [pydicom.dcmread(p) for p in sorted((tmp_path / "a").rglob("*.dcm"))]
+    ds_other = [pydicom.dcmread(p) for p in sorted((tmp_path / "c").rglob("*.dcm"))]
+    assert {d.StudyInstanceUID for d in ds_first} == {d.StudyInstanceUID for d in ds_other} == {
+        order.study_instance_uid}
+    assert not {d.SOPInstanceUID for d in ds_first} & {d.SOPInstanceUID for d in ds_other}
+    assert not {d.SeriesInstanceUID for d in ds_first} & {d.SeriesInstanceUID for d in ds_other}
+    assert not np.array_equal(ds_first[0].pixel_array, ds_other[0].pixel_array)
+
+
+def test_write_study_summarises_series_with_previews(studies) -> None:
+    order, result = studies[Modality.CT]
+    assert result.study_instance_uid == order.study_instance_uid
+    assert [s.number for s in result.series] == [1, 2, 3]
+    assert [s.instance_count for s in result.series] == [1, CAP, CAP]
+    assert result.bytes == sum(p.stat().st_size for p in _files(result))
+    for s in result.series:
+        assert s.preview_path is not None and s.preview_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert s.modality == "CT" and s.sop_class_uid == "1.2.840.10008.5.1.4.1.1.2"
+
+
+def test_only_post_contrast_series_carry_the_contrast_bolus_module_and_enhancement(tmp_path: Path) -> None:
+    pre = SeriesSpec(1, "AX T1", "ABD_T1_PRE", 1, plane=Plane.AXIAL, sequence_name="GRE", weighting=Weighting.T1,
+                     contrast_phase=ContrastPhase.NONCONTRAST)
+    post = dataclasses.replace(pre, number=2, description="AX T1 POST", protocol_name="ABD_T1_POST",
+                               contrast_phase=ContrastPhase.PORTAL_VENOUS)
+    exam = dataclasses.replace(EXAMS[Modality.MR], body_part="ABDOMEN", laterality=Laterality.NONE,
+                               contrast=Contrast.WITHOUT_THEN_WITH, contrast_agent="Gadobutrol 1 mmol/mL",
+                               contrast_volume_ml=7.5, series=(pre, post))
+    order = dataclasses.replace(order_for(Modality.MR), exam=exam)
+    result = write_study(order, tmp_path, seed=1, now=FIXED_NOW)
+    before, after = (pydicom.dcmread(p) for p in _files(result))
+    assert "ContrastBolusAgent" not in before
+    assert after.ContrastBolusAgent == "Gadobutrol 1 mmol/mL" and after.ContrastBolusRoute == "IV"
+    assert float(after.ContrastBolusVolume) == 7.5
+    ipp = [float(v) for v in after.ImagePositionPatient]
+    ps = float(after.PixelSpacing[0])
+    r, c = round((42 - ipp[1]) / ps), round((18 - ipp[0]) / ps)  # the aorta
+    assert after.pixel_array[r - 2:r + 3, c - 2:c + 3].mean() > 3 * before.pixel_array[r - 2:r + 3, c - 2:c + 3].mean()
+
+
+@pytest.mark.interop
+def test_a_paired_part_on_dx_is_sided_by_image_laterality_only(tmp_path: Path) -> None:
+    views = (SeriesSpec(1, "AP", "KNEE_AP", 1, view_position="AP", image_laterality=Laterality.RIGHT),
+             SeriesSpec(2, "LATERAL", "KNEE_LAT", 1, view_position="RL"))
+    exam = dataclasses.replace(EXAMS[Modality.DX], body_part="KNEE", laterality=Laterality.RIGHT, series=views)
+    result = write_study(dataclasses.replace(order_for(Modality.DX), exam=exam), tmp_path, seed=1, now=FIXED_NOW)
+    files = _files(result)
+    for path in files:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        assert ds.ImageLaterality == "R" and "Laterality" not in ds
+    assert _dciodvfy_errors(files) == []
