@@ -1,0 +1,380 @@
+"""Modality Performed Procedure Step over DIMSE (PS3.4 Annex F): N-CREATE / N-SET SCU and SCP.
+
+The SCU side sends what :mod:`generators.mpps` builds (IHE RAD-6 IN PROGRESS, RAD-7 COMPLETED /
+DISCONTINUED). :class:`MppsScp` is our built-in MPPS SCP: it records every instance (current
+dataset + history) and enforces the state machine of PS3.4 F.7.2:
+
+============================================================  ==========================
+request                                                       status
+============================================================  ==========================
+N-CREATE, UID already known                                   0x0111 Duplicate SOP instance
+N-CREATE without Affected SOP Instance UID                    0x0110 Processing failure
+N-CREATE, a Type 1 attribute absent                           0x0120 Missing attribute
+N-CREATE, a Type 1 attribute empty                            0x0121 Missing attribute value
+N-CREATE, status not IN PROGRESS (F.7.2.1.2)                  0x0106 Invalid attribute value
+N-SET, UID unknown                                            0x0112 No such object instance
+N-SET after COMPLETED / DISCONTINUED (F.7.2.2.2)              0x0110 Processing failure
+N-SET, status not IN PROGRESS / COMPLETED / DISCONTINUED      0x0106 Invalid attribute value
+N-SET to a final status without the final state attributes    0x0110 Processing failure
+============================================================  ==========================
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.association import Association
+from pynetdicom.events import Event
+from pynetdicom.sop_class import ModalityPerformedProcedureStep, Verification
+from pynetdicom.status import code_to_category
+
+from generators.mpps import FINAL_STATUSES, IN_PROGRESS, STATUSES
+from generators.worklist import clip
+from simulations.transport.dimse.common import DicomPeer, set_nodelay
+from simulations.transport.errors import SendError
+
+logger = logging.getLogger(__name__)
+
+# PS3.7 C.4.x DIMSE-N statuses used by PS3.4 F.7.2.
+SUCCESS = 0x0000
+INVALID_ATTRIBUTE_VALUE = 0x0106
+PROCESSING_FAILURE = 0x0110
+DUPLICATE_SOP_INSTANCE = 0x0111
+NO_SUCH_OBJECT_INSTANCE = 0x0112
+MISSING_ATTRIBUTE = 0x0120
+MISSING_ATTRIBUTE_VALUE = 0x0121
+RESOURCE_LIMITATION = 0x0213
+
+# PS3.4 Table F.7.2-1: Type 1 attributes of the N-CREATE.
+_N_CREATE_TYPE_1 = (
+    "ScheduledStepAttributesSequence",
+    "PerformedProcedureStepID",
+    "PerformedStationAETitle",
+    "PerformedProcedureStepStartDate",
+    "PerformedProcedureStepStartTime",
+    "PerformedProcedureStepStatus",
+    "Modality",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MppsEvent:
+    """One N-CREATE / N-SET the SCP answered (``on_event`` gets these, accepted or not)."""
+
+    operation: str  # "N-CREATE" | "N-SET"
+    sop_instance_uid: str
+    status: int  # the DIMSE status we answered
+    pps_status: str  # PerformedProcedureStepStatus after the operation ("" if unknown)
+    dataset: Dataset | None  # the instance after the operation; None when it was refused
+    comment: str = ""
+
+
+@dataclass(slots=True)
+class MppsInstance:
+    """A recorded MPPS SOP instance: its current attributes and every accepted request."""
+
+    sop_instance_uid: str
+    dataset: Dataset
+    history: list[tuple[str, dt.datetime, Dataset]] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return str(self.dataset.get("PerformedProcedureStepStatus", ""))
+
+
+class MppsRegistry:
+    """The SCP's state: MPPS instances by SOP Instance UID, guarded by a lock (threaded server)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._instances: dict[str, MppsInstance] = {}
+
+    def get(self, uid: str) -> MppsInstance | None:
+        with self._lock:
+            return self._instances.get(uid)
+
+    def snapshot(self) -> dict[str, MppsInstance]:
+        """A copy of the registry (instances are shared; do not mutate them)."""
+        with self._lock:
+            return dict(self._instances)
+
+    def create(self, uid: str | None, attributes: Dataset) -> tuple[int, str]:
+        """Apply an N-CREATE (PS3.4 F.7.2.1); returns (DIMSE status, error comment)."""
+        if not uid:
+            return PROCESSING_FAILURE, "MPPS N-CREATE needs an Affected SOP Instance UID from the SCU"
+        for keyword in _N_CREATE_TYPE_1:
+            if keyword not in attributes:
+                return MISSING_ATTRIBUTE, f"{keyword} is missing"
+            value = attributes[keyword].value
+            if value is None or value == "" or (keyword.endswith("Sequence") and len(value) == 0):
+                return MISSING_ATTRIBUTE_VALUE, f"{keyword} is empty"
+        status = str(attributes.PerformedProcedureStepStatus)
+        if status != IN_PROGRESS:
+            return INVALID_ATTRIBUTE_VALUE, f"an MPPS is created IN PROGRESS, not {status!r}"
+        with self._lock:
+            if uid in self._instances:
+                return DUPLICATE_SOP_INSTANCE, f"MPPS {uid} already exists"
+            instance = MppsInstance(uid, copy.deepcopy(attributes))
+            instance.history.append(("N-CREATE", dt.datetime.now(dt.UTC), copy.deepcopy(attributes)))
+            self._instances[uid] = instance
+        return SUCCESS, ""
+
+    def set(self, uid: str | None, modifications: Dataset) -> tuple[int, str]:
+        """Apply an N-SET (PS3.4 F.7.2.2); returns (DIMSE status, error comment)."""
+        with self._lock:
+            instance = self._instances.get(uid or "")
+            if instance is None:
+                return NO_SUCH_OBJECT_INSTANCE, f"no MPPS {uid}"
+            if instance.status in FINAL_STATUSES:
+                return PROCESSING_FAILURE, f"MPPS {uid} is {instance.status} and may no longer be modified"
+            new_status = str(modifications.get("PerformedProcedureStepStatus", instance.status) or "")
+            if new_status not in STATUSES:
+                return INVALID_ATTRIBUTE_VALUE, f"{new_status!r} is not a Performed Procedure Step Status"
+            merged = copy.deepcopy(instance.dataset)
+            for elem in modifications:
+                merged[elem.tag] = copy.deepcopy(elem)  # N-SET replaces whole attributes, sequences too
+            merged.PerformedProcedureStepStatus = new_status
+            problem = _final_state_problem(merged) if new_status in FINAL_STATUSES else ""
+            if problem:
+                return PROCESSING_FAILURE, problem
+            instance.dataset = merged
+            instance.history.append(("N-SET", dt.datetime.now(dt.UTC), copy.deepcopy(modifications)))
+        return SUCCESS, ""
+
+
+def _final_state_problem(ds: Dataset) -> str:
+    """PS3.4 F.7.2.2.2 final state requirements not met by ``ds`` ("" when all are met)."""
+    for keyword in ("PerformedProcedureStepEndDate", "PerformedProcedureStepEndTime"):
+        if not ds.get(keyword):
+            return f"{keyword} is required to end an MPPS"
+    if ds.PerformedProcedureStepStatus == "COMPLETED" and not ds.get("PerformedSeriesSequence"):
+        return "a COMPLETED MPPS must list at least one performed series"
+    return ""
+
+
+def _status_dataset(status: int, comment: str) -> Dataset:
+    ds = Dataset()
+    ds.Status = status
+    if comment:
+        ds.ErrorComment = clip(comment)  # LO
+    return ds
+
+
+def _notify(on_event: Callable[[MppsEvent], None] | None, event: MppsEvent) -> None:
+    if on_event is None:
+        return
+    try:
+        on_event(event)
+    except Exception:  # a listener's bug must not change what the modality is told
+        logger.exception("MPPS on_event callback failed for %s %s", event.operation, event.sop_instance_uid)
+
+
+def _decode(event: Event, attr: str) -> Dataset | None:
+    try:
+        ds: Dataset = getattr(event, attr)
+        _ = list(ds)  # decode every element now
+        return ds
+    except Exception:  # pydicom raises various errors for a malformed dataset
+        logger.exception("undecodable MPPS %s", attr)
+        return None
+
+
+def handle_n_create(
+    event: Event, registry: MppsRegistry, on_event: Callable[[MppsEvent], None] | None
+) -> tuple[Dataset, Dataset | None]:
+    """EVT_N_CREATE for the MPPS SOP class (PS3.4 F.7.2.1): record an IN PROGRESS instance."""
+    uid = event.request.AffectedSOPInstanceUID
+    attributes = _decode(event, "attribute_list")
+    if attributes is None:
+        status, comment = PROCESSING_FAILURE, "undecodable attribute list"
+    else:
+        status, comment = registry.create(str(uid) if uid else None, attributes)
+    instance = registry.get(str(uid)) if uid and status == SUCCESS else None
+    _notify(
+        on_event,
+        MppsEvent(
+            "N-CREATE",
+            str(uid or ""),
+            status,
+            instance.status if instance else "",
+            copy.deepcopy(instance.dataset) if instance else None,
+            comment,
+        ),
+    )
+    return _status_dataset(status, comment), None
+
+
+def handle_n_set(
+    event: Event, registry: MppsRegistry, on_event: Callable[[MppsEvent], None] | None
+) -> tuple[Dataset, Dataset | None]:
+    """EVT_N_SET for the MPPS SOP class (PS3.4 F.7.2.2): update, complete or discontinue."""
+    uid = str(event.request.RequestedSOPInstanceUID or "")
+    modifications = _decode(event, "modification_list")
+    if modifications is None:
+        status, comment = PROCESSING_FAILURE, "undecodable modification list"
+    else:
+        status, comment = registry.set(uid, modifications)
+    instance = registry.get(uid) if status == SUCCESS else None
+    _notify(
+        on_event,
+        MppsEvent(
+            "N-SET",
+            uid,
+            status,
+            instance.status if instance else "",
+            copy.deepcopy(instance.dataset) if instance else None,
+            comment,
+        ),
+    )
+    return _status_dataset(status, comment), None
+
+
+def handle_conn_open(event: Event) -> None:
+    """EVT_CONN_OPEN: disable Nagle on every accepted socket (see :func:`set_nodelay`)."""
+    set_nodelay(event.assoc)
+
+
+class MppsScp:
+    """Our MPPS SCP on ``host:port`` (port 0: any free port, read ``.port``); answers C-ECHO too.
+
+    ``instances`` maps SOP Instance UID to :class:`MppsInstance`; ``on_event`` is called (from
+    the association thread) after every N-CREATE / N-SET with an :class:`MppsEvent`.
+    """
+
+    def __init__(
+        self,
+        *,
+        ae_title: str = "YEETER_MPPS",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        on_event: Callable[[MppsEvent], None] | None = None,
+    ) -> None:
+        self.ae_title = ae_title
+        self.host = host
+        self._requested_port = port
+        self.on_event = on_event
+        self.registry = MppsRegistry()
+        self._ae: AE | None = None
+        self._port: int | None = None
+
+    @property
+    def instances(self) -> dict[str, MppsInstance]:
+        return self.registry.snapshot()
+
+    def start(self) -> None:
+        """Start serving in background threads; returns once the socket listens."""
+        if self._ae is not None:
+            raise RuntimeError("this MppsScp is already running")
+        ae = AE(ae_title=self.ae_title)
+        ae.add_supported_context(ModalityPerformedProcedureStep)
+        ae.add_supported_context(Verification)
+        handlers = [
+            (evt.EVT_CONN_OPEN, handle_conn_open),
+            (evt.EVT_N_CREATE, handle_n_create, [self.registry, self.on_event]),
+            (evt.EVT_N_SET, handle_n_set, [self.registry, self.on_event]),
+        ]
+        server = ae.start_server((self.host, self._requested_port), block=False, evt_handlers=handlers)
+        assert server is not None  # block=False always returns the server
+        self._ae = ae
+        self._port = int(server.server_address[1])
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the MppsScp is not started")
+        return self._port
+
+    @property
+    def peer(self) -> DicomPeer:
+        """This SCP as a :class:`DicomPeer` for SCUs."""
+        return DicomPeer(host=self.host, port=self.port, ae_title=self.ae_title)
+
+    @property
+    def active_associations(self) -> list[Association]:
+        """The associations peers currently hold with this SCP (empty when stopped)."""
+        return list(self._ae.active_associations) if self._ae is not None else []
+
+    def stop(self) -> None:
+        """Abort open associations and close the listening socket."""
+        if self._ae is not None:
+            self._ae.shutdown()
+            self._ae = None
+            self._port = None
+
+    def __enter__(self) -> MppsScp:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+# --- SCU ----------------------------------------------------------------------------------------
+
+
+def _associate(peer: DicomPeer, timeout: float | None) -> Association:
+    seconds = peer.timeout if timeout is None else timeout
+    ae = AE(ae_title=peer.calling_ae_title)
+    ae.add_requested_context(ModalityPerformedProcedureStep)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = seconds
+    assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
+    if assoc.is_established:
+        set_nodelay(assoc)
+        return assoc
+    if assoc.is_rejected:
+        result = getattr(assoc.acceptor.primitive, "result", None)
+        raise SendError(f"{peer} rejected the MPPS association", permanent=result == 0x01)
+    if assoc.is_aborted and assoc.acceptor.primitive is not None:
+        raise SendError(f"{peer} accepted no presentation context for MPPS", permanent=True)
+    raise SendError(f"no MPPS association with {peer}: connection refused, lost or timed out")
+
+
+def _checked(peer: DicomPeer, operation: str, status: Dataset) -> int:
+    if "Status" not in status:
+        raise SendError(f"{peer} sent no valid {operation} response (timeout, abort or bad PDU)")
+    code = int(status.Status)
+    if code_to_category(code) in ("Success", "Warning"):
+        return code
+    comment = status.get("ErrorComment", "")
+    raise SendError(
+        f"{peer} refused MPPS {operation} with status 0x{code:04X}{': ' + comment if comment else ''}",
+        permanent=code != RESOURCE_LIMITATION,
+        status=code,
+    )
+
+
+def mpps_create(peer: DicomPeer, ds: Dataset, *, mpps_uid: str, timeout: float | None = None) -> int:
+    """N-CREATE the MPPS ``mpps_uid`` with attribute list ``ds`` (PS3.4 F.7.2.1, IHE RAD-6).
+
+    Returns the DIMSE status (0x0000 or a warning); raises :class:`SendError` with ``.status``
+    on a failure status, and without when the peer is absent or rejects/aborts.
+    """
+    assoc = _associate(peer, timeout)
+    try:
+        status, _ = assoc.send_n_create(ds, ModalityPerformedProcedureStep, mpps_uid)
+        return _checked(peer, "N-CREATE", status)
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+def mpps_set(peer: DicomPeer, mpps_uid: str, ds: Dataset, *, timeout: float | None = None) -> int:
+    """N-SET modification list ``ds`` on MPPS ``mpps_uid`` (PS3.4 F.7.2.2, IHE RAD-7).
+
+    Returns the DIMSE status (0x0000 or a warning); raises :class:`SendError` like
+    :func:`mpps_create`.
+    """
+    assoc = _associate(peer, timeout)
+    try:
+        status, _ = assoc.send_n_set(ds, ModalityPerformedProcedureStep, mpps_uid)
+        return _checked(peer, "N-SET", status)
+    finally:
+        if assoc.is_established:
+            assoc.release()
