@@ -1,0 +1,257 @@
+"""Storage Commitment Push Model (PS3.4 Annex J; IHE RAD-10 "Storage Commitment").
+
+The SCU asks with N-ACTION (Action Type 1, "Request Storage Commitment") on the well-known
+SOP Instance 1.2.840.10008.1.20.1.1 and learns the outcome from an N-EVENT-REPORT (Event Type
+1 "all committed", 2 "failures exist") that the SCP sends either on the same association or on
+one it opens back to us (PS3.4 J.3.3). :func:`request_commitment` accepts both. The dataset
+builders and the report sender here are shared with the built-in SCP (``storage_scp``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, evt
+from pynetdicom.presentation import build_role
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    StorageCommitmentPushModel,
+    StorageCommitmentPushModelInstance,
+)
+
+from simulations.transport.dimse.common import DicomPeer, set_nodelay
+from simulations.transport.dimse.echo import association_error
+from simulations.transport.errors import SendError
+
+LOGGER = logging.getLogger(__name__)
+
+# Failure Reason (0008,1197) values, PS3.4 J.3.2.1.1.1
+FAILURE_PROCESSING = 0x0110
+FAILURE_NO_SUCH_OBJECT = 0x0112
+FAILURE_RESOURCE_LIMITATION = 0x0213
+FAILURE_CLASS_NOT_SUPPORTED = 0x0122
+FAILURE_CLASS_INSTANCE_CONFLICT = 0x0119
+FAILURE_DUPLICATE_TRANSACTION = 0x0131
+
+EVENT_ALL_COMMITTED = 1
+EVENT_FAILURES_EXIST = 2
+
+_SYNTAXES = [ImplicitVRLittleEndian, ExplicitVRLittleEndian]
+
+
+@dataclass(slots=True)
+class CommitmentResult:
+    """The outcome reported by the Storage Commitment SCP for one transaction."""
+
+    transaction_uid: str
+    committed: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str, int]] = field(default_factory=list)
+    same_association: bool = True
+
+    @property
+    def all_committed(self) -> bool:
+        return not self.failed
+
+
+def commitment_request(transaction_uid: str, instances: Sequence[tuple[str, str]]) -> Dataset:
+    """Action Information of the N-ACTION request (PS3.4 Table J.3-1)."""
+    ds = Dataset()
+    ds.TransactionUID = transaction_uid
+    ds.ReferencedSOPSequence = [_reference(c, i) for c, i in instances]
+    return ds
+
+
+def parse_commitment_request(ds: Dataset) -> tuple[str, list[tuple[str, str]]]:
+    """(Transaction UID, [(SOP class, SOP instance)]) of an N-ACTION request; ValueError names what is missing."""
+    transaction = str(ds.get("TransactionUID", "") or "")
+    if not transaction:
+        raise ValueError("no Transaction UID (0008,1195)")
+    items = ds.get("ReferencedSOPSequence") or []
+    if not items:
+        raise ValueError("empty Referenced SOP Sequence (0008,1199)")
+    references = []
+    for item in items:
+        sop_class = str(item.get("ReferencedSOPClassUID", "") or "")
+        sop_instance = str(item.get("ReferencedSOPInstanceUID", "") or "")
+        if not sop_class or not sop_instance:
+            raise ValueError("a Referenced SOP Sequence item lacks its class or instance UID")
+        references.append((sop_class, sop_instance))
+    return transaction, references
+
+
+def commitment_report(
+    transaction_uid: str, committed: Sequence[tuple[str, str]], failed: Sequence[tuple[str, str, int]]
+) -> tuple[int, Dataset]:
+    """(Event Type ID, Event Information) of the N-EVENT-REPORT (PS3.4 Table J.3-2)."""
+    ds = Dataset()
+    ds.TransactionUID = transaction_uid
+    if committed:
+        ds.ReferencedSOPSequence = [_reference(c, i) for c, i in committed]
+    if failed:
+        items = []
+        for sop_class, sop_instance, reason in failed:
+            item = _reference(sop_class, sop_instance)
+            item.FailureReason = reason
+            items.append(item)
+        ds.FailedSOPSequence = items
+    return (EVENT_FAILURES_EXIST if failed else EVENT_ALL_COMMITTED), ds
+
+
+def parse_commitment_report(ds: Dataset) -> CommitmentResult:
+    """Read an N-EVENT-REPORT's Event Information (PS3.4 Table J.3-2)."""
+    result = CommitmentResult(transaction_uid=str(ds.get("TransactionUID", "") or ""))
+    for item in ds.get("ReferencedSOPSequence") or []:
+        result.committed.append((str(item.ReferencedSOPClassUID), str(item.ReferencedSOPInstanceUID)))
+    for item in ds.get("FailedSOPSequence") or []:
+        reason = int(item.get("FailureReason", FAILURE_PROCESSING))
+        result.failed.append((str(item.ReferencedSOPClassUID), str(item.ReferencedSOPInstanceUID), reason))
+    return result
+
+
+def request_commitment(
+    peer: DicomPeer,
+    instances: Sequence[tuple[str, str]],
+    *,
+    transaction_uid: str,
+    timeout: float = 30.0,
+    listen_port: int | None = None,
+    listen_host: str = "127.0.0.1",
+) -> CommitmentResult:
+    """Ask ``peer`` to commit ``instances`` [(SOP class, SOP instance)] and wait for its verdict.
+
+    PS3.4 J.3.2 N-ACTION, then J.3.3 N-EVENT-REPORT, accepted on this association or, when
+    ``listen_port`` is given, on an association the SCP opens to ``listen_host:listen_port``
+    with our calling AE title (the SCP must know that address; PACS configure it per AE).
+    Raises SendError if the request is refused or no report arrives within ``timeout`` seconds.
+    """
+    if not instances:
+        raise ValueError("request_commitment needs at least one instance")
+    arrived = threading.Event()
+    box: dict[str, CommitmentResult] = {}
+
+    def handle_report(event: Any) -> tuple[int, None]:
+        """N-EVENT-REPORT (PS3.4 J.3.3): the SCP's verdict for one transaction."""
+        if str(event.request.AffectedSOPClassUID) != StorageCommitmentPushModel:
+            return 0x0122, None
+        if event.request.EventTypeID not in (EVENT_ALL_COMMITTED, EVENT_FAILURES_EXIST):
+            return 0x0113, None  # no such event type
+        try:
+            result = parse_commitment_report(event.event_information)
+        except (AttributeError, ValueError, TypeError) as exc:
+            LOGGER.warning("unreadable Storage Commitment report: %s", exc)
+            return 0x0110, None
+        if result.transaction_uid != transaction_uid:
+            LOGGER.info("Storage Commitment report for another transaction %s", result.transaction_uid)
+            return 0x0000, None
+        result.same_association = event.assoc is assoc_holder.get("assoc")
+        box["result"] = result
+        arrived.set()
+        return 0x0000, None
+
+    assoc_holder: dict[str, Any] = {}
+    listener = None
+    if listen_port is not None:
+        listen_ae = AE(ae_title=peer.calling_ae_title)
+        # The SCP opening an association to us acts as Storage Commitment SCP: accept its SCP role
+        # (PS3.4 J.3.3.1, SCP/SCU Role Selection PS3.7 D.3.3.4).
+        listen_ae.add_supported_context(StorageCommitmentPushModel, _SYNTAXES, scu_role=False, scp_role=True)
+        listener = listen_ae.start_server(
+            (listen_host, listen_port),
+            block=False,
+            evt_handlers=[(evt.EVT_N_EVENT_REPORT, handle_report), (evt.EVT_CONN_OPEN, _nodelay_on_open)],
+        )
+    try:
+        ae = AE(ae_title=peer.calling_ae_title)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = peer.timeout
+        ae.add_requested_context(StorageCommitmentPushModel, _SYNTAXES)
+        assoc = ae.associate(
+            peer.host, peer.port, ae_title=peer.ae_title, evt_handlers=[(evt.EVT_N_EVENT_REPORT, handle_report)]
+        )
+        if not assoc.is_established:
+            raise association_error(assoc, peer, "Storage Commitment")
+        assoc_holder["assoc"] = assoc
+        set_nodelay(assoc)
+        try:
+            status, _ = assoc.send_n_action(
+                commitment_request(transaction_uid, instances),
+                1,
+                StorageCommitmentPushModel,
+                StorageCommitmentPushModelInstance,
+            )
+            if not status:
+                raise SendError(f"{peer} did not answer the Storage Commitment N-ACTION")
+            code = int(status.get("Status", 0xFFFF))
+            if code != 0x0000:
+                comment = status.get("ErrorComment", "")
+                detail = f": {comment}" if comment else ""
+                raise SendError(
+                    f"{peer} refused Storage Commitment: N-ACTION status 0x{code:04X}{detail}",
+                    permanent=code in (0x0122, 0x0123, 0x0112, 0x0120),
+                    status=code,
+                )
+            # Keep this association open while waiting: the report may come on it or on a new one.
+            if not arrived.wait(timeout):
+                raise SendError(f"{peer} sent no Storage Commitment report within {timeout:g} s")
+        finally:
+            if assoc.is_established:
+                assoc.release()
+    finally:
+        if listener is not None:
+            listener.shutdown()
+    return box["result"]
+
+
+def send_commitment_report(target: DicomPeer, event_type: int, report: Dataset) -> None:
+    """As Storage Commitment SCP, deliver an N-EVENT-REPORT on a new association (PS3.4 J.3.3.1)."""
+    ae = AE(ae_title=target.calling_ae_title)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = target.timeout
+    ae.add_requested_context(StorageCommitmentPushModel, _SYNTAXES)
+    assoc = ae.associate(
+        target.host,
+        target.port,
+        ae_title=target.ae_title,
+        ext_neg=[build_role(StorageCommitmentPushModel, scp_role=True)],
+    )
+    if not assoc.is_established:
+        raise association_error(assoc, target, "Storage Commitment report")
+    set_nodelay(assoc)
+    try:
+        status, _ = assoc.send_n_event_report(
+            report, event_type, StorageCommitmentPushModel, StorageCommitmentPushModelInstance
+        )
+        code = int(status.get("Status", 0xFFFF)) if status else None
+        if code != 0x0000:
+            raise SendError(f"{target} answered the Storage Commitment report with status {code!r}")
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+def _reference(sop_class: str, sop_instance: str) -> Dataset:
+    item = Dataset()
+    item.ReferencedSOPClassUID = sop_class
+    item.ReferencedSOPInstanceUID = sop_instance
+    return item
+
+
+def _nodelay_on_open(event: Any) -> None:
+    set_nodelay(event.assoc)
+
+
+__all__ = [
+    "CommitmentResult",
+    "FAILURE_CLASS_INSTANCE_CONFLICT",
+    "FAILURE_NO_SUCH_OBJECT",
+    "FAILURE_PROCESSING",
+    "commitment_report",
+    "commitment_request",
+    "parse_commitment_report",
+    "parse_commitment_request",
+    "request_commitment",
+    "send_commitment_report",
+]

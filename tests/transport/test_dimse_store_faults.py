@@ -1,0 +1,133 @@
+"""C-STORE SCU failure handling: per-instance statuses and retries, rejects, aborts, absent peers."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+from pynetdicom import AE, evt
+
+from simulations.transport.dimse.common import DicomPeer
+from simulations.transport.dimse.store import StoreError, send_instances
+from simulations.transport.errors import SendError
+from tests.conftest import free_port
+from tests.transport.dicom_files import write_ct_series
+
+
+class ScriptedScp:
+    """A pynetdicom Storage SCP answering each instance (by Instance Number) from a script of statuses.
+
+    ``script[n]`` lists the statuses for successive attempts at instance n; the last repeats.
+    ``"abort"`` aborts the association instead of answering.
+    """
+
+    def __init__(self, script: dict[int, list[int | str]], **ae_options: Any) -> None:
+        self.script = script
+        self.attempts: Counter[int] = Counter()
+        self.stored: list[str] = []
+        self._lock = threading.Lock()
+        ae = AE(ae_title="SCRIPTED")
+        for name, value in ae_options.items():
+            setattr(ae, name, value)
+        ae.add_supported_context(CTImageStorage, ExplicitVRLittleEndian)
+        handlers = [(evt.EVT_C_STORE, self.handle_store)]
+        self.server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=handlers)
+        self.peer = DicomPeer("127.0.0.1", self.server.server_address[1], "SCRIPTED", timeout=10)
+
+    def handle_store(self, event: Any) -> int:
+        number = int(event.dataset.InstanceNumber)
+        with self._lock:
+            attempt = self.attempts[number]
+            self.attempts[number] += 1
+        answers = self.script.get(number, [0x0000])
+        answer = answers[min(attempt, len(answers) - 1)]
+        if answer == "abort":
+            event.assoc.abort()
+            return 0xA700  # never sent: the association is gone
+        assert isinstance(answer, int)
+        if answer < 0xA000:
+            with self._lock:
+                self.stored.append(str(event.request.AffectedSOPInstanceUID))
+        return answer
+
+
+@pytest.fixture
+def series(tmp_path: Path) -> list[Path]:
+    return write_ct_series(tmp_path / "series", count=5)
+
+
+def _numbered(results: list[Any]) -> dict[int, Any]:
+    return {int(pydicom.dcmread(r.path, stop_before_pixels=True).InstanceNumber): r for r in results}
+
+
+def test_it_records_each_status_and_retries_only_curable_failures(series: list[Path]) -> None:
+    scp = ScriptedScp({1: [0xB000], 2: [0xA700], 3: [0xC000, 0x0000], 4: [0xA900], 5: [0xB007]})
+    try:
+        results = send_instances(scp.peer, series, retries=2)
+    finally:
+        scp.server.shutdown()
+    by_number = _numbered(results)
+
+    assert (by_number[1].status, by_number[1].category, by_number[1].attempts) == (0xB000, "warning", 1)
+    # out of resources: tried 1 + 2 retries, still failing
+    assert (by_number[2].status, by_number[2].category, by_number[2].attempts) == (0xA700, "failure", 3)
+    assert "Out of Resources" in by_number[2].message
+    # cannot understand once, then stored on the retry
+    assert (by_number[3].status, by_number[3].category, by_number[3].attempts) == (0x0000, "success", 2)
+    # data set does not match SOP class: permanent, not retried
+    assert (by_number[4].status, by_number[4].category, by_number[4].attempts) == (0xA900, "failure", 1)
+    assert (by_number[5].status, by_number[5].category) == (0xB007, "warning")
+    assert scp.attempts == Counter({1: 1, 2: 3, 3: 2, 4: 1, 5: 1})
+    assert [r.stored for r in results].count(True) == 3
+
+
+def test_it_keeps_what_was_stored_when_the_peer_aborts_mid_study(series: list[Path]) -> None:
+    scp = ScriptedScp({3: ["abort"]})
+    try:
+        with pytest.raises(StoreError) as caught:
+            send_instances(scp.peer, series, retries=1)
+    finally:
+        scp.server.shutdown()
+    error = caught.value
+
+    assert isinstance(error, SendError) and error.permanent is False
+    assert "A-ABORT" in error.message or "closed the connection" in error.message
+    assert sorted(r.sop_instance_uid for r in error.results if r.stored) == sorted(scp.stored)
+    assert [r.path for r in error.results] == series[:2]
+    assert [ref.path for ref in error.unsent] == series[2:]
+
+
+def test_it_raises_a_permanent_error_when_the_association_is_rejected(series: list[Path]) -> None:
+    scp = ScriptedScp({}, require_calling_aet=["FRIEND"])
+    try:
+        with pytest.raises(StoreError) as caught:
+            send_instances(scp.peer, series)
+    finally:
+        scp.server.shutdown()
+
+    assert caught.value.permanent is True
+    assert "rejected the association permanently" in caught.value.message
+    assert "calling AE title not recognised" in caught.value.message
+    assert caught.value.results == [] and len(caught.value.unsent) == 5
+
+
+def test_it_raises_a_transient_error_when_no_peer_listens(series: list[Path]) -> None:
+    with pytest.raises(StoreError) as caught:
+        send_instances(DicomPeer("127.0.0.1", free_port(), "NOBODY", timeout=3), series)
+
+    assert caught.value.permanent is False
+    assert "cannot connect to NOBODY@127.0.0.1" in caught.value.message
+    assert [ref.path for ref in caught.value.unsent] == series
+
+
+def test_it_rejects_a_file_that_is_not_dicom_before_opening_any_association(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.dcm"
+    junk.write_bytes(b"hello, not a DICOM file")
+
+    with pytest.raises(ValueError, match="not a readable DICOM file"):
+        send_instances(DicomPeer("127.0.0.1", free_port(), "NOBODY"), [junk])
