@@ -203,8 +203,9 @@ def _check_values(where: str, step_type: StepType, params: dict) -> list[str]:
                         f"{', '.join(m.value for m in terms.Modality)}.")
     if "body_part" in params and params["body_part"] not in terms.BODY_PARTS:
         problems.append(f"{where}: field body_part: unknown body part {params['body_part']!r}.")
-    if "setting" in params and params["setting"] not in {s.value for s in terms.CareSetting}:
-        problems.append(f"{where}: field setting: use outpatient, inpatient or emergency, got {params['setting']!r}.")
+    if "setting" in params and params["setting"] not in {s.value for s in terms.CareSetting} | {"any"}:
+        problems.append(f"{where}: field setting: use outpatient, inpatient, emergency or any, got "
+                        f"{params['setting']!r}.")
     if "laterality" in params and params["laterality"] not in {"R", "L", "B", ""}:
         problems.append(f"{where}: field laterality: use R, L, B or empty, got {params['laterality']!r}.")
     if "sex" in params and params["sex"] not in {"F", "M"}:
@@ -256,8 +257,8 @@ def check_catalog_references(steps: list[Step]) -> list[str]:
                                     f"{exam.min_age or 0}-{exam.max_age or 'any'}, but the step pins age={p['age']}.")
             else:
                 filters = ExamFilters(modality=p.get("modality"), body_part=p.get("body_part"),
-                                      setting=p.get("setting"), laterality=p.get("laterality"),
-                                      patient_age=p.get("age"), patient_sex=p.get("sex"))
+                                      setting=None if p.get("setting") == "any" else p.get("setting", "outpatient"),
+                                      laterality=p.get("laterality"), patient_age=p.get("age"), patient_sex=p.get("sex"))
                 if not ExamSpec.objects.filter(filters.q(), weight__gt=0).exists():
                     shown = ", ".join(f"{k}={v}" for k, v in filters.as_dict().items()) or "no filters"
                     problems.append(f"{step.label}: no active exam in the catalog matches {shown}.")

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "channels",
     "exams",
     "simulations",
+    "apikeys",
 ]
 
 MIDDLEWARE = [
@@ -79,8 +80,13 @@ TEMPLATES = [
 
 DATABASES = {"default": env_database("DATABASE_URL", DATA_DIR / "yeeter.sqlite3")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Runs write events from several threads: wait for the lock instead of failing at once.
-    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 30, "transaction_mode": "IMMEDIATE"})
+    # Runs write events from several threads while the receivers read: WAL lets readers and the writer
+    # proceed together, and writers wait for the lock instead of failing at once.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    })
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -117,16 +123,42 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # API keys first: an unauthenticated request gets its WWW-Authenticate challenge (a 401, not a 403).
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "apikeys.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["apikeys.permissions.IsApiClient"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "yeeter.api.exception_handler",
 }
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Yeeter simulator API",
-    "DESCRIPTION": "Radiology workflow simulator: exam catalog, scenarios, endpoints and runs.",
+    "DESCRIPTION": (
+        "Radiology workflow simulator: exam catalog, scenarios, endpoints and runs.\n\n"
+        "Authenticate with an API key (`manage.py create_api_key NAME`) as `X-API-Key: KEY` or "
+        "`Authorization: ApiKey KEY`, or with a logged-in session. Keys read and run; changing scenarios and "
+        "endpoints needs a staff session.\n\n"
+        "Every error has one body shape: `{\"error\": {\"code\": \"...\", \"message\": \"...\", "
+        "\"details\": ...}}`. `code` is a stable machine-readable string (`invalid`, `unknown_parameter`, "
+        "`invalid_filter`, `exam_not_found`, `no_matching_exam`, `invalid_scenario`, `not_found`, "
+        "`not_authenticated`, `authentication_failed`, `permission_denied`, `parse_error`, "
+        "`method_not_allowed`, `throttled`...), `message` a sentence for people, and `details` the "
+        "per-field messages (`{\"field\": [\"message\"]}`) or other structured context, or null."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
 }
 
 # Simulator identity on the wire (MSH-3/4, calling AE title) and the built-in receivers.

@@ -72,7 +72,7 @@ def test_catalog_references_are_checked_against_the_catalog(catalog):
     assert "field cpt_code: No active exam has CPT code '99999'" in check_catalog_references(steps)[0]
     steps = parse_steps([{"step_type": "GENERATE_HL7", "modality": "MG", "sex": "M"}])
     assert check_catalog_references(steps) == ["step 1 (GENERATE_HL7): no active exam in the catalog matches "
-                                               "modality=MG, patient_sex=M."]
+                                               "modality=MG, setting=outpatient, patient_sex=M."]
     steps = parse_steps([{"step_type": "GENERATE_HL7", "exam_id": "MG-SCREEN-BILAT", "sex": "M"}])
     assert "requires sex=F" in check_catalog_references(steps)[0]
     steps = parse_steps([{"step_type": "GENERATE_HL7", "exam_id": "MR-KNEE-RIGHT-WO"}])

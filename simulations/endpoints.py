@@ -1,0 +1,134 @@
+"""Where a run sends things: transport-level targets resolved from ``Endpoint`` rows, CLI flags or the
+built-in receivers, snapshotted into ``Run.endpoints`` so a run records exactly what it talked to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from generators.hl7 import HL7Config
+from simulations.transport.dimse.common import DicomPeer
+
+KINDS = ("hl7", "storage", "mwl", "mpps", "commitment", "worklist_folder")
+
+
+@dataclass(frozen=True)
+class HL7Target:
+    host: str
+    port: int
+    receiving_application: str = "RIS"
+    receiving_facility: str = "YEETER_HOSP"
+    version: str = "2.5.1"
+    connect_timeout: float = 5.0
+    timeout: float = 30.0
+
+    def config(self, *, sending_application: str, sending_facility: str) -> HL7Config:
+        return HL7Config(sending_application=sending_application, sending_facility=sending_facility,
+                         receiving_application=self.receiving_application,
+                         receiving_facility=self.receiving_facility, version=self.version)
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, text: str) -> "HL7Target":
+        """``HOST:PORT`` as the CLI takes it; ``ValueError`` with a sentence otherwise."""
+        host, sep, port = text.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected HOST:PORT with a port from 1 to 65535, got {text!r}")
+        return cls(host=host, port=int(port))
+
+
+Target = HL7Target | DicomPeer | Path
+
+
+@dataclass(frozen=True)
+class EndpointSet:
+    """The endpoint of each kind a run uses, plus named endpoints that individual steps may pick.
+
+    ``builtin_worklist`` means SEND_DMWL publishes into the database served by the built-in MWL SCP.
+    """
+
+    by_kind: dict[str, Target] = field(default_factory=dict)
+    named: dict[str, tuple[str, Target]] = field(default_factory=dict)
+    builtin_worklist: bool = False
+
+    def get(self, kind: str, name: str | None = None) -> Target | None:
+        if name:
+            entry = self.named.get(name)
+            return entry[1] if entry and entry[0] == kind else None
+        return self.by_kind.get(kind)
+
+    def with_kind(self, kind: str, target: Target | None) -> "EndpointSet":
+        by_kind = dict(self.by_kind)
+        if target is None:
+            by_kind.pop(kind, None)
+        else:
+            by_kind[kind] = target
+        return replace(self, by_kind=by_kind)
+
+    def describe(self) -> dict[str, str]:
+        return {kind: str(target) for kind, target in sorted(self.by_kind.items())}
+
+    # -- snapshot ----------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "by_kind": {k: _target_json(k, t) for k, t in self.by_kind.items()},
+            "named": {n: {"kind": k, **_target_json(k, t)} for n, (k, t) in self.named.items()},
+            "builtin_worklist": self.builtin_worklist,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "EndpointSet":
+        return cls(
+            by_kind={k: _target_from_json(k, v) for k, v in data.get("by_kind", {}).items()},
+            named={n: (v["kind"], _target_from_json(v["kind"], v)) for n, v in data.get("named", {}).items()},
+            builtin_worklist=bool(data.get("builtin_worklist", False)),
+        )
+
+
+def _target_json(kind: str, target: Target) -> dict[str, Any]:
+    if kind == "worklist_folder":
+        return {"folder": str(target)}
+    if kind == "hl7":
+        t = target
+        return {"host": t.host, "port": t.port, "receiving_application": t.receiving_application,
+                "receiving_facility": t.receiving_facility, "version": t.version,
+                "connect_timeout": t.connect_timeout, "timeout": t.timeout}
+    p = target
+    return {"host": p.host, "port": p.port, "ae_title": p.ae_title, "calling_ae_title": p.calling_ae_title,
+            "timeout": p.timeout}
+
+
+def _target_from_json(kind: str, data: dict[str, Any]) -> Target:
+    if kind == "worklist_folder":
+        return Path(data["folder"])
+    if kind == "hl7":
+        return HL7Target(**{k: v for k, v in data.items() if k != "kind"})
+    return DicomPeer(**{k: v for k, v in data.items() if k != "kind"})
+
+
+def target_for(endpoint) -> Target:
+    """The transport target of an ``Endpoint`` row."""
+    kind = endpoint.kind
+    if kind == "worklist_folder":
+        return Path(endpoint.folder)
+    if kind == "hl7":
+        return HL7Target(host=endpoint.host, port=endpoint.port,
+                         receiving_application=endpoint.hl7_receiving_application or "RIS",
+                         receiving_facility=endpoint.hl7_receiving_facility or "YEETER_HOSP",
+                         version=endpoint.hl7_version, connect_timeout=endpoint.connect_timeout,
+                         timeout=endpoint.timeout)
+    return DicomPeer(host=endpoint.host, port=endpoint.port, ae_title=endpoint.ae_title,
+                     calling_ae_title=endpoint.calling_ae_title, timeout=endpoint.timeout)
+
+
+def endpoint_set_from_rows(endpoints, *, defaults=()) -> EndpointSet:
+    """Named targets for every row, and a per-kind default from ``defaults`` (rows) when given."""
+    named = {e.name: (e.kind, target_for(e)) for e in endpoints}
+    by_kind: dict[str, Target] = {}
+    for e in defaults:
+        by_kind.setdefault(e.kind, target_for(e))
+        named.setdefault(e.name, (e.kind, target_for(e)))
+    return EndpointSet(by_kind=by_kind, named=named)

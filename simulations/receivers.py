@@ -1,0 +1,119 @@
+"""The built-in receivers: an MLLP listener, a Storage SCP (which also answers storage commitment),
+a Modality Worklist SCP over the worklist entries runs publish, and an MPPS SCP.
+
+``runsim`` with no endpoint flags starts them on loopback and runs the whole chain against them, so
+every message really crosses the network; ``manage.py serve`` starts them for external tools.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.db import close_old_connections
+from pydicom import Dataset
+
+from simulations.endpoints import EndpointSet, HL7Target
+from simulations.models import WorklistEntry
+from simulations.transport.dimse.common import DicomPeer
+from simulations.transport.dimse.mpps import MppsScp
+from simulations.transport.dimse.storage_scp import StorageScp
+from simulations.transport.dimse.worklist import WorklistScp
+from simulations.transport.mllp_server import MllpServer, MllpServerThread
+
+logger = logging.getLogger(__name__)
+
+
+def scheduled_worklist_items() -> Iterator[Dataset]:
+    """What the built-in MWL SCP serves: every entry still SCHEDULED (PS3.4 K.6: modalities query
+    for steps to perform). Runs in the SCP's association thread, hence its own DB connection hygiene."""
+    close_old_connections()
+    try:
+        datasets = list(WorklistEntry.objects.filter(status=WorklistEntry.Status.SCHEDULED)
+                        .order_by("scheduled_at", "accession_number").values_list("dataset", flat=True))
+    finally:
+        close_old_connections()
+    for data in datasets:
+        yield Dataset.from_json(data)
+
+
+@dataclass(frozen=True)
+class ReceiverPorts:
+    hl7: int = 0
+    storage: int = 0
+    mwl: int = 0
+    mpps: int = 0
+
+
+class BuiltinReceivers:
+    """Start/stop the four receivers together (a context manager); ports 0 pick free ones."""
+
+    def __init__(self, *, storage_dir: Path, host: str = "127.0.0.1", ports: ReceiverPorts = ReceiverPorts(),
+                 ae_prefix: str = "YEETER") -> None:
+        self.host = host
+        self.storage_dir = storage_dir
+        self.mllp = MllpServer(host, ports.hl7, application=f"{ae_prefix}_RIS", facility=f"{ae_prefix}_HOSP")
+        self.storage = StorageScp(ae_title=f"{ae_prefix}_PACS", host=host, port=ports.storage,
+                                  storage_dir=storage_dir)
+        self.mwl = WorklistScp(provider=scheduled_worklist_items, ae_title=f"{ae_prefix}_MWL", host=host,
+                               port=ports.mwl)
+        self.mpps = MppsScp(ae_title=f"{ae_prefix}_MPPS", host=host, port=ports.mpps)
+        self._mllp_thread: MllpServerThread | None = None
+
+    def start(self) -> "BuiltinReceivers":
+        self.storage_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._mllp_thread = self.mllp.start_in_thread()
+            self.storage.start()
+            self.mwl.start()
+            self.mpps.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for server in (self.mpps, self.mwl, self.storage):
+            try:
+                server.stop()
+            except Exception:  # noqa: BLE001 - stopping must reach every receiver
+                logger.warning("could not stop %s cleanly", type(server).__name__, exc_info=True)
+        if self._mllp_thread is not None:
+            self._mllp_thread.stop()
+            self._mllp_thread = None
+
+    def __enter__(self) -> "BuiltinReceivers":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def hl7_port(self) -> int:
+        assert self._mllp_thread is not None
+        return self._mllp_thread.port
+
+    def endpoints(self, *, calling_ae_title: str = "YEETER") -> EndpointSet:
+        """Targets for a run against these receivers (commitment goes to the Storage SCP)."""
+        storage = DicomPeer(self.host, self.storage.port, self.storage.ae_title, calling_ae_title)
+        return EndpointSet(
+            by_kind={
+                "hl7": HL7Target(self.host, self.hl7_port, receiving_application=self.mllp.application,
+                                 receiving_facility=self.mllp.facility),
+                "storage": storage,
+                "commitment": storage,
+                "mwl": DicomPeer(self.host, self.mwl.port, self.mwl.ae_title, calling_ae_title),
+                "mpps": DicomPeer(self.host, self.mpps.port, self.mpps.ae_title, calling_ae_title),
+            },
+            builtin_worklist=True,
+        )
+
+    def describe(self) -> list[str]:
+        return [
+            f"HL7 MLLP listener      {self.host}:{self.hl7_port}",
+            f"Storage SCP (+commit)  {self.storage.ae_title}@{self.host}:{self.storage.port} -> {self.storage_dir}",
+            f"Modality Worklist SCP  {self.mwl.ae_title}@{self.host}:{self.mwl.port}",
+            f"MPPS SCP               {self.mpps.ae_title}@{self.host}:{self.mpps.port}",
+        ]
