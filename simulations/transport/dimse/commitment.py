@@ -198,12 +198,35 @@ def request_commitment(
             if not arrived.wait(timeout):
                 raise SendError(f"{peer} sent no Storage Commitment report within {timeout:g} s")
         finally:
-            if assoc.is_established:
-                assoc.release()
+            _release_bounded(assoc, timeout=min(peer.timeout, 10.0))
     finally:
         if listener is not None:
             listener.shutdown()
     return box["result"]
+
+
+def _release_bounded(assoc: Any, *, timeout: float) -> None:
+    """Release, but never hang: abort when the release does not complete within ``timeout``.
+
+    pynetdicom's ``Association.release()`` pauses the reactor by spinning until it reports itself
+    paused; when the peer's N-EVENT-REPORT is being served at that moment the spin can last forever
+    (pynetdicom issue #820, seen here about once in 50 commitments). The verdict is already in hand,
+    so a stuck release is cut short with an A-ABORT, which also ends the spin.
+    """
+    if not assoc.is_established:
+        return
+    done = threading.Event()
+
+    def release() -> None:
+        try:
+            assoc.release()
+        finally:
+            done.set()
+
+    threading.Thread(target=release, name="commitment-release", daemon=True).start()
+    if not done.wait(timeout):
+        LOGGER.warning("Storage Commitment association release did not complete in %g s; aborting it", timeout)
+        assoc.abort()
 
 
 def send_commitment_report(target: DicomPeer, event_type: int, report: Dataset) -> None:
