@@ -418,6 +418,15 @@ class SimulationRunner:
     def _now() -> dt.datetime:
         return timezone.localtime().replace(tzinfo=None, microsecond=0)
 
+    async def _exchange(self, peer: DicomPeer, fn, *args, **kwargs):
+        """A short blocking DIMSE exchange in a thread, with a watchdog: a peer (or library) that
+        hangs fails the step after a few network timeouts instead of stalling the run forever."""
+        limit = max(3 * peer.timeout, 30.0)
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(fn, *args, **kwargs), timeout=limit)
+        except TimeoutError:
+            raise StepFailed(f"no answer from {peer} within {limit:g} s") from None
+
     # -- step handlers -----------------------------------------------------------------------
     def _hl7_target(self, step: Step) -> HL7Target | None:
         return self.endpoints.get("hl7", step.params.get("endpoint"))  # type: ignore[return-value]
@@ -528,7 +537,7 @@ class SimulationRunner:
         if not step.params.get("verify", True) or peer is None or not self.options.send:
             return
         query = query_dataset(AccessionNumber=order.accession_number)
-        found = await asyncio.to_thread(find_worklist, peer, query, timeout=peer.timeout)
+        found = await self._exchange(peer, find_worklist, peer, query, timeout=peer.timeout)
         if not found:
             raise StepFailed(f"the worklist entry for accession {order.accession_number} is not visible at {peer}")
         ctx.files.write_dataset("worklist-found.json", found[0])
@@ -554,7 +563,7 @@ class SimulationRunner:
         if not self.options.send or peer is None:
             await self._emit(ctx, EventType.STEP_SKIPPED, "MPPS N-CREATE not sent (sending is off)", step)
             return
-        status = await asyncio.to_thread(mpps_create, peer, ds, mpps_uid=ctx.mpps_uid)
+        status = await self._exchange(peer, mpps_create, peer, ds, mpps_uid=ctx.mpps_uid)
         self.counters["mpps_sent"] += 1
         await self._emit(ctx, EventType.MPPS_SENT, f"MPPS IN PROGRESS created at {peer} (status 0x{status:04X})",
                          step, mpps_uid=ctx.mpps_uid, status=status, state="IN PROGRESS")
@@ -630,8 +639,8 @@ class SimulationRunner:
         instances = [(r.sop_class_uid, r.sop_instance_uid) for r in ctx.store_results if r.stored]
         if not instances:
             raise StepFailed("nothing was stored, so there is nothing to commit")
-        result = await asyncio.to_thread(request_commitment, peer, instances, transaction_uid=new_uid(ctx.rng),
-                                         timeout=step.params.get("timeout", peer.timeout))
+        result = await self._exchange(peer, request_commitment, peer, instances, transaction_uid=new_uid(ctx.rng),
+                                      timeout=step.params.get("timeout", peer.timeout))
         self.counters["committed"] += len(result.committed)
         await self._emit(ctx, EventType.COMMITMENT,
                          f"Storage commitment at {peer}: {len(result.committed)} committed, {len(result.failed)} "
@@ -678,7 +687,7 @@ class SimulationRunner:
         if not self.options.send or peer is None:
             await self._emit(ctx, EventType.STEP_SKIPPED, "MPPS N-SET not sent (sending is off)", step)
             return
-        result = await asyncio.to_thread(mpps_set, peer, ctx.mpps_uid, ds)
+        result = await self._exchange(peer, mpps_set, peer, ctx.mpps_uid, ds)
         self.counters["mpps_sent"] += 1
         await self._emit(ctx, EventType.MPPS_SENT,
                          f"MPPS {status} at {peer} with {len(series)} series, "
