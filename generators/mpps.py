@@ -72,7 +72,7 @@ def build_mpps_in_progress(
     the modality does not know them yet: end date/time, performed series). ``mpps_uid`` is the
     Affected SOP Instance UID the SCU sends in the N-CREATE command (not part of the attribute
     list); it determines the PerformedProcedureStepID. ``study_id`` is (0020,0010) Study ID of
-    the images, Type 2.
+    the images, Type 2; by default ``order.study_id``, which the images carry too.
     """
     exam = order.exam
     patient = order.patient
@@ -117,7 +117,7 @@ def build_mpps_in_progress(
 
     # Image Acquisition Results (PS3.3 C.4.15): protocols as scheduled, no series yet.
     ds.Modality = str(exam.modality)
-    ds.StudyID = study_id
+    ds.StudyID = study_id or order.study_id
     ds.PerformedProtocolCodeSequence = Sequence(scheduled_protocol_items(exam))
     ds.PerformedSeriesSequence = Sequence()
     return ds

@@ -134,6 +134,7 @@ class CodingScheme(StrEnum):
     LOINC = "LN"
     RADLEX = "RPID"
     ICD10CM = "I10C"
+    DCM = "DCM"  # DICOM Controlled Terminology (PS3.16), e.g. CID 9300 discontinuation reasons
 
 
 # DICOM (0018,0015) Body Part Examined defined terms (PS3.16 Annex L) that the catalog uses.

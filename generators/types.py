@@ -190,3 +190,8 @@ class Order:
     @property
     def procedure_code(self) -> Code:
         return self.exam.primary_code
+
+    @property
+    def study_id(self) -> str:
+        """DICOM (0020,0010) Study ID (SH): the requested procedure ID, in the images and in MPPS alike."""
+        return self.requested_procedure_id[:16]

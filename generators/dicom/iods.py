@@ -210,7 +210,7 @@ def series_dataset(order: Order, ctx: SeriesContext, *, now: dt.datetime) -> Dat
     # Performed procedure (C.7.3.1 General Series, MPPS references)
     ds.StudyInstanceUID = order.study_instance_uid
     ds.SeriesInstanceUID = ctx.series_instance_uid
-    ds.StudyID = order.requested_procedure_id[:16]
+    ds.StudyID = order.study_id
     ds.SeriesNumber = spec.number
     laterality = exam.laterality if exam.body_part.upper() in PAIRED_BODY_PARTS else Laterality.NONE
     if laterality in (Laterality.LEFT, Laterality.RIGHT) and modality not in (Modality.DX, Modality.MG):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import datetime as dt
 
 import pytest
@@ -167,8 +169,8 @@ def test_the_n_set_carries_no_attribute_the_standard_forbids_in_an_n_set() -> No
 
 def test_a_discontinued_step_carries_its_reason_and_may_have_no_series() -> None:
     order = order_for(Modality.DX)
-    # CID 9300 "Incorrect worklist entry selected" (DCM); CodingScheme has no DCM member yet.
-    reason = Code("110514", "DCM", "Incorrect worklist entry selected")  # type: ignore[arg-type]
+    # CID 9300 "Incorrect worklist entry selected" (DCM).
+    reason = Code("110514", CodingScheme.DCM, "Incorrect worklist entry selected")
     ds = build_mpps_completed(order, ended_at=ENDED, series=[], status="DISCONTINUED", discontinuation_reason=reason)
     assert ds.PerformedProcedureStepStatus == "DISCONTINUED"
     assert len(ds.PerformedSeriesSequence) == 0
@@ -192,3 +194,15 @@ def test_an_mpps_cannot_end_in_progress() -> None:
     order = order_for(Modality.MR)
     with pytest.raises(ValueError, match="COMPLETED or DISCONTINUED"):
         build_mpps_completed(order, ended_at=ENDED, series=series_of(order), status="IN PROGRESS")
+
+
+def test_the_mpps_study_id_is_the_one_the_images_carry(tmp_path) -> None:
+    import pydicom
+
+    from generators.dicom import write_study
+
+    order = order_for(Modality.US)
+    study = write_study(order, tmp_path, seed=1, now=STARTED, max_instances_per_series=1, previews=False)
+    image = pydicom.dcmread(next(Path(study.study_dir).glob("*.dcm")), stop_before_pixels=True)
+    ds = build_mpps_in_progress(order, mpps_uid=MPPS_UID, started_at=STARTED, station_ae_title="US1")
+    assert ds.StudyID == image.StudyID == order.study_id

@@ -15,7 +15,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
 from generators.mpps import PerformedSeries, build_mpps_completed, build_mpps_in_progress
-from generators.terms import Modality
+from generators.terms import CodingScheme, Modality
 from generators.types import Code, Order
 from simulations.transport.dimse.common import DicomPeer
 from simulations.transport.dimse.mpps import (
@@ -62,7 +62,7 @@ def completed() -> Dataset:
 
 
 def discontinued() -> Dataset:
-    reason = Code("110513", "DCM", "Discontinued for unspecified reason")  # type: ignore[arg-type]  # no DCM member
+    reason = Code("110513", CodingScheme.DCM, "Discontinued for unspecified reason")
     return build_mpps_completed(
         ORDER, ended_at=ENDED, series=[], status="DISCONTINUED", discontinuation_reason=reason
     )
