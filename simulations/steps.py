@@ -185,6 +185,10 @@ def parse_steps(raw: Any) -> list[Step]:
             needs, message = _REQUIRES[step_type]
             if not seen.intersection(needs):
                 problems.append(f"{where}: {message}")
+        if (step_type == StepType.MPPS_COMPLETED and params.get("status", "COMPLETED") == "COMPLETED"
+                and StepType.GENERATE_DICOM not in seen):
+            problems.append(f"{where}: a COMPLETED MPPS lists the series performed (PS3.4 F.7.2.2.2): put a "
+                            "GENERATE_DICOM step before it, or use \"status\": \"DISCONTINUED\".")
         if step_type == StepType.GENERATE_HL7 and StepType.GENERATE_HL7 in seen:
             problems.append(f"{where}: a patient story has one order: only one GENERATE_HL7 step is allowed.")
         seen.add(step_type)

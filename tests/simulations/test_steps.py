@@ -51,6 +51,8 @@ def test_the_old_template_format_is_refused_with_an_explanation():
         ([{"step_type": "GENERATE_HL7"}, {"step_type": "GENERATE_DICOM"}, {"step_type": "STORAGE_COMMIT"}],
          "step 3 (STORAGE_COMMIT): Storage commitment asks about instances sent"),
         ([{"step_type": "GENERATE_HL7"}, {"step_type": "GENERATE_HL7"}], "only one GENERATE_HL7 step"),
+        ([{"step_type": "GENERATE_HL7"}, {"step_type": "MPPS_IN_PROGRESS"}, {"step_type": "MPPS_COMPLETED"}],
+         "step 3 (MPPS_COMPLETED): a COMPLETED MPPS lists the series performed"),
         ([{"step_type": "GENERATE_HL7"}, {"step_type": "MPPS_IN_PROGRESS"},
           {"step_type": "MPPS_COMPLETED", "status": "DONE"}], "field status: use COMPLETED or DISCONTINUED"),
         ([{"step_type": "WAIT", "seconds": True}], "field seconds: must be a number, got True"),
