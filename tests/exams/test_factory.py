@@ -59,6 +59,8 @@ def test_weighted_random_honours_every_constraint(catalog):
         exam = factory.get_random_exam(patient_age=60, patient_sex="M")
         assert exam.id != "MG-SCREEN-BILAT"
     assert factory.get_random_exam(modality="MG", patient_age=45, patient_sex="F").id == "MG-SCREEN-BILAT"
+    selection = factory.select(filters=ExamFilters(modality="MG", patient_age=45, patient_sex="F"))
+    assert (selection.strategy, selection.candidate_count, selection.candidates) == (STRATEGY_RANDOM, 1, [])
     assert factory.get_random_exam(body_part="KNEE", laterality="L").id == "MR-KNEE-LEFT-WO"
 
 

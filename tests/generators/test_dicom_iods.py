@@ -185,6 +185,7 @@ def test_the_same_seed_writes_identical_files_and_another_seed_does_not(tmp_path
 
     first, again, other = run("a", 5), run("b", 5), run("c", 6)
     assert first == again
+    assert first != other
     ds_first = [pydicom.dcmread(p) for p in sorted((tmp_path / "a").rglob("*.dcm"))]
     ds_other = [pydicom.dcmread(p) for p in sorted((tmp_path / "c").rglob("*.dcm"))]
     assert {d.StudyInstanceUID for d in ds_first} == {d.StudyInstanceUID for d in ds_other} == {

@@ -24,8 +24,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StorageCommitmentPushModelInstance,
 )
 
-from simulations.transport.dimse.common import DicomPeer, set_nodelay
-from simulations.transport.dimse.echo import association_error
+from simulations.transport.dimse.common import DicomPeer, associate, handle_conn_open
 from simulations.transport.errors import SendError
 
 LOGGER = logging.getLogger(__name__)
@@ -163,19 +162,12 @@ def request_commitment(
         listener = listen_ae.start_server(
             (listen_host, listen_port),
             block=False,
-            evt_handlers=[(evt.EVT_N_EVENT_REPORT, handle_report), (evt.EVT_CONN_OPEN, _nodelay_on_open)],
+            evt_handlers=[(evt.EVT_N_EVENT_REPORT, handle_report), (evt.EVT_CONN_OPEN, handle_conn_open)],
         )
     try:
-        ae = AE(ae_title=peer.calling_ae_title)
-        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = peer.timeout
-        ae.add_requested_context(StorageCommitmentPushModel, _SYNTAXES)
-        assoc = ae.associate(
-            peer.host, peer.port, ae_title=peer.ae_title, evt_handlers=[(evt.EVT_N_EVENT_REPORT, handle_report)]
-        )
-        if not assoc.is_established:
-            raise association_error(assoc, peer, "Storage Commitment")
+        assoc = associate(peer, [(StorageCommitmentPushModel, _SYNTAXES)], purpose="Storage Commitment",
+                          evt_handlers=[(evt.EVT_N_EVENT_REPORT, handle_report)])
         assoc_holder["assoc"] = assoc
-        set_nodelay(assoc)
         try:
             status, _ = assoc.send_n_action(
                 commitment_request(transaction_uid, instances),
@@ -231,18 +223,8 @@ def _release_bounded(assoc: Any, *, timeout: float) -> None:
 
 def send_commitment_report(target: DicomPeer, event_type: int, report: Dataset) -> None:
     """As Storage Commitment SCP, deliver an N-EVENT-REPORT on a new association (PS3.4 J.3.3.1)."""
-    ae = AE(ae_title=target.calling_ae_title)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = target.timeout
-    ae.add_requested_context(StorageCommitmentPushModel, _SYNTAXES)
-    assoc = ae.associate(
-        target.host,
-        target.port,
-        ae_title=target.ae_title,
-        ext_neg=[build_role(StorageCommitmentPushModel, scp_role=True)],
-    )
-    if not assoc.is_established:
-        raise association_error(assoc, target, "Storage Commitment report")
-    set_nodelay(assoc)
+    assoc = associate(target, [(StorageCommitmentPushModel, _SYNTAXES)], purpose="Storage Commitment report",
+                      ext_neg=[build_role(StorageCommitmentPushModel, scp_role=True)])
     try:
         status, _ = assoc.send_n_event_report(
             report, event_type, StorageCommitmentPushModel, StorageCommitmentPushModelInstance
@@ -260,10 +242,6 @@ def _reference(sop_class: str, sop_instance: str) -> Dataset:
     item.ReferencedSOPClassUID = sop_class
     item.ReferencedSOPInstanceUID = sop_instance
     return item
-
-
-def _nodelay_on_open(event: Any) -> None:
-    set_nodelay(event.assoc)
 
 
 __all__ = [

@@ -29,15 +29,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, evt
-from pynetdicom.association import Association
+from pynetdicom import evt
 from pynetdicom.events import Event
 from pynetdicom.sop_class import ModalityPerformedProcedureStep, Verification
 from pynetdicom.status import code_to_category
 
 from generators.mpps import FINAL_STATUSES, IN_PROGRESS, STATUSES
 from generators.worklist import clip
-from simulations.transport.dimse.common import DicomPeer, set_nodelay
+from simulations.transport.dimse.common import DicomPeer, PynetdicomScp, associate
 from simulations.transport.errors import SendError
 
 logger = logging.getLogger(__name__)
@@ -236,17 +235,15 @@ def handle_n_set(
     return _status_dataset(status, comment), None
 
 
-def handle_conn_open(event: Event) -> None:
-    """EVT_CONN_OPEN: disable Nagle on every accepted socket (see :func:`set_nodelay`)."""
-    set_nodelay(event.assoc)
 
-
-class MppsScp:
+class MppsScp(PynetdicomScp):
     """Our MPPS SCP on ``host:port`` (port 0: any free port, read ``.port``); answers C-ECHO too.
 
     ``instances`` maps SOP Instance UID to :class:`MppsInstance`; ``on_event`` is called (from
     the association thread) after every N-CREATE / N-SET with an :class:`MppsEvent`.
     """
+
+    default_ae_title = "YEETER_MPPS"
 
     def __init__(
         self,
@@ -256,84 +253,25 @@ class MppsScp:
         port: int = 0,
         on_event: Callable[[MppsEvent], None] | None = None,
     ) -> None:
-        self.ae_title = ae_title
-        self.host = host
-        self._requested_port = port
+        super().__init__(ae_title=ae_title, host=host, port=port)
         self.on_event = on_event
         self.registry = MppsRegistry()
-        self._ae: AE | None = None
-        self._port: int | None = None
 
     @property
     def instances(self) -> dict[str, MppsInstance]:
         return self.registry.snapshot()
 
-    def start(self) -> None:
-        """Start serving in background threads; returns once the socket listens."""
-        if self._ae is not None:
-            raise RuntimeError("this MppsScp is already running")
-        ae = AE(ae_title=self.ae_title)
-        ae.add_supported_context(ModalityPerformedProcedureStep)
-        ae.add_supported_context(Verification)
-        handlers = [
-            (evt.EVT_CONN_OPEN, handle_conn_open),
+    def supported_contexts(self) -> list[str]:
+        return [ModalityPerformedProcedureStep, Verification]
+
+    def event_handlers(self) -> list[tuple]:
+        return [
             (evt.EVT_N_CREATE, handle_n_create, [self.registry, self.on_event]),
             (evt.EVT_N_SET, handle_n_set, [self.registry, self.on_event]),
         ]
-        server = ae.start_server((self.host, self._requested_port), block=False, evt_handlers=handlers)
-        assert server is not None  # block=False always returns the server
-        self._ae = ae
-        self._port = int(server.server_address[1])
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("the MppsScp is not started")
-        return self._port
-
-    @property
-    def peer(self) -> DicomPeer:
-        """This SCP as a :class:`DicomPeer` for SCUs."""
-        return DicomPeer(host=self.host, port=self.port, ae_title=self.ae_title)
-
-    @property
-    def active_associations(self) -> list[Association]:
-        """The associations peers currently hold with this SCP (empty when stopped)."""
-        return list(self._ae.active_associations) if self._ae is not None else []
-
-    def stop(self) -> None:
-        """Abort open associations and close the listening socket."""
-        if self._ae is not None:
-            self._ae.shutdown()
-            self._ae = None
-            self._port = None
-
-    def __enter__(self) -> MppsScp:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 # --- SCU ----------------------------------------------------------------------------------------
-
-
-def _associate(peer: DicomPeer, timeout: float | None) -> Association:
-    seconds = peer.timeout if timeout is None else timeout
-    ae = AE(ae_title=peer.calling_ae_title)
-    ae.add_requested_context(ModalityPerformedProcedureStep)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = seconds
-    assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
-    if assoc.is_established:
-        set_nodelay(assoc)
-        return assoc
-    if assoc.is_rejected:
-        result = getattr(assoc.acceptor.primitive, "result", None)
-        raise SendError(f"{peer} rejected the MPPS association", permanent=result == 0x01)
-    if assoc.is_aborted and assoc.acceptor.primitive is not None:
-        raise SendError(f"{peer} accepted no presentation context for MPPS", permanent=True)
-    raise SendError(f"no MPPS association with {peer}: connection refused, lost or timed out")
 
 
 def _checked(peer: DicomPeer, operation: str, status: Dataset) -> int:
@@ -356,7 +294,7 @@ def mpps_create(peer: DicomPeer, ds: Dataset, *, mpps_uid: str, timeout: float |
     Returns the DIMSE status (0x0000 or a warning); raises :class:`SendError` with ``.status``
     on a failure status, and without when the peer is absent or rejects/aborts.
     """
-    assoc = _associate(peer, timeout)
+    assoc = associate(peer, [(ModalityPerformedProcedureStep, None)], purpose="MPPS", timeout=timeout)
     try:
         status, _ = assoc.send_n_create(ds, ModalityPerformedProcedureStep, mpps_uid)
         return _checked(peer, "N-CREATE", status)
@@ -371,7 +309,7 @@ def mpps_set(peer: DicomPeer, mpps_uid: str, ds: Dataset, *, timeout: float | No
     Returns the DIMSE status (0x0000 or a warning); raises :class:`SendError` like
     :func:`mpps_create`.
     """
-    assoc = _associate(peer, timeout)
+    assoc = associate(peer, [(ModalityPerformedProcedureStep, None)], purpose="MPPS", timeout=timeout)
     try:
         status, _ = assoc.send_n_set(ds, ModalityPerformedProcedureStep, mpps_uid)
         return _checked(peer, "N-SET", status)

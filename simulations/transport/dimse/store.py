@@ -49,7 +49,7 @@ from pynetdicom.presentation import PresentationContext
 from pynetdicom.status import GENERAL_STATUS, STORAGE_SERVICE_CLASS_STATUS
 
 from simulations.transport.dimse.common import DicomPeer
-from simulations.transport.dimse.echo import reject_reason
+from simulations.transport.dimse.common import reject_reason
 from simulations.transport.errors import SendError
 
 LOGGER = logging.getLogger(__name__)

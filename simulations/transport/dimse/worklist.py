@@ -46,13 +46,12 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
-from pynetdicom import AE, evt
-from pynetdicom.association import Association
+from pynetdicom import evt
 from pynetdicom.events import Event
 from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification
 
 from generators.worklist import clip, write_worklist_file
-from simulations.transport.dimse.common import DicomPeer, set_nodelay
+from simulations.transport.dimse.common import DicomPeer, PynetdicomScp, associate
 from simulations.transport.errors import SendError
 
 logger = logging.getLogger(__name__)
@@ -331,10 +330,6 @@ def _failure(status: int, comment: str) -> Dataset:
     return ds
 
 
-def handle_conn_open(event: Event) -> None:
-    """EVT_CONN_OPEN: disable Nagle on every accepted socket (see :func:`set_nodelay`)."""
-    set_nodelay(event.assoc)
-
 
 def handle_find(event: Event, provider: WorklistProvider) -> Iterator[tuple[int | Dataset, Dataset | None]]:
     """EVT_C_FIND on the Modality Worklist Information Model (PS3.4 K.4.1.3 SCP behaviour).
@@ -376,12 +371,14 @@ def handle_find(event: Event, provider: WorklistProvider) -> Iterator[tuple[int 
     yield SUCCESS, None
 
 
-class WorklistScp:
+class WorklistScp(PynetdicomScp):
     """Our Modality Worklist SCP on ``host:port`` (port 0: any free port, read ``.port``).
 
     ``provider`` is called once per C-FIND and returns the current worklist items (datasets as
     :func:`generators.worklist.build_worklist_item` makes them). Answers C-ECHO too.
     """
+
+    default_ae_title = "YEETER_MWL"
 
     def __init__(
         self,
@@ -391,58 +388,14 @@ class WorklistScp:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        super().__init__(ae_title=ae_title, host=host, port=port)
         self.provider = provider
-        self.ae_title = ae_title
-        self.host = host
-        self._requested_port = port
-        self._ae: AE | None = None
-        self._port: int | None = None
 
-    def start(self) -> None:
-        """Start serving in background threads; returns once the socket listens."""
-        if self._ae is not None:
-            raise RuntimeError("this WorklistScp is already running")
-        ae = AE(ae_title=self.ae_title)
-        ae.add_supported_context(ModalityWorklistInformationFind)
-        ae.add_supported_context(Verification)
-        handlers = [
-            (evt.EVT_CONN_OPEN, handle_conn_open),
-            (evt.EVT_C_FIND, handle_find, [self.provider]),
-        ]
-        server = ae.start_server((self.host, self._requested_port), block=False, evt_handlers=handlers)
-        assert server is not None  # block=False always returns the server
-        self._ae = ae
-        self._port = int(server.server_address[1])
+    def supported_contexts(self) -> list[str]:
+        return [ModalityWorklistInformationFind, Verification]
 
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("the WorklistScp is not started")
-        return self._port
-
-    @property
-    def peer(self) -> DicomPeer:
-        """This SCP as a :class:`DicomPeer` for SCUs."""
-        return DicomPeer(host=self.host, port=self.port, ae_title=self.ae_title)
-
-    @property
-    def active_associations(self) -> list[Association]:
-        """The associations peers currently hold with this SCP (empty when stopped)."""
-        return list(self._ae.active_associations) if self._ae is not None else []
-
-    def stop(self) -> None:
-        """Abort open associations and close the listening socket."""
-        if self._ae is not None:
-            self._ae.shutdown()
-            self._ae = None
-            self._port = None
-
-    def __enter__(self) -> WorklistScp:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def event_handlers(self) -> list[tuple]:
+        return [(evt.EVT_C_FIND, handle_find, [self.provider])]
 
 
 # --- publishing for file-based SCPs --------------------------------------------------------------
@@ -463,19 +416,6 @@ def publish_worklist_item(ds: Dataset, folder: Path) -> Path:
 # --- SCU ----------------------------------------------------------------------------------------
 
 
-def _associate(peer: DicomPeer, ae: AE, service: str) -> Association:
-    assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
-    if assoc.is_established:
-        set_nodelay(assoc)
-        return assoc
-    if assoc.is_rejected:
-        result = getattr(assoc.acceptor.primitive, "result", None)
-        raise SendError(f"{peer} rejected the {service} association", permanent=result == 0x01)
-    if assoc.is_aborted and assoc.acceptor.primitive is not None:
-        raise SendError(f"{peer} accepted no presentation context for {service}", permanent=True)
-    raise SendError(f"no {service} association with {peer}: connection refused, lost or timed out")
-
-
 def find_worklist(peer: DicomPeer, query: Dataset, *, timeout: float | None = None) -> list[Dataset]:
     """C-FIND ``query`` on the Modality Worklist Information Model of ``peer`` (PS3.4 K.4.1.2).
 
@@ -483,11 +423,7 @@ def find_worklist(peer: DicomPeer, query: Dataset, *, timeout: float | None = No
     ``.status`` for a DIMSE failure status) when the peer is absent, rejects or aborts the
     association, or answers with a non-success final status.
     """
-    seconds = peer.timeout if timeout is None else timeout
-    ae = AE(ae_title=peer.calling_ae_title)
-    ae.add_requested_context(ModalityWorklistInformationFind)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = seconds
-    assoc = _associate(peer, ae, "worklist C-FIND")
+    assoc = associate(peer, [(ModalityWorklistInformationFind, None)], purpose="worklist C-FIND", timeout=timeout)
     results: list[Dataset] = []
     try:
         for status, identifier in assoc.send_c_find(query, ModalityWorklistInformationFind):
