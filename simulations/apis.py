@@ -8,12 +8,8 @@ Scenarios and endpoints: read for every API client, write for staff sessions onl
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import uuid
-from pathlib import Path
 
-from django.db import transaction
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -24,13 +20,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apikeys.permissions import StaffWritesOnly
-from simulations.endpoints import HL7Target, target_for
 from simulations.events import event_dict
 from simulations.models import Endpoint, Run, RunEvent, Scenario
-from simulations.services import run_cancel, run_start, scenario_validate
-from simulations.transport.dimse.echo import echo
-from simulations.transport.errors import SendError
-from simulations.transport.mllp import mllp_ping
+from simulations.services import endpoint_check, endpoint_create, run_cancel, run_start, scenario_create
 from yeeter.api import (
     ApiError,
     StrictBooleanField,
@@ -330,12 +322,7 @@ class ScenarioListCreateApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         endpoints = data.pop("endpoints", [])
-        scenario_validate(steps_json=data["steps"])  # ScenarioError: 400 naming each step and field
-        with transaction.atomic():
-            scenario = Scenario(**data)
-            scenario.full_clean()
-            scenario.save()
-            scenario.endpoints.set(endpoints)
+        scenario = scenario_create(fields=data, endpoints=endpoints)  # ScenarioError: 400 per step and field
         return Response(ScenarioOutputSerializer(scenario).data, status=status.HTTP_201_CREATED)
 
 
@@ -374,9 +361,7 @@ class EndpointListCreateApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         reject_unknown_fields(request.data, serializer)
         serializer.is_valid(raise_exception=True)
-        endpoint = Endpoint(**serializer.validated_data)
-        endpoint.full_clean()  # the kind-specific rules of Endpoint.clean(): 400 per field
-        endpoint.save()
+        endpoint = endpoint_create(fields=serializer.validated_data)  # Endpoint.clean() rules: 400 per field
         return Response(EndpointOutputSerializer(endpoint).data, status=status.HTTP_201_CREATED)
 
 
@@ -398,29 +383,7 @@ class EndpointCheckApi(APIView):
                    responses={200: OutputSerializer, **error_responses(404)})
     def post(self, request: Request, endpoint_id: str) -> Response:
         endpoint = _endpoint_or_404(endpoint_id)
-        method, latency, error = self._check(endpoint)
+        method, latency, error = endpoint_check(endpoint=endpoint, timeout_cap=CHECK_TIMEOUT_CAP_S)
         return Response({"endpoint": endpoint.pk, "name": endpoint.name, "kind": endpoint.kind,
                          "address": endpoint.address, "method": method, "ok": error is None,
                          "latency_ms": round(latency * 1000, 3) if latency is not None else None, "error": error})
-
-    @staticmethod
-    def _check(endpoint: Endpoint) -> tuple[str, float | None, str | None]:
-        target = target_for(endpoint)
-        if isinstance(target, Path):
-            if not target.is_dir():
-                return "folder", None, f"{target} is not a folder."
-            if not os.access(target, os.W_OK):
-                return "folder", None, f"{target} is not writable by the simulator."
-            return "folder", None, None
-        if isinstance(target, HL7Target):
-            try:
-                return "MLLP NMD^N02", mllp_ping(target.host, target.port,
-                                                 timeout=min(target.connect_timeout, target.timeout,
-                                                             CHECK_TIMEOUT_CAP_S)), None
-            except SendError as exc:
-                return "MLLP NMD^N02", None, exc.message
-        peer = dataclasses.replace(target, timeout=min(target.timeout, CHECK_TIMEOUT_CAP_S))
-        try:
-            return "C-ECHO", echo(peer), None
-        except SendError as exc:
-            return "C-ECHO", None, exc.message

@@ -232,3 +232,55 @@ def run_cancel(*, run: Run) -> Run:
         Run.objects.filter(pk=run.pk).update(cancel_requested=True)
         run.cancel_requested = True
     return run
+
+
+@transaction.atomic
+def scenario_create(*, fields: dict, endpoints=()) -> Scenario:
+    """A new scenario whose steps were validated against the catalog first (:class:`ScenarioError`)."""
+    scenario_validate(steps_json=fields.get("steps"))
+    scenario = Scenario(**fields)
+    scenario.full_clean()
+    scenario.save()
+    scenario.endpoints.set(endpoints)
+    return scenario
+
+
+def endpoint_create(*, fields: dict):
+    """A new endpoint, checked by ``Endpoint.clean()`` (``ValidationError`` per field)."""
+    from simulations.models import Endpoint
+
+    endpoint = Endpoint(**fields)
+    endpoint.full_clean()
+    endpoint.save()
+    return endpoint
+
+
+def endpoint_check(*, endpoint, timeout_cap: float) -> tuple[str, float | None, str | None]:
+    """Is the peer there? (method, latency seconds, error): C-ECHO for DICOM endpoints, an MLLP
+    NMD^N02 round trip for HL7, a writable folder for worklist folders. Never waits longer than
+    ``timeout_cap`` whatever the endpoint's own timeouts."""
+    import os
+
+    from simulations.endpoints import HL7Target, target_for
+    from simulations.transport.dimse.echo import echo
+    from simulations.transport.errors import SendError
+    from simulations.transport.mllp import mllp_ping
+
+    target = target_for(endpoint)
+    if isinstance(target, Path):
+        if not target.is_dir():
+            return "folder", None, f"{target} is not a folder."
+        if not os.access(target, os.W_OK):
+            return "folder", None, f"{target} is not writable by the simulator."
+        return "folder", None, None
+    if isinstance(target, HL7Target):
+        try:
+            return "MLLP NMD^N02", mllp_ping(target.host, target.port,
+                                             timeout=min(target.connect_timeout, target.timeout, timeout_cap)), None
+        except SendError as exc:
+            return "MLLP NMD^N02", None, exc.message
+    peer = dataclasses.replace(target, timeout=min(target.timeout, timeout_cap))
+    try:
+        return "C-ECHO", echo(peer), None
+    except SendError as exc:
+        return "C-ECHO", None, exc.message
