@@ -39,8 +39,9 @@ setup_venv() {  # $1: requirements file to install
   want="$(cat requirements*.txt | sha256sum | cut -c1-16)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "==> installing $req"
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$req"
+    # (this machine's pip configuration names a missing extra index folder; its warnings are noise)
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip 2> >(grep -v "^WARNING: Location" >&2)
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$req" 2> >(grep -v "^WARNING: Location" >&2)
     echo "$want" > "$stamp"
   fi
 }
