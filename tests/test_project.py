@@ -112,3 +112,39 @@ def test_postgresql_urls_work_for_migrate_and_catalog_load(tmp_path):
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.mark.interop
+def test_a_run_works_scaled_out_on_postgresql_and_the_redis_channel_layer(tmp_path):
+    """The scale-out configuration end to end: runsim with DATABASE_URL=postgres and REDIS_URL set."""
+    psycopg = pytest.importorskip("psycopg")
+    import socket
+
+    try:
+        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({exc})")
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
+    except OSError:
+        admin.close()
+        pytest.skip("Redis is not listening on 127.0.0.1:6379")
+    name = f"yeeter_test_{uuid.uuid4().hex[:8]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        env_vars = {"DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{name}", "SECRET_KEY": "x" * 50,
+                    "YEETER_DATA_DIR": str(tmp_path), "REDIS_URL": "redis://127.0.0.1:6379/14"}
+        for args in (("migrate", "--noinput", "-v", "0"), ("load_catalog", "-v", "0"), ("load_scenarios", "-v", "0")):
+            result = _manage(*args, env_vars=env_vars)
+            assert result.returncode == 0, result.stderr
+        run = _manage("runsim", "--patients", "3", "--concurrency", "3", "--seed", "4", "--max-instances", "1",
+                      "--json", env_vars=env_vars)
+        assert run.returncode == 0, run.stderr + run.stdout
+        summary = json.loads(run.stdout)
+        assert summary["passed"] == summary["verified"] == 3
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{name}") as conn:
+            events = conn.execute("SELECT count(*), max(seq) FROM simulations_runevent").fetchone()
+            assert events[0] == events[1] > 20  # every event persisted, seq without gaps
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
