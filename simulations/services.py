@@ -175,7 +175,7 @@ def run_execute(run: Run, *, listeners: list[Callable[[dict], None]] | None = No
     return asyncio.run(run_execute_async(run, listeners=listeners))
 
 
-def run_start(*, scenario: Scenario | None, steps_json, patients: int | None = None, concurrency: int | None = None,
+def run_start(*, scenario: Scenario | None, steps_json=None, patients: int | None = None, concurrency: int | None = None,
               seed: int | None = None, endpoint_ids=(), send: bool = True, max_instances_per_series: int | None = None,
               validate_hl7: bool = False) -> Run:
     """Create a run from the API/web page and start it in the background (Celery when configured,
@@ -183,6 +183,10 @@ def run_start(*, scenario: Scenario | None, steps_json, patients: int | None = N
     from simulations.endpoints import endpoint_set_from_rows
     from simulations.models import Endpoint
 
+    if steps_json is None:
+        if scenario is None:
+            raise ScenarioError(["steps: give a scenario or inline steps."])
+        steps_json = scenario.steps
     chosen = list(Endpoint.objects.filter(pk__in=list(endpoint_ids)))
     missing_ids = set(endpoint_ids) - {e.pk for e in chosen}
     if missing_ids:

@@ -37,3 +37,15 @@ def catalog(db):
 
     load_catalog(small_catalog())
     return small_catalog()
+
+
+@pytest.fixture
+def catalog_tx(transactional_db):
+    """The small test catalog and the shipped scenarios, committed (for tests with threads/processes)."""
+    from exams.catalog_io import load_catalog
+    from simulations.scenario_io import load_scenarios
+    from tests.exams.documents import small_catalog
+
+    load_catalog(small_catalog())
+    load_scenarios()
+    return small_catalog()
