@@ -47,12 +47,19 @@ class ReceiverPorts:
     mpps: int = 0
 
 
+ALL_KINDS = ("hl7", "storage", "mwl", "mpps")
+
+
 class BuiltinReceivers:
-    """Start/stop the four receivers together (a context manager); ports 0 pick free ones."""
+    """Start/stop the receivers of ``kinds`` together (a context manager); ports 0 pick free ones."""
 
     def __init__(self, *, storage_dir: Path, host: str = "127.0.0.1", ports: ReceiverPorts = ReceiverPorts(),
-                 ae_prefix: str = "YEETER") -> None:
+                 ae_prefix: str = "YEETER", kinds: tuple[str, ...] = ALL_KINDS) -> None:
+        unknown = set(kinds) - set(ALL_KINDS)
+        if unknown:
+            raise ValueError(f"no built-in receiver for {', '.join(sorted(unknown))}")
         self.host = host
+        self.kinds = tuple(k for k in ALL_KINDS if k in kinds)
         self.storage_dir = storage_dir
         self.mllp = MllpServer(host, ports.hl7, application=f"{ae_prefix}_RIS", facility=f"{ae_prefix}_HOSP")
         self.storage = StorageScp(ae_title=f"{ae_prefix}_PACS", host=host, port=ports.storage,
@@ -62,20 +69,25 @@ class BuiltinReceivers:
         self.mpps = MppsScp(ae_title=f"{ae_prefix}_MPPS", host=host, port=ports.mpps)
         self._mllp_thread: MllpServerThread | None = None
 
+    def _dicom_servers(self) -> list:
+        return [server for kind, server in (("storage", self.storage), ("mwl", self.mwl), ("mpps", self.mpps))
+                if kind in self.kinds]
+
     def start(self) -> "BuiltinReceivers":
-        self.storage_dir.mkdir(parents=True, exist_ok=True)
+        if "storage" in self.kinds:
+            self.storage_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self._mllp_thread = self.mllp.start_in_thread()
-            self.storage.start()
-            self.mwl.start()
-            self.mpps.start()
+            if "hl7" in self.kinds:
+                self._mllp_thread = self.mllp.start_in_thread()
+            for server in self._dicom_servers():
+                server.start()
         except BaseException:
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
-        for server in (self.mpps, self.mwl, self.storage):
+        for server in reversed(self._dicom_servers()):
             try:
                 server.stop()
             except Exception:  # noqa: BLE001 - stopping must reach every receiver
@@ -96,24 +108,25 @@ class BuiltinReceivers:
         return self._mllp_thread.port
 
     def endpoints(self, *, calling_ae_title: str = "YEETER") -> EndpointSet:
-        """Targets for a run against these receivers (commitment goes to the Storage SCP)."""
-        storage = DicomPeer(self.host, self.storage.port, self.storage.ae_title, calling_ae_title)
-        return EndpointSet(
-            by_kind={
-                "hl7": HL7Target(self.host, self.hl7_port, receiving_application=self.mllp.application,
-                                 receiving_facility=self.mllp.facility),
-                "storage": storage,
-                "commitment": storage,
-                "mwl": DicomPeer(self.host, self.mwl.port, self.mwl.ae_title, calling_ae_title),
-                "mpps": DicomPeer(self.host, self.mpps.port, self.mpps.ae_title, calling_ae_title),
-            },
-            builtin_worklist=True,
-        )
+        """Targets for a run against the running receivers (commitment goes to the Storage SCP)."""
+        by_kind: dict = {}
+        if "hl7" in self.kinds:
+            by_kind["hl7"] = HL7Target(self.host, self.hl7_port, receiving_application=self.mllp.application,
+                                       receiving_facility=self.mllp.facility)
+        if "storage" in self.kinds:
+            by_kind["storage"] = by_kind["commitment"] = DicomPeer(self.host, self.storage.port,
+                                                                   self.storage.ae_title, calling_ae_title)
+        for kind, server in (("mwl", self.mwl), ("mpps", self.mpps)):
+            if kind in self.kinds:
+                by_kind[kind] = DicomPeer(self.host, server.port, server.ae_title, calling_ae_title)
+        return EndpointSet(by_kind=by_kind, builtin_worklist="mwl" in self.kinds)
 
     def describe(self) -> list[str]:
-        return [
-            f"HL7 MLLP listener      {self.host}:{self.hl7_port}",
-            f"Storage SCP (+commit)  {self.storage.ae_title}@{self.host}:{self.storage.port} -> {self.storage_dir}",
-            f"Modality Worklist SCP  {self.mwl.ae_title}@{self.host}:{self.mwl.port}",
-            f"MPPS SCP               {self.mpps.ae_title}@{self.host}:{self.mpps.port}",
-        ]
+        lines = {
+            "hl7": lambda: f"HL7 MLLP listener      {self.host}:{self.hl7_port}",
+            "storage": lambda: (f"Storage SCP (+commit)  {self.storage.ae_title}@{self.host}:{self.storage.port} "
+                                f"-> {self.storage_dir}"),
+            "mwl": lambda: f"Modality Worklist SCP  {self.mwl.ae_title}@{self.host}:{self.mwl.port}",
+            "mpps": lambda: f"MPPS SCP               {self.mpps.ae_title}@{self.host}:{self.mpps.port}",
+        }
+        return [lines[kind]() for kind in self.kinds]

@@ -126,7 +126,7 @@ def run_create(*, steps_json, patients: int, concurrency: int, endpoints: Endpoi
 
 def _start_receivers(options: RunOptions) -> BuiltinReceivers:
     receivers = BuiltinReceivers(storage_dir=Path(settings.DATA_DIR) / "received",
-                                 host=settings.YEETER["BIND_ADDRESS"])
+                                 host=settings.YEETER["BIND_ADDRESS"], kinds=options.builtin_kinds)
     return receivers.start()
 
 

@@ -273,9 +273,11 @@ class Command(BaseCommand):
         summary = {"run_id": str(run.id), "status": run.status, "scenario": run.scenario_name, "seed": run.seed,
                    "output_dir": run.output_dir, **run.summary}
         if receivers is not None:
-            summary["received"] = {"hl7_messages": receivers.mllp.received_count,
-                                   "dicom_instances": len(receivers.storage.stored()),
-                                   "mpps_instances": len(receivers.mpps.instances)}
+            received = {"hl7": ("hl7_messages", lambda: receivers.mllp.received_count),
+                        "storage": ("dicom_instances", lambda: len(receivers.storage.stored())),
+                        "mpps": ("mpps_instances", lambda: len(receivers.mpps.instances))}
+            summary["received"] = {name: count() for kind, (name, count) in received.items()
+                                   if kind in receivers.kinds}
         summary["patient_rows"] = [
             {"index": p.index + 1, "status": p.status, "exam": p.exam_code, "modality": p.modality,
              "accession": p.accession_number, "instances": p.instances,
