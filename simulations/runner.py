@@ -613,7 +613,15 @@ class SimulationRunner:
             results = await asyncio.to_thread(send_instances, peer, files,
                                               associations=step.params.get("associations", 1), retries=1)
         except SendError as exc:
+            # The association failed mid-study: record what the peer did store before failing the step.
             ctx.store_results = list(getattr(exc, "results", []) or [])
+            stored = sum(1 for r in ctx.store_results if r.stored)
+            unsent = len(getattr(exc, "unsent", []) or [])
+            self.counters["instances_stored"] += stored
+            self.counters["instances_failed"] += len(files) - stored
+            await self._emit(ctx, EventType.DICOM_STORED, f"Stored {stored}/{len(files)} instances at {peer} before "
+                             f"the association failed ({unsent} not sent)", step, level="error", stored=stored,
+                             failed=len(files) - stored, unsent=unsent)
             raise
         ctx.store_results = results
         stored = [r for r in results if r.stored]

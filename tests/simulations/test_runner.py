@@ -246,3 +246,36 @@ def test_verify_run_finds_a_tampered_file(scenarios, tmp_path):
         call_command("verify_run", result["run_id"], stdout=out)
     assert err.value.returncode == 1
     assert f"dicom {path.name} Modality is 'CT', expected 'MR'" in out.getvalue()
+
+
+def test_a_pacs_aborting_mid_study_fails_the_patient_and_records_what_it_stored(scenarios, tmp_path):
+    from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+    from tests.conftest import free_port
+
+    received: list[str] = []
+
+    def handle_store(event):
+        if len(received) >= 2:
+            event.assoc.abort()
+            return 0xC000
+        received.append(event.request.AffectedSOPInstanceUID)
+        return 0x0000
+
+    ae = AE(ae_title="FLAKY_PACS")
+    ae.supported_contexts = AllStoragePresentationContexts
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, handle_store)])
+    try:
+        with pytest.raises(CommandError) as err:
+            runsim("--exam", "CT-ABDPEL-W", "--patients", "1", "--seed", "8", "--max-instances", "3",
+                   "--pacs", f"FLAKY_PACS@127.0.0.1:{port}", "--output", str(tmp_path / "run"))
+    finally:
+        server.shutdown()
+    result = json.loads(err.value.output)
+    row = RunPatient.objects.get(run_id=result["run_id"])
+    assert row.status == "failed" and "step 7 (SEND_DICOM)" in row.error
+    stored_event = RunEvent.objects.get(patient=row, type="dicom.stored")
+    assert stored_event.level == "error" and stored_event.payload["stored"] == 2
+    assert result["instances_stored"] == 2 and result["instances_generated"] == row.instances == 7
+    assert len(study_files(result, row)) == 7  # everything generated is kept
