@@ -49,3 +49,14 @@ def catalog_tx(transactional_db):
     load_catalog(small_catalog())
     load_scenarios()
     return small_catalog()
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """Test CA and server certificates (tests/pki.py), or a skip when the openssl CLI is missing."""
+    from tests.pki import make_pki
+
+    binary = shutil.which("openssl")
+    if binary is None:
+        pytest.skip("the openssl CLI is not installed (Debian package openssl); it makes the test certificates")
+    return make_pki(binary, tmp_path_factory.mktemp("pki"))

@@ -11,6 +11,9 @@ subclass :class:`AckError` when the peer answered with a negative ACK), never as
 reads have timeouts, frames are bounded, and anything a peer sends that is not an MLLP frame holding
 an ACK for the message just sent is reported with what was received.
 
+Both clients and :func:`mllp_ping` take an optional ``ssl_context`` for MLLP inside TLS (built by
+:mod:`simulations.transport.tls`, which also says which handshake failures are permanent).
+
 The listener (receiving side) lives in :mod:`simulations.transport.mllp_server`.
 """
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -27,6 +31,7 @@ from typing import NamedTuple, Self
 import hl7
 
 from simulations.transport.errors import SendError
+from simulations.transport.tls import describe_handshake_failure
 
 logger = logging.getLogger(__name__)
 
@@ -313,6 +318,12 @@ class MllpClient:
     reconnects when the peer closed the idle connection, and on transport errors (refused, reset,
     closed mid-ACK, no ACK within ``read_timeout``) reconnects and resends up to ``retries`` more
     times, sleeping ``backoff * 2**n`` seconds between attempts. Negative ACKs are never retried.
+
+    With ``ssl_context`` (see :func:`simulations.transport.tls.client_context`) every connection
+    is MLLP inside TLS (IHE ITI TF-2 ATNA secure node practice), the handshake bounded by
+    ``connect_timeout`` and the certificate checked against ``host``. A certificate that does not
+    verify raises a permanent ``SendError`` at once; other handshake failures (a peer not speaking
+    TLS, a reset, no answer) are transport failures, retried like a refused connect.
     """
 
     def __init__(
@@ -326,9 +337,11 @@ class MllpClient:
         backoff: float = 0.2,
         encoding: str = "utf-8",
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        self.ssl_context = ssl_context
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.retries = retries
@@ -341,7 +354,7 @@ class MllpClient:
 
     @property
     def peer(self) -> str:
-        return f"MLLP {self.host}:{self.port}"
+        return f"MLLP{'/TLS' if self.ssl_context is not None else ''} {self.host}:{self.port}"
 
     def send(self, message: str) -> Ack:
         """Send one HL7 message and return its accepting ACK (MSA-1 AA/CA, MSA-2 = sent MSH-10).
@@ -417,16 +430,35 @@ class MllpClient:
             except OSError as exc:
                 raise _Retryable(f"connect failed ({exc})") from exc
             _set_nodelay(sock)
+            if self.ssl_context is not None:
+                sock = self._handshake(sock, self.ssl_context)
             self._sock = sock
             self.connections_opened += 1
         return sock
+
+    def _handshake(self, sock: socket.socket, context: ssl.SSLContext) -> ssl.SSLSocket:
+        """TLS client handshake on the fresh connection, within ``connect_timeout`` (still the socket's)."""
+        try:
+            return context.wrap_socket(sock, server_hostname=self.host)
+        except OSError as exc:  # ssl.SSLError, TimeoutError, resets
+            sock.close()
+            text, permanent = describe_handshake_failure(exc, timeout=self.connect_timeout)
+            if permanent:
+                raise SendError(f"{self.peer}: {text}", permanent=True, status="TLS") from exc
+            raise _Retryable(text) from exc
 
     def _still_open(self, sock: socket.socket) -> bool:
         """Peek without blocking: EOF, a reset or unsolicited bytes mean the idle connection is unusable."""
         sock.settimeout(0.0)
         try:
-            data = sock.recv(1, socket.MSG_PEEK)
-        except BlockingIOError:
+            if isinstance(sock, ssl.SSLSocket):
+                # TLS sockets cannot peek, and the raw socket may hold records that are not data
+                # (TLS 1.3 session tickets arrive after the handshake): read through TLS instead.
+                # Consuming a byte is harmless, since any data here means the connection is dropped.
+                data = sock.recv(1)
+            else:
+                data = sock.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, ssl.SSLWantReadError):
             return True
         except OSError:
             return False
@@ -506,7 +538,7 @@ class AsyncMllpClient:
 
     One persistent connection per endpoint; concurrent ``send`` calls on one client are serialised
     by an ``asyncio.Lock`` because original-mode MLLP has one message in flight per connection.
-    Use one client per event loop.
+    Use one client per event loop. ``ssl_context`` as for :class:`MllpClient`.
     """
 
     def __init__(
@@ -520,9 +552,11 @@ class AsyncMllpClient:
         backoff: float = 0.2,
         encoding: str = "utf-8",
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        self.ssl_context = ssl_context
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.retries = retries
@@ -535,7 +569,7 @@ class AsyncMllpClient:
 
     @property
     def peer(self) -> str:
-        return f"MLLP {self.host}:{self.port}"
+        return f"MLLP{'/TLS' if self.ssl_context is not None else ''} {self.host}:{self.port}"
 
     async def send(self, message: str) -> Ack:
         """Send one HL7 message and return its accepting ACK; errors as :meth:`MllpClient.send`."""
@@ -597,13 +631,28 @@ class AsyncMllpClient:
             protocol = None
         if protocol is None:
             loop = asyncio.get_running_loop()
+            context = self.ssl_context
             try:
                 async with asyncio.timeout(self.connect_timeout):
-                    _, protocol = await loop.create_connection(_ClientProtocol, self.host, self.port)
+                    if context is None:
+                        _, protocol = await loop.create_connection(_ClientProtocol, self.host, self.port)
+                    else:
+                        # The enclosing timeout bounds connect and handshake together.
+                        _, protocol = await loop.create_connection(
+                            _ClientProtocol, self.host, self.port, ssl=context, server_hostname=self.host
+                        )
             except TimeoutError as exc:
-                raise _Retryable(f"connect timed out after {self.connect_timeout} s") from exc
+                what = "connect" if context is None else "connect and TLS handshake"
+                hint = "" if context is None else " (does the peer speak TLS on this port?)"
+                raise _Retryable(f"{what} timed out after {self.connect_timeout} s{hint}") from exc
+            except ssl.SSLError as exc:
+                text, permanent = describe_handshake_failure(exc, timeout=self.connect_timeout)
+                if permanent:
+                    raise SendError(f"{self.peer}: {text}", permanent=True, status="TLS") from exc
+                raise _Retryable(text) from exc
             except OSError as exc:
-                raise _Retryable(f"connect failed ({exc})") from exc
+                what = "connect" if context is None else "connect or TLS handshake"
+                raise _Retryable(f"{what} failed ({exc})") from exc
             self._protocol = protocol
             self.connections_opened += 1
         return protocol
@@ -638,22 +687,54 @@ def ping_message(control_id: str | None = None) -> str:
     return f"MSH|^~\\&|YEETER|YEETER|||{now}||NMD^N02^NMD_N02|{control_id}|P|2.5.1\rNCK|{now}\r"
 
 
-def mllp_ping(host: str, port: int, *, timeout: float = 5.0, encoding: str = "utf-8") -> float:
+def mllp_ping(
+    host: str,
+    port: int,
+    *,
+    timeout: float = 5.0,
+    encoding: str = "utf-8",
+    ssl_context: ssl.SSLContext | None = None,
+) -> float:
     """Round-trip latency in seconds of one NMD^N02 exchange (:func:`ping_message`) with an MLLP peer.
 
     Any well-formed ACK for the ping counts, including AE/AR; no answer, a malformed frame or a
-    non-HL7 answer raises ``SendError``. One attempt, ``timeout`` for connect and for the ACK.
+    non-HL7 answer raises ``SendError``. One attempt, ``timeout`` for connect (and the TLS
+    handshake when ``ssl_context`` is given) and for the ACK.
     """
-    with MllpClient(host, port, connect_timeout=timeout, read_timeout=timeout, retries=0, encoding=encoding) as client:
+    client = MllpClient(
+        host,
+        port,
+        connect_timeout=timeout,
+        read_timeout=timeout,
+        retries=0,
+        encoding=encoding,
+        ssl_context=ssl_context,
+    )
+    with client:
         try:
             return client.send(ping_message()).latency_s
         except AckError as exc:
             return exc.ack.latency_s
 
 
-async def async_mllp_ping(host: str, port: int, *, timeout: float = 5.0, encoding: str = "utf-8") -> float:
+async def async_mllp_ping(
+    host: str,
+    port: int,
+    *,
+    timeout: float = 5.0,
+    encoding: str = "utf-8",
+    ssl_context: ssl.SSLContext | None = None,
+) -> float:
     """asyncio variant of :func:`mllp_ping`."""
-    client = AsyncMllpClient(host, port, connect_timeout=timeout, read_timeout=timeout, retries=0, encoding=encoding)
+    client = AsyncMllpClient(
+        host,
+        port,
+        connect_timeout=timeout,
+        read_timeout=timeout,
+        retries=0,
+        encoding=encoding,
+        ssl_context=ssl_context,
+    )
     async with client:
         try:
             return (await client.send(ping_message())).latency_s

@@ -19,6 +19,7 @@ import asyncio
 import collections
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -99,7 +100,9 @@ class MllpServer:
 
     ``on_message`` runs on the listener's event loop for every message, after the ACK is queued;
     it must not block, and its exceptions are logged without affecting the connection. The last
-    ``history`` messages are kept for :attr:`messages`.
+    ``history`` messages are kept for :attr:`messages`. With ``ssl_context`` (a server context,
+    e.g. :func:`simulations.transport.tls.server_context`) every connection is MLLP inside TLS;
+    a client whose handshake does not complete within ``handshake_timeout`` seconds is dropped.
     """
 
     def __init__(
@@ -115,8 +118,12 @@ class MllpServer:
         application: str = "YEETER",
         facility: str = "YEETER",
         backlog: int = 128,
+        ssl_context: ssl.SSLContext | None = None,
+        handshake_timeout: float = 10.0,
     ) -> None:
         self.host = host
+        self.ssl_context = ssl_context
+        self.handshake_timeout = handshake_timeout
         self._port = port
         self.on_message = on_message
         self.max_message_bytes = max_message_bytes
@@ -147,11 +154,22 @@ class MllpServer:
         """Bind and start accepting connections."""
         loop = asyncio.get_running_loop()
         self._stopping = False
-        self._server = await loop.create_server(
-            lambda: _Connection(self), self.host, self._port, backlog=self.backlog, reuse_address=True
-        )
+        if self.ssl_context is None:
+            self._server = await loop.create_server(
+                lambda: _Connection(self), self.host, self._port, backlog=self.backlog, reuse_address=True
+            )
+        else:
+            self._server = await loop.create_server(
+                lambda: _Connection(self),
+                self.host,
+                self._port,
+                backlog=self.backlog,
+                reuse_address=True,
+                ssl=self.ssl_context,
+                ssl_handshake_timeout=self.handshake_timeout,
+            )
         self._port = self._server.sockets[0].getsockname()[1]
-        logger.info("MLLP listener on %s:%d", self.host, self._port)
+        logger.info("MLLP%s listener on %s:%d", "/TLS" if self.ssl_context else "", self.host, self._port)
 
     async def stop(self) -> None:
         """Stop accepting, close every open connection and wait until the server is closed."""

@@ -1,26 +1,36 @@
-"""Shared DIMSE plumbing: TCP_NODELAY on every association socket, AE construction, endpoints."""
+"""Shared DIMSE plumbing: TCP_NODELAY on every association socket, AE construction, endpoints, TLS."""
 
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, field
 from typing import Any
 
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
 
 from simulations.transport.errors import SendError
+from simulations.transport.tls import diagnose
 
 
 @dataclass(frozen=True, slots=True)
 class DicomPeer:
-    """Where a DICOM service lives: ``AET@host:port`` plus our calling AE title."""
+    """Where a DICOM service lives: ``AET@host:port`` plus our calling AE title.
+
+    ``tls`` (a client context from :func:`simulations.transport.tls.client_context`) makes every
+    association with this peer run inside TLS (PS3.15 Annex B secure transport connection
+    profiles), the peer's certificate checked against ``host``. It is configuration held by
+    reference, not data: left out of equality, hashing and ``repr``, and never serialised
+    (endpoints store the TLS settings, and rebuild the context from them).
+    """
 
     host: str
     port: int
     ae_title: str
     calling_ae_title: str = "YEETER"
     timeout: float = 30.0
+    tls: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def parse(cls, text: str, *, calling_ae_title: str = "YEETER") -> "DicomPeer":
@@ -37,7 +47,7 @@ class DicomPeer:
         return cls(host=host, port=port_no, ae_title=aet, calling_ae_title=calling_ae_title)
 
     def __str__(self) -> str:
-        return f"{self.ae_title}@{self.host}:{self.port}"
+        return f"{self.ae_title}@{self.host}:{self.port}{' (TLS)' if self.tls is not None else ''}"
 
 
 def set_nodelay(assoc: Association) -> None:
@@ -104,7 +114,9 @@ def associate(peer: DicomPeer, contexts: list[tuple[str, list[str] | None]], *, 
     syntaxes or None for the defaults)], Nagle off; :class:`SendError` otherwise.
 
     ``timeout`` (default ``peer.timeout``) bounds connecting, ACSE, DIMSE and network idle time.
-    Extra keyword arguments go to ``AE.associate`` (``evt_handlers``, ``ext_neg``).
+    Extra keyword arguments go to ``AE.associate`` (``evt_handlers``, ``ext_neg``). With
+    ``peer.tls`` the connection runs inside TLS; a failed handshake becomes a SendError saying why
+    (certificate problems permanent, see :mod:`simulations.transport.tls`).
     """
     seconds = peer.timeout if timeout is None else timeout
     ae = AE(ae_title=peer.calling_ae_title)
@@ -114,9 +126,17 @@ def associate(peer: DicomPeer, contexts: list[tuple[str, list[str] | None]], *, 
         else:
             ae.add_requested_context(abstract_syntax, syntaxes)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = seconds
+    if peer.tls is not None:
+        kwargs["tls_args"] = (peer.tls, peer.host)
     assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title, **kwargs)
     if not assoc.is_established:
-        raise association_error(assoc, peer, purpose)
+        error = association_error(assoc, peer, purpose)
+        if peer.tls is not None and assoc.acceptor.primitive is None:
+            # No A-ASSOCIATE-AC/RJ came back. pynetdicom logs a failed handshake and reports it as
+            # an abort: repeat the handshake once ourselves to say what failed (certificate, not
+            # TLS, no answer); if ours succeeds the original error stands.
+            error = diagnose(peer.host, peer.port, peer.tls, timeout=seconds, peer=str(peer)) or error
+        raise error
     set_nodelay(assoc)
     return assoc
 

@@ -18,6 +18,10 @@ runs the DICOM Upper Layer itself, one thread per association:
 Service handlers stay plain ``handle_<op>(request)`` callables bound as data in
 :attr:`StorageScp.handlers`, answering with DICOM status codes; nothing crosses the wire as an
 exception.
+
+With ``ssl_context`` (a server context, :func:`simulations.transport.tls.server_context`) every
+accepted connection runs the TLS handshake in its association thread before anything else
+(PS3.15 Annex B); a peer whose handshake fails is dropped and logged.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import itertools
 import logging
 import os
 import socket
+import ssl
 import struct
 import threading
 from collections import OrderedDict
@@ -210,7 +215,8 @@ class StorageScp:
     Orthanc can), ``"new"`` opens an association back to the requestor, whose port is looked up
     by calling AE title in ``commitment_peers`` (the host is the requestor's address).
     ``history`` bounds the in-memory record of stored instances. Any called AE title is
-    accepted (as dcmtk ``storescp`` does).
+    accepted (as dcmtk ``storescp`` does). ``ssl_context`` makes it a TLS listener (see the
+    module docstring); a report sent back on a new association is then still plain TCP.
     """
 
     def __init__(
@@ -227,8 +233,10 @@ class StorageScp:
         max_pdu: int = 1024 * 1024,
         network_timeout: float = 60.0,
         max_associations: int = 64,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.storage_dir = Path(storage_dir)
+        self.ssl_context = ssl_context
         self.ae_title = ae_title
         self.host = host
         self._requested_port = port
@@ -507,6 +515,8 @@ class _Association:
 
     def run(self) -> None:
         try:
+            if self.scp.ssl_context is not None and not self._secure(self.scp.ssl_context):
+                return
             if not self._negotiate():
                 return
             while True:
@@ -533,6 +543,19 @@ class _Association:
             if self._spooled is not None:  # lost in the middle of a data set: nothing was stored
                 self._spooled.discard()
             self.scp._ended(self)
+
+    def _secure(self, context: ssl.SSLContext) -> bool:
+        """Server side of the TLS handshake (PS3.15 B.1), bounded by the network timeout; False if it failed."""
+        sock = self.wire.sock
+        if sock is None:
+            return False  # stopped before we began
+        try:
+            tls = context.wrap_socket(sock, server_side=True)
+        except OSError as exc:  # ssl.SSLError, a timeout, a reset: this peer cannot talk to us
+            LOGGER.warning("TLS handshake with %s failed: %s", self.address, exc)
+            return False
+        self.wire = PduStream(tls, self.wire.label, self.scp.network_timeout)
+        return True
 
     # -- A-ASSOCIATE (PS3.8 §7.1, §9.3.2-9.3.4) --
 

@@ -17,6 +17,10 @@ one association is one blocking socket owned by one thread:
 
 Only when the peer refused the file's transfer syntax is the file decoded by pydicom
 (decompressed if needed) and re-encoded in an uncompressed syntax the peer accepted.
+
+With ``peer.tls`` the socket is wrapped in TLS right after connecting (PS3.15 Annex B, certificate
+checked against ``peer.host``). TLS sockets have no ``sendmsg``, so each DIMSE message's buffers
+are coalesced into a few large writes instead; the plain path is unchanged.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Callable, Sequence
@@ -51,6 +56,7 @@ from pynetdicom.status import GENERAL_STATUS, STORAGE_SERVICE_CLASS_STATUS
 from simulations.transport.dimse.common import DicomPeer
 from simulations.transport.dimse.common import reject_reason
 from simulations.transport.errors import SendError
+from simulations.transport.tls import wrap_client
 
 LOGGER = logging.getLogger(__name__)
 
@@ -61,6 +67,8 @@ DEFAULT_MAX_PDU = 4 * 1024 * 1024
 # a multi-gigabyte instance never needs one giant iovec.
 _UNLIMITED_FRAGMENT = 4 * 1024 * 1024
 _MAX_CONTEXTS = 128  # odd presentation context IDs 1..255 (PS3.8 §9.3.2.2)
+# TLS path: buffers below this size are joined before sendall (one TLS record holds up to 16 KiB).
+_COALESCE_LIMIT = 64 * 1024
 
 # Failures a retry cannot cure (PS3.4 B.2.3, PS3.7 C): the peer would answer the same again.
 _PERMANENT_FAILURE_RANGES = ((0xA900, 0xA9FF),)
@@ -448,13 +456,15 @@ _STRING_COMMAND_ELEMENTS = frozenset({0x0002, 0x0003, 0x0600, 0x0902, 0x1000, 0x
 class PduStream:
     """A connected socket speaking PDUs: scatter/gather send, exact reads, one PDU at a time.
 
-    Every failure becomes a SendError naming ``label`` (the peer); the socket is then closed.
+    ``sock`` may be a TLS socket (``ssl.SSLSocket``, handshake done). Every failure becomes a
+    SendError naming ``label`` (the peer); the socket is then closed.
     """
 
     def __init__(self, sock: socket.socket, label: str, timeout: float | None) -> None:
         self.sock: socket.socket | None = sock
         self.label = label
         self.timeout = timeout
+        self.tls = isinstance(sock, ssl.SSLSocket)
         sock.settimeout(timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -463,6 +473,9 @@ class PduStream:
         sock = self.sock
         if sock is None:
             raise SendError(f"association with {self.label} is closed")
+        if self.tls:
+            self._send_coalesced(sock, buffers)
+            return
         first = 0
         try:
             while first < len(buffers):
@@ -476,6 +489,37 @@ class PduStream:
                     else:
                         buffers[first] = memoryview(head)[sent:]
                         sent = 0
+        except OSError as exc:
+            self.close()
+            raise SendError(f"connection to {self.label} lost while sending: {exc.strerror or exc}") from exc
+
+    def _send_coalesced(self, sock: socket.socket, buffers: list[bytes | memoryview]) -> None:
+        """``sendall`` for TLS sockets, which have no ``sendmsg``.
+
+        Small buffers (PDU headers, command sets, small data sets) are joined so that they travel
+        in one TLS record and one segment rather than one each; large ones (data set fragments)
+        go out as they are, since joining them would only add a copy before encryption.
+        """
+        pending: list[bytes | memoryview] = []
+        pending_size = 0
+        try:
+            for buffer in buffers:
+                size = len(buffer)
+                if size >= _COALESCE_LIMIT:
+                    if pending:
+                        sock.sendall(b"".join(pending))
+                        pending.clear()
+                        pending_size = 0
+                    sock.sendall(buffer)
+                    continue
+                pending.append(buffer)
+                pending_size += size
+                if pending_size >= _COALESCE_LIMIT:
+                    sock.sendall(b"".join(pending))
+                    pending.clear()
+                    pending_size = 0
+            if pending:
+                sock.sendall(b"".join(pending))
         except OSError as exc:
             self.close()
             raise SendError(f"connection to {self.label} lost while sending: {exc.strerror or exc}") from exc
@@ -531,7 +575,9 @@ class PduStream:
         sock, self.sock = self.sock, None
         if sock is not None:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                # The plain socket's shutdown, also for TLS: SSLSocket.shutdown would drop the TLS
+                # state under a reader blocked in another thread; this only wakes it with EOF.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:
                 pass  # already disconnected
             sock.close()
@@ -636,6 +682,8 @@ class _Link:
             sock = socket.create_connection((peer.host, peer.port), timeout=peer.timeout)
         except OSError as exc:
             raise SendError(f"cannot connect to {peer}: {exc.strerror or exc}") from exc
+        if peer.tls is not None:
+            sock = wrap_client(sock, peer.tls, server_hostname=peer.host, peer=str(peer))
         wire = self.wire = PduStream(sock, str(peer), peer.timeout)
 
         primitive = A_ASSOCIATE()
