@@ -3,14 +3,50 @@ built-in receivers, snapshotted into ``Run.endpoints`` so a run records exactly 
 
 from __future__ import annotations
 
+import functools
+import ssl
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from generators.hl7 import HL7Config
 from simulations.transport.dimse.common import DicomPeer
+from simulations.transport.tls import client_context
 
 KINDS = ("hl7", "storage", "mwl", "mpps", "commitment", "worklist_folder")
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """An endpoint's TLS choice as data (what a run records); :meth:`context` builds the client context."""
+
+    verify: bool = True
+    ca_file: str = ""
+
+    def context(self) -> ssl.SSLContext:
+        return _context(self.verify, self.ca_file)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"verify": self.verify, "ca_file": self.ca_file}
+
+
+@functools.lru_cache(maxsize=16)
+def _context(verify: bool, ca_file: str) -> ssl.SSLContext:
+    # One context per setting and process: loading the system trust store costs ~16 ms.
+    return client_context(verify=verify, ca_file=ca_file or None)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointPeer(DicomPeer):
+    """A :class:`DicomPeer` that remembers the TLS settings its context was built from."""
+
+    tls_settings: TlsSettings | None = None
+
+    @classmethod
+    def build(cls, host: str, port: int, ae_title: str, *, calling_ae_title: str = "YEETER", timeout: float = 30.0,
+              tls: TlsSettings | None = None) -> "EndpointPeer":
+        return cls(host=host, port=port, ae_title=ae_title, calling_ae_title=calling_ae_title, timeout=timeout,
+                   tls=tls.context() if tls else None, tls_settings=tls)
 
 
 @dataclass(frozen=True)
@@ -22,6 +58,10 @@ class HL7Target:
     version: str = "2.5.1"
     connect_timeout: float = 5.0
     timeout: float = 30.0
+    tls: TlsSettings | None = None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return self.tls.context() if self.tls else None
 
     def config(self, *, sending_application: str, sending_facility: str) -> HL7Config:
         return HL7Config(sending_application=sending_application, sending_facility=sending_facility,
@@ -29,7 +69,7 @@ class HL7Target:
                          receiving_facility=self.receiving_facility, version=self.version)
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"{self.host}:{self.port}{' (TLS)' if self.tls else ''}"
 
     @classmethod
     def parse(cls, text: str) -> "HL7Target":
@@ -95,18 +135,22 @@ def _target_json(kind: str, target: Target) -> dict[str, Any]:
         t = target
         return {"host": t.host, "port": t.port, "receiving_application": t.receiving_application,
                 "receiving_facility": t.receiving_facility, "version": t.version,
-                "connect_timeout": t.connect_timeout, "timeout": t.timeout}
+                "connect_timeout": t.connect_timeout, "timeout": t.timeout,
+                "tls": t.tls.to_json() if t.tls else None}
     p = target
+    settings = getattr(p, "tls_settings", None)
     return {"host": p.host, "port": p.port, "ae_title": p.ae_title, "calling_ae_title": p.calling_ae_title,
-            "timeout": p.timeout}
+            "timeout": p.timeout, "tls": settings.to_json() if settings else None}
 
 
 def _target_from_json(kind: str, data: dict[str, Any]) -> Target:
     if kind == "worklist_folder":
         return Path(data["folder"])
+    values = {k: v for k, v in data.items() if k not in {"kind", "tls"}}
+    tls = TlsSettings(**data["tls"]) if data.get("tls") else None
     if kind == "hl7":
-        return HL7Target(**{k: v for k, v in data.items() if k != "kind"})
-    return DicomPeer(**{k: v for k, v in data.items() if k != "kind"})
+        return HL7Target(**values, tls=tls)
+    return EndpointPeer.build(values.pop("host"), values.pop("port"), values.pop("ae_title"), tls=tls, **values)
 
 
 def target_for(endpoint) -> Target:
@@ -114,14 +158,15 @@ def target_for(endpoint) -> Target:
     kind = endpoint.kind
     if kind == "worklist_folder":
         return Path(endpoint.folder)
+    tls = TlsSettings(verify=endpoint.tls_verify, ca_file=endpoint.tls_ca_file) if endpoint.tls else None
     if kind == "hl7":
         return HL7Target(host=endpoint.host, port=endpoint.port,
                          receiving_application=endpoint.hl7_receiving_application or "RIS",
                          receiving_facility=endpoint.hl7_receiving_facility or "YEETER_HOSP",
                          version=endpoint.hl7_version, connect_timeout=endpoint.connect_timeout,
-                         timeout=endpoint.timeout)
-    return DicomPeer(host=endpoint.host, port=endpoint.port, ae_title=endpoint.ae_title,
-                     calling_ae_title=endpoint.calling_ae_title, timeout=endpoint.timeout)
+                         timeout=endpoint.timeout, tls=tls)
+    return EndpointPeer.build(endpoint.host, endpoint.port, endpoint.ae_title,
+                              calling_ae_title=endpoint.calling_ae_title, timeout=endpoint.timeout, tls=tls)
 
 
 def endpoint_set_from_rows(endpoints, *, defaults=()) -> EndpointSet:

@@ -70,6 +70,15 @@ class Endpoint(models.Model):
                 errors["port"] = "This endpoint needs a port."
         if self.kind in {self.Kind.STORAGE, self.Kind.MWL, self.Kind.MPPS, self.Kind.COMMITMENT} and not self.ae_title:
             errors["ae_title"] = "A DICOM endpoint needs the called AE title."
+        if self.tls and self.kind == self.Kind.WORKLIST_FOLDER:
+            errors["tls"] = "A worklist folder is written to disk; TLS does not apply."
+        elif self.tls and self.tls_verify and self.tls_ca_file:
+            from simulations.transport.tls import TlsConfigError, client_context
+
+            try:
+                client_context(verify=True, ca_file=self.tls_ca_file)
+            except TlsConfigError as exc:
+                errors["tls_ca_file"] = exc.message
         if errors:
             raise ValidationError(errors)
 

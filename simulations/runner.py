@@ -458,7 +458,7 @@ class SimulationRunner:
         client = self._mllp.get((target.host, target.port))
         if client is None:
             client = AsyncMllpClient(target.host, target.port, connect_timeout=target.connect_timeout,
-                                     read_timeout=target.timeout, retries=2)
+                                     read_timeout=target.timeout, retries=2, ssl_context=target.ssl_context())
             self._mllp[(target.host, target.port)] = client
         try:
             ack = await client.send(message)

@@ -270,7 +270,10 @@ def endpoint_check(*, endpoint, timeout_cap: float) -> tuple[str, float | None, 
     from simulations.transport.errors import SendError
     from simulations.transport.mllp import mllp_ping
 
-    target = target_for(endpoint)
+    try:
+        target = target_for(endpoint)
+    except SendError as exc:  # e.g. an unreadable CA file (TlsConfigError)
+        return "TLS", None, exc.message
     if isinstance(target, Path):
         if not target.is_dir():
             return "folder", None, f"{target} is not a folder."
@@ -279,7 +282,7 @@ def endpoint_check(*, endpoint, timeout_cap: float) -> tuple[str, float | None, 
         return "folder", None, None
     if isinstance(target, HL7Target):
         try:
-            return "MLLP NMD^N02", mllp_ping(target.host, target.port,
+            return "MLLP NMD^N02", mllp_ping(target.host, target.port, ssl_context=target.ssl_context(),
                                              timeout=min(target.connect_timeout, target.timeout, timeout_cap)), None
         except SendError as exc:
             return "MLLP NMD^N02", None, exc.message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import shutil
 import signal
@@ -14,13 +15,14 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from simulations.endpoints import EndpointSet, HL7Target
+from simulations.endpoints import EndpointPeer, EndpointSet, HL7Target, TlsSettings
 from simulations.models import Run, Scenario
 from simulations.receivers import BuiltinReceivers
 from simulations.runner import TRANSFER_SYNTAX_UIDS, RunOptions
 from simulations.services import missing_kinds, run_create, run_execute_async
 from simulations.steps import ScenarioError
 from simulations.transport.dimse.common import DicomPeer
+from simulations.transport.tls import TlsConfigError
 
 DEFAULT_SCENARIO = "Full scheduled workflow"
 
@@ -115,6 +117,11 @@ class Command(BaseCommand):
                          help="publish .wl files here (the folder dcmtk wlmscpfs or Orthanc serves)")
         net.add_argument("--mpps", metavar="AET@HOST:PORT", help="MPPS SCP")
         net.add_argument("--calling-aet", default=settings.YEETER["AE_TITLE"], help="our AE title (default %(default)s)")
+        net.add_argument("--tls", action="store_true", help="use TLS for the endpoints given by these flags")
+        net.add_argument("--tls-ca", type=Path, metavar="FILE", help="CA certificate(s) to trust (PEM; default: "
+                                                                     "the system store)")
+        net.add_argument("--tls-no-verify", action="store_true",
+                         help="encrypt without checking the peer's certificate (test beds only)")
         out = parser.add_argument_group("output")
         out.add_argument("--output", type=Path, help="run directory (default: YEETER_DATA_DIR/runs/<run id>)")
         out.add_argument("--no-send", action="store_true", help="generate and verify only; send nothing")
@@ -162,16 +169,27 @@ class Command(BaseCommand):
 
         endpoints = endpoint_set_from_rows(Endpoint.objects.all(), defaults=rows)
         calling = opts["calling_aet"]
+        if (opts.get("tls_ca") or opts.get("tls_no_verify")) and not opts.get("tls"):
+            raise _usage("--tls-ca and --tls-no-verify only apply with --tls.")
+        tls = TlsSettings(verify=not opts.get("tls_no_verify"), ca_file=str(opts.get("tls_ca") or "")) \
+            if opts.get("tls") else None
+
+        def dicom(text: str) -> EndpointPeer:
+            parsed = DicomPeer.parse(text, calling_ae_title=calling)
+            return EndpointPeer.build(parsed.host, parsed.port, parsed.ae_title, calling_ae_title=calling, tls=tls)
+
         try:
             if opts.get("hl7"):
-                endpoints = endpoints.with_kind("hl7", HL7Target.parse(opts["hl7"]))
+                endpoints = endpoints.with_kind("hl7", dataclasses.replace(HL7Target.parse(opts["hl7"]), tls=tls))
             if opts.get("pacs"):
-                peer = DicomPeer.parse(opts["pacs"], calling_ae_title=calling)
+                peer = dicom(opts["pacs"])
                 endpoints = endpoints.with_kind("storage", peer).with_kind("commitment", peer)
             if opts.get("worklist"):
-                endpoints = endpoints.with_kind("mwl", DicomPeer.parse(opts["worklist"], calling_ae_title=calling))
+                endpoints = endpoints.with_kind("mwl", dicom(opts["worklist"]))
             if opts.get("mpps"):
-                endpoints = endpoints.with_kind("mpps", DicomPeer.parse(opts["mpps"], calling_ae_title=calling))
+                endpoints = endpoints.with_kind("mpps", dicom(opts["mpps"]))
+        except TlsConfigError as exc:
+            raise _usage(f"TLS: {exc.message}") from None
         except ValueError as exc:
             raise _usage(f"Bad endpoint: {exc}.") from None
         if opts.get("worklist_dir"):
