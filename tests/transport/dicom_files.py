@@ -8,11 +8,8 @@ or truncated transfer cannot go unnoticed.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import random
-import socket
 import subprocess
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +27,7 @@ from pydicom.uid import (
 )
 
 from generators.uids import new_uid
+from tests.dcmtk import dcmtk_server
 
 UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 
@@ -143,37 +141,14 @@ def write_file(path: Path, ds: Dataset, *, transfer_syntax: str = ExplicitVRLitt
     return path
 
 
-def wait_listening(port: int, timeout: float = 10.0) -> None:
-    """Block until something accepts TCP connections on 127.0.0.1:``port``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
-
-
 @contextmanager
 def storescp(
     binary: str, directory: Path, port: int, *, aet: str = "STORESCP", extra: Sequence[str] = ()
 ) -> Iterator[subprocess.Popen[bytes]]:
     """dcmtk ``storescp +B`` (bit-preserving) writing to ``directory``, started with TCP_NODELAY=1 and stopped after."""
     directory.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        [binary, "-aet", aet, "-od", str(directory), "+B", *extra, str(port)],
-        env={**os.environ, "TCP_NODELAY": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_listening(port)
+    with dcmtk_server([binary, "-aet", aet, "-od", str(directory), "+B", *extra, str(port)], port) as process:
         yield process
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def dataset_bytes(path: Path) -> bytes:

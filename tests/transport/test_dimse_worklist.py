@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import time
@@ -32,13 +31,14 @@ from simulations.transport.dimse.worklist import (
 )
 from simulations.transport.errors import SendError
 from tests.conftest import free_port, require_binary
+from tests.dcmtk import DCMTK_ENV
+from tests.dcmtk import wlmscpfs as dcmtk_wlmscpfs
 from tests.examples import order_for
 
 MR = order_for(Modality.MR)  # scheduled 2026-11-25 09:30:00
 CT = order_for(Modality.CT, seed=8)
 DX = order_for(Modality.DX, seed=9)
 ITEM = build_worklist_item(MR)
-DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 
 
 def key(sps: dict[str, object] | None = None, **top: object) -> Dataset:
@@ -369,40 +369,12 @@ def test_a_c_cancel_from_findscu_stops_the_matching(tmp_path: Path) -> None:
 # --- our SCU -> dcmtk wlmscpfs serving our .wl files ---------------------------------------------------
 
 
-def wait_listening(port: int, proc: subprocess.Popen[bytes], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"wlmscpfs exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"wlmscpfs did not listen on {port} within {seconds} s")
-
-
 @pytest.fixture
 def wlmscpfs(tmp_path: Path) -> Iterator[tuple[DicomPeer, Path]]:
-    """dcmtk wlmscpfs serving ``<root>/YEETER_WL``; yields (peer, AE folder)."""
-    binary = require_binary("wlmscpfs")
-    root = tmp_path / "worklists"
-    folder = root / "YEETER_WL"
-    root.mkdir()
-    port = free_port()
-    # -csk: return the character set of the file, so UTF-8 names arrive declared as such.
-    proc = subprocess.Popen(
-        [binary, "--single-process", "-csk", "-dfp", str(root), str(port)],
-        env=DCMTK_ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_listening(port, proc)
-        yield DicomPeer(host="127.0.0.1", port=port, ae_title="YEETER_WL"), folder
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    """dcmtk wlmscpfs serving ``<root>/YEETER_WL`` (with -csk: the file's character set is returned,
+    so UTF-8 names arrive declared as such); yields (peer, AE folder)."""
+    with dcmtk_wlmscpfs(tmp_path / "worklists", ae_title="YEETER_WL") as served:
+        yield served
 
 
 @pytest.mark.interop
