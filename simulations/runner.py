@@ -116,7 +116,6 @@ class PatientContext:
     mpps_uid: str = ""
     study: Any = None  # generators.dicom.StudyResult
     store_results: list[StoreResult] = field(default_factory=list)
-    hl7_config: HL7Config | None = None
 
 
 class SimulationRunner:

@@ -164,7 +164,13 @@ async def run_execute_async(run: Run, *, listeners: list[Callable[[dict], None]]
                 on_receivers(receivers)
         runner = SimulationRunner(run, endpoints=endpoints, options=options,
                                   recorder=EventRecorder(run.pk, listeners=listeners), cancel=cancel)
-        return await runner.execute()
+        try:
+            return await runner.execute()
+        except Exception as exc:  # the run itself broke (not one patient): record it, never leave it "running"
+            logger.exception("run %s aborted", run.pk)
+            run.status, run.error = Run.Status.ERROR, f"{type(exc).__name__}: {exc}"
+            await sync_to_async(run.save)(update_fields=["status", "error"])
+            return run
     finally:
         if receivers is not None:
             await asyncio.to_thread(receivers.stop)

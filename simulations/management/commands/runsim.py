@@ -252,6 +252,8 @@ class Command(BaseCommand):
         run = asyncio.run(self._execute(run, progress, on_receivers))
         progress.finish()
         run.refresh_from_db()
+        if run.status == Run.Status.ERROR:
+            raise CommandError(f"Run {run.id} could not run: {run.error}", returncode=1)
         summary = self._summary(run, started[0] if started else None)
         if quiet:
             self.stdout.write(json.dumps(summary, indent=2))
