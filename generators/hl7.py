@@ -441,7 +441,7 @@ def build_oru(order: Order, report: Report, *, config: HL7Config, now: dt.dateti
 # 3. OBX-5 (data type 'varies') is always parsed as ST with its 199-character limit, ignoring OBX-2.
 #    For OBX-2 = FT or TX the value is checked with hl7apy's own FT / TX data type (65,536
 #    characters, no component or subcomponent separators in a primitive type), then replaced by a
-#    short placeholder so the rest of the segment is still parsed and validated strictly.
+#    short stand-in value so the rest of the segment is still parsed and validated strictly.
 #
 # On top of hl7apy, two IHE RAD TF-2 rules the simulator relies on: every ORM^O01 order carries an
 # OBR (RAD-4/RAD-13), and ZDS-1 is a Study Instance UID reference ``uid^app^Application^DICOM``.
@@ -476,7 +476,7 @@ def _spurious_choice_errors(parsed: Any) -> set[str]:
 
 
 def _check_obx_text(segment: str, problems: list[str]) -> str:
-    """Validate an FT/TX OBX-5 as FT/TX and return the segment with a placeholder OBX-5 (gap 3)."""
+    """Validate an FT/TX OBX-5 as FT/TX and return the segment with a stand-in OBX-5 (gap 3)."""
     from hl7apy.base_datatypes import FT, TX
     from hl7apy.consts import VALIDATION_LEVEL
     from hl7apy.exceptions import HL7apyException

@@ -46,7 +46,7 @@ def check_endpoints(steps: list[Step], endpoints: EndpointSet, *, send: bool,
     """Every network step has somewhere to go (when sending), and named endpoints exist with the right kind."""
     problems: list[str] = []
     if builtin_kinds:
-        endpoints = fill_builtin(endpoints, _placeholders(), builtin_kinds)
+        endpoints = fill_builtin(endpoints, _builtin_stand_ins(), builtin_kinds)
     for step in steps:
         kind = STEP_ENDPOINT_KIND[step.type]
         if kind is None:
@@ -77,7 +77,7 @@ def check_endpoints(steps: list[Step], endpoints: EndpointSet, *, send: bool,
     return problems
 
 
-def _placeholders() -> EndpointSet:
+def _builtin_stand_ins() -> EndpointSet:
     """Stand-ins for the receivers a run will start, so validation knows those kinds are served."""
     from simulations.endpoints import HL7Target
     from simulations.transport.dimse.common import DicomPeer

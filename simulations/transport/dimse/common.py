@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from abc import ABC, abstractmethod
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,7 +147,7 @@ def handle_conn_open(event: Any) -> None:
     set_nodelay(event.assoc)
 
 
-class PynetdicomScp:
+class PynetdicomScp(ABC):
     """Lifecycle of an SCP served by pynetdicom's ``AE.start_server`` on ``host:port`` (port 0: any
     free port, read ``.port``). Subclasses name their presentation contexts and event handlers."""
 
@@ -159,11 +160,13 @@ class PynetdicomScp:
         self._ae: AE | None = None
         self._port: int | None = None
 
+    @abstractmethod
     def supported_contexts(self) -> list[str]:
-        raise NotImplementedError
+        """The abstract syntaxes this SCP accepts."""
 
+    @abstractmethod
     def event_handlers(self) -> list[tuple]:
-        raise NotImplementedError
+        """``(event, handler[, args])`` bindings besides TCP_NODELAY on connection open."""
 
     def start(self) -> None:
         """Start serving in background threads; returns once the socket listens."""
