@@ -1,4 +1,4 @@
-"""Who may do what: keys and logged-in users read and run; only staff (by session) write configuration."""
+"""Who may do what: keys and logged-in staff read and run; only staff (by session) write configuration."""
 
 from __future__ import annotations
 
@@ -13,13 +13,15 @@ def _by_key(request: Request) -> bool:
 
 
 class IsApiClient(BasePermission):
-    """An active API key or a logged-in active user: reads, previews and runs."""
+    """An active API key, or a logged-in active staff user (the browsable API): reads, previews and runs."""
 
-    message = "Authenticate with an API key or log in."
+    message = "Authenticate with an API key, or log in as a staff user."
 
     def has_permission(self, request: Request, view) -> bool:
         user = request.user
-        return bool(user and user.is_authenticated and user.is_active)
+        if not (user and user.is_authenticated and user.is_active):
+            return False
+        return _by_key(request) or bool(user.is_staff)
 
 
 class StaffWritesOnly(IsApiClient):
@@ -29,6 +31,7 @@ class StaffWritesOnly(IsApiClient):
 
     def has_permission(self, request: Request, view) -> bool:
         if not super().has_permission(request, view):
+            self.message = IsApiClient.message  # the reason is who they are, not what they tried
             return False
         if request.method in SAFE_METHODS:
             return True

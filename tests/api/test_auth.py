@@ -80,8 +80,11 @@ def test_it_answers_403_when_a_valid_key_tries_a_staff_write(client_with_key: AP
     assert "API keys are read/run only" in response.json()["error"]["message"]
 
 
-def test_it_answers_403_to_a_logged_in_user_who_is_not_staff_for_writes(user_client: APIClient) -> None:
-    assert user_client.get("/api/simulator/endpoints").status_code == 200
+def test_it_answers_403_to_a_logged_in_user_who_is_not_staff(user_client: APIClient) -> None:
+    # The browsable API is for staff: a session of anyone else reads and writes nothing.
+    response = user_client.get("/api/simulator/endpoints")
+    assert response.status_code == 403
+    assert "log in as a staff user" in response.json()["error"]["message"]
     response = user_client.post("/api/simulator/scenarios", {"name": "x", "steps": []}, format="json")
     assert response.status_code == 403
 
