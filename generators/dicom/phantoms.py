@@ -9,7 +9,11 @@ milliseconds. A series evaluates the model at a bounded number of *levels* along
 (anatomy changes slowly along z), maps labels to modality intensities through a lookup table, and
 slices through the levels adding cheap per-slice noise (see :mod:`generators.dicom.writer`).
 
-Projection images (DX/CR/NM) integrate the same model along the beam; MG and US are 2-D models.
+Projection images (DX/CR and the whole-body bone scan) integrate the same model along the beam;
+MG is a 2-D model. Ultrasound scenes live in :mod:`generators.dicom.phantoms_us` and the organ-specific
+nuclear medicine studies in :mod:`generators.dicom.phantoms_nm`. Regions pick a model: the sexless
+body, the body with arms at the sides (shoulder), with breasts and a uterus (female) or a prostate
+(male), the arm (elbow to fingertips) or the foot.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class Tissue(IntEnum):
     BOWEL = 16
     GLAND = 17
     URINE = 18
+    MESENTERY = 19  # visceral fat streaked with vessels and bowel: between fat and soft tissue
 
 
 N_TISSUES = len(Tissue)
@@ -59,7 +64,9 @@ class Shape:
 
     ``clip`` bounds it along z (an elliptic cylinder is an ellipsoid with a huge z radius and a clip);
     ``inner`` makes it a shell (only the part outside the ellipsoid scaled by ``inner``);
-    ``period`` = (pitch, duty) keeps only z where ``(z - center_z) mod pitch < duty`` (ribs, vertebrae).
+    ``period`` = (pitch, duty) keeps only z where ``(z - center_z) mod pitch < duty`` (ribs, vertebrae);
+    ``taper`` = (scale at clip[0], scale at clip[1]) makes a clipped cylinder a truncated cone whose x/y
+    radii change linearly along z (limb outlines without stair steps).
     """
 
     tissue: Tissue
@@ -68,6 +75,7 @@ class Shape:
     clip: tuple[float, float] = (-math.inf, math.inf)
     inner: float = 0.0
     period: tuple[float, float] | None = None
+    taper: tuple[float, float] | None = None
 
 
 def _cyl(tissue: Tissue, x: float, y: float, rx: float, ry: float, z0: float, z1: float, **kw: object) -> Shape:
@@ -88,16 +96,21 @@ def _long_bone(x: float, y: float, r: float, z0: float, z1: float, cortex: float
     return [_cyl(T.BONE, x, y, r, r, z0, z1), _cyl(T.MARROW, x, y, r - cortex, r - cortex, z0 + 2, z1 - 2)]
 
 
-def _taper(tissue: Tissue, x: float, y: float, profile: list[tuple[float, float]], step: float = 8.0,
+def _union(*bones: list[Shape]) -> list[Shape]:
+    """One bone made of several parts: all cortices first, then all marrow, so no cortex line runs inside it."""
+    parts = [shape for bone in bones for shape in bone]
+    return [p for p in parts if p.tissue != T.MARROW] + [p for p in parts if p.tissue == T.MARROW]
+
+
+def _taper(tissue: Tissue, x: float, y: float, profile: list[tuple[float, float]],
            shrink: float = 0.0) -> list[Shape]:
-    """A limb outline: stacked short cylinders whose radius follows ``profile`` [(z, r), ...] (z descending)."""
+    """A limb outline: truncated cones whose radius follows ``profile`` [(z, r), ...] (z descending)."""
     out = []
     for (z0, r0), (z1, r1) in zip(profile, profile[1:]):
-        n = max(1, int(abs(z0 - z1) // step))
-        for k in range(n):
-            za, zb = z0 + (z1 - z0) * k / n, z0 + (z1 - z0) * (k + 1) / n
-            r = r0 + (r1 - r0) * (k + 0.5) / n - shrink
-            out.append(_cyl(tissue, x, y, r, r * 0.94, min(za, zb), max(za, zb)))
+        (lo, r_lo), (hi, r_hi) = sorted(((z0, r0 - shrink), (z1, r1 - shrink)))
+        base = max(r_lo, r_hi)
+        out.append(Shape(tissue, (x, y, (lo + hi) / 2), (base, base * 0.94, 1e6), clip=(lo, hi),
+                         taper=(r_lo / base, r_hi / base)))
     return out
 
 
@@ -105,29 +118,74 @@ _LEG_PROFILE = [(-230.0, 86.0), (-450.0, 76.0), (-580.0, 62.0), (-640.0, 56.0), 
                 (-900.0, 42.0), (-1000.0, 34.0)]
 
 
+# The foot in its own frame (mm): x lateral, a toward the toes, h up; origin at the top of the talar dome.
+# Entries are (tissue, centre, radii, cortex); cortex > 0 makes a bone (cortical shell + marrow).
+_FOOT: list[tuple[Tissue, tuple[float, float, float], tuple[float, float, float], float]] = [
+    (T.FAT, (2, 95, -40), (46, 82, 22), 0), (T.FAT, (2, 5, -34), (33, 78, 34), 0),  # forefoot, hindfoot
+    (T.MUSCLE, (0, 40, -50), (30, 80, 10), 0),  # plantar muscles
+    (T.BONE, (0, 6, -14), (15, 27, 14), 2.0),  # talus
+    (T.BONE, (3, -24, -42), (17, 38, 17), 2.0),  # calcaneus
+    (T.BONE, (-10, 36, -22), (13, 7, 11), 1.5),  # navicular
+    (T.BONE, (16, 42, -36), (11, 12, 10), 1.5),  # cuboid
+    (T.BONE, (-18, 52, -28), (7, 8, 10), 1.5), (T.BONE, (-6, 53, -27), (5, 8, 9), 1.5),  # cuneiforms
+    (T.BONE, (5, 52, -30), (5, 8, 9), 1.5),
+]
+for _mx, _a0, _a1, _r, _h in ((-19, 60, 122, 6.5, -37), (-7, 63, 134, 4.5, -40), (4, 61, 130, 4.2, -42),
+                              (14, 57, 122, 4.0, -44), (23, 50, 108, 4.2, -46)):  # metatarsals: base, shaft, head
+    _FOOT += [(T.BONE, (_mx, _a0 + 4, _h), (_r + 2, 5, _r + 2), 1.2),
+              (T.BONE, (_mx, (_a0 + _a1) / 2, _h), (_r, (_a1 - _a0) / 2, _r), 1.2),
+              (T.BONE, (_mx, _a1 - 4, _h - 1), (_r + 1.5, 5, _r + 1.5), 1.2)]
+for _mx, _a, _lengths, _r in ((-20, 126, (26, 18), 5.5), (-7, 138, (24, 13, 9), 3.6), (4, 134, (22, 12, 9), 3.4),
+                             (14, 126, (20, 11, 8), 3.2), (23, 112, (18, 10, 8), 3.2)):  # phalanges
+    for _k, _len in enumerate(_lengths):
+        _FOOT.append((T.BONE, (_mx, _a + _len / 2, -40 - 2 * _k), (_r, _len / 2 - 1, _r * 0.9), 1.0))
+        _a += _len + 2
+_FOOT += [(T.BONE, (-23, 120, -45), (3, 3, 3), 1.0), (T.BONE, (-15, 120, -45), (3, 3, 3), 1.0)]  # sesamoids
+
+
+def _foot_shapes(place: object) -> list[Shape]:
+    """The foot's shapes placed by ``place((x, a, h), (rx, ra, rh)) -> (centre, radii)`` in model coordinates."""
+    out: list[Shape] = []
+    for tissue, centre, radii, cortex in _FOOT:
+        c, r = place(centre, radii)  # type: ignore[operator]
+        out.append(Shape(tissue, c, r))
+        if cortex:
+            out.append(Shape(T.MARROW, c, tuple(max(v - cortex, 0.8) for v in r)))  # type: ignore[arg-type]
+    return out
+
+
 def _leg(side: float) -> list[Shape]:
     """One leg from hip to ankle with a detailed knee; ``side`` -1 = patient right (-x), +1 = left."""
     x = 95.0 * side
     lat = 22.0 * side  # toward the lateral side of this leg
-    s = _taper(T.FAT, x, 4, _LEG_PROFILE) + _taper(T.MUSCLE, x, 12, _LEG_PROFILE[:2], shrink=10)
+    s = [_ell(T.FAT, x, 4, -232, 86, 81, 34), _ell(T.MUSCLE, x, 12, -232, 76, 71, 28)]  # gluteal fold
+    s += _taper(T.FAT, x, 4, _LEG_PROFILE) + _taper(T.MUSCLE, x, 12, _LEG_PROFILE[:2], shrink=10)
     s += _taper(T.MUSCLE, x, 14, _LEG_PROFILE[1:3], shrink=12)
     s += _taper(T.MUSCLE, x, 22, [(-700.0, 40.0), (-780.0, 46.0), (-900.0, 30.0), (-990.0, 20.0)])  # calf
-    s += _long_bone(x, 6, 14, -590, -230)
+    s += _taper(T.MUSCLE, x + 12 * side, -8, [(-700.0, 30.0), (-800.0, 30.0), (-900.0, 22.0), (-980.0, 12.0)])  # shin
     s += [_ell(T.FLUID, x, -22, -598, 32, 7, 30)]  # suprapatellar recess
-    s += [*_bone(x, 8, -612, 36, 28, 36, cortex=2.5)]  # femoral metaphysis
-    for cx in (x - lat * 0.9, x + lat * 0.9):  # medial and lateral condyles
-        s += [_ell(T.CARTILAGE, cx, 12, -645, 24, 33, 27), *_bone(cx, 12, -645, 21.5, 30.5, 24.5, cortex=2)]
+    s += [_ell(T.FLUID, x, 12, -672, 41, 33, 5)]  # joint fluid between the articular cartilages
+    condyles = (x - lat * 0.9, x + lat * 0.9)  # medial and lateral
+    s += [_ell(T.CARTILAGE, cx, 12, -645, 24, 33, 27) for cx in condyles]
+    s += [_ell(T.CARTILAGE, x, 12, -688, 40, 33, 14), _ell(T.CARTILAGE, x, -40, -628, 23, 12, 26)]  # tibia, patella
+    s += [Shape(T.LIGAMENT, (x, 12, -672), (40, 32, 3.5), inner=0.62)]  # menisci: a flat ring
+    s += _union(_long_bone(x, 6, 14, -590, -230), _bone(x, 8, -612, 36, 28, 36, cortex=2.5),  # femur
+                *(_bone(cx, 12, -645, 21.5, 30.5, 24.5, cortex=2) for cx in condyles))
+    s += _union(_bone(x, 12, -690, 38, 31, 13, cortex=2), _bone(x, 14, -718, 31, 27, 30, cortex=2.5),  # tibia
+                _long_bone(x, 15, 14, -990, -700), _bone(x, 15, -972, 22, 20, 22, cortex=2),
+                _bone(x - 16 * side, 15, -1000, 7, 10, 14, cortex=2))  # medial malleolus
+    s += _union(_bone(x + 34 * side, 24, -708, 10, 10, 11, cortex=2),  # fibula, lateral malleolus
+                _long_bone(x + 34 * side, 26, 7, -980, -712, cortex=2),
+                _bone(x + 32 * side, 24, -1003, 8, 10, 17, cortex=2))
+    s += _bone(x, -43, -628, 21, 9, 24, cortex=2)  # patella
     s += [_ell(T.FAT, x, 24, -650, 6, 14, 12)]  # intercondylar notch
     s += [_cyl(T.LIGAMENT, x - 2 * side, 24, 3.5, 4, -688, -652), _cyl(T.LIGAMENT, x + 3 * side, 8, 3, 3.5, -684, -655)]
-    s += [Shape(T.LIGAMENT, (x, 12, -672), (40, 32, 3.5), inner=0.62)]  # menisci: a flat ring
-    s += [_ell(T.CARTILAGE, x, 12, -688, 40, 33, 14), *_bone(x, 12, -690, 38, 31, 13, cortex=2)]  # tibial plateau
-    s += [*_bone(x, 14, -718, 31, 27, 30, cortex=2.5), *_long_bone(x, 15, 14, -990, -700)]
-    s += [*_bone(x + 34 * side, 24, -708, 10, 10, 11, cortex=2), *_long_bone(x + 34 * side, 26, 7, -980, -712, cortex=2)]
     s += [_ell(T.FAT, x, -30, -674, 20, 12, 18)]  # Hoffa's fat pad
-    s += [_ell(T.CARTILAGE, x, -40, -628, 23, 12, 26), *_bone(x, -43, -628, 21, 9, 24, cortex=2)]  # patella
     s += [_ell(T.LIGAMENT, x, -47, -580, 12, 4, 26), _ell(T.LIGAMENT, x, -44, -676, 10, 4, 26)]  # tendons
     s += [_cyl(T.BLOOD, x + 4 * side, 42, 4, 4, -800, -450)]  # popliteal artery
-    s += _bone(x, 18, -1010, 30, 28, 18)  # talus
+    s += [_ell(T.LIGAMENT, x, 68, -960, 8, 5, 50)]  # Achilles tendon
+    ox, oy, oz = x, 15.0, -995.0  # the ankle joint: the foot points anteriorly (-y)
+    s += _foot_shapes(lambda c, r: ((ox + side * c[0], oy - c[1], oz + c[2]), (r[0], r[1], r[2])))
     return s
 
 
@@ -149,9 +207,13 @@ def body_model() -> tuple[Shape, ...]:
     """The whole-body model (without arms: a CT patient holds them above the head)."""
     s: list[Shape] = []
     # torso: skin/subcutaneous fat, muscle wall, visceral fat
-    s += [_cyl(T.FAT, 0, 0, 170, 125, -270, 420), _cyl(T.MUSCLE, 0, 2, 157, 113, -260, 410),
-          _cyl(T.FAT, 0, 0, 141, 99, -250, 395)]
-    s += [_ell(T.FAT, 0, 0, 420, 185, 115, 45)]  # shoulders
+    # (the buttocks round the bottom of the trunk off instead of a flat cut)
+    s += [_cyl(T.FAT, 0, 0, 170, 125, -215, 420), _ell(T.FAT, 0, 0, -215, 170, 125, 60),
+          _cyl(T.MUSCLE, 0, 2, 157, 113, -215, 410), _ell(T.MUSCLE, 0, 2, -215, 157, 113, 50),
+          _cyl(T.FAT, 0, 0, 141, 99, 140, 395), _cyl(T.MESENTERY, 0, 0, 141, 99, -215, 140),
+          _ell(T.MESENTERY, 0, 0, -215, 141, 99, 38)]
+    s += _leg(-1) + _leg(1)  # before the pelvis, so the hip joints and pelvic organs are painted over the thighs
+    s += [_ell(T.FAT, 0, 0, 420, 185, 115, 45), _ell(T.MUSCLE, 0, 8, 418, 172, 100, 36)]  # shoulders, trapezius
     # chest
     s += [_cyl(T.BONE, 0, 2, 152, 110, 140, 390, inner=0.93, period=(27.0, 9.0))]  # ribs
     s += [_ell(T.LUNG, -72, 8, 275, 62, 82, 125), _ell(T.LUNG, 72, 8, 275, 62, 82, 125)]
@@ -185,11 +247,11 @@ def body_model() -> tuple[Shape, ...]:
     s += [*_bone(0, 80, -130, 45, 20, 55, cortex=4), _ell(T.URINE, 0, -50, -200, 45, 35, 35),
           _cyl(T.BOWEL, 0, 65, 15, 15, -230, -150), _cyl(T.BONE, 0, -40, 40, 8, -250, -235, inner=0.5)]
     s += _spine(-110, 470, 55)
-    # legs
-    s += _leg(-1) + _leg(1)
+    s += [_cyl(T.WHITE, 0, 87, 4.5, 4, 30, 470), _ell(T.WHITE, 0, 87, 30, 3, 3, 12)]  # spinal cord, conus at L1
     # neck and head
     s += [_cyl(T.FAT, 0, 0, 62, 66, 400, 540), _cyl(T.MUSCLE, 0, 2, 54, 58, 405, 535)]
     s += _spine(420, 540, 18)[:5]
+    s += [_cyl(T.WHITE, 0, 50, 6, 5, 470, 545)]  # cervical cord
     s += [_cyl(T.AIR, 0, -28, 9, 8, 420, 540), _ell(T.GLAND, -18, -25, 465, 15, 10, 22),
           _ell(T.GLAND, 18, -25, 465, 15, 10, 22), _cyl(T.BLOOD, -28, -5, 4, 4, 420, 560),
           _cyl(T.BLOOD, 28, -5, 4, 4, 420, 560)]
@@ -212,15 +274,26 @@ def body_model() -> tuple[Shape, ...]:
 
 @functools.cache
 def arm_model() -> tuple[Shape, ...]:
-    """A right forearm and hand, long axis along +z (fingers up), wrist joint at z = 0, palm facing -y.
+    """A right arm from mid-humerus to the fingertips, long axis along +z (fingers up), wrist joint at z = 0,
+    elbow joint at z = -300, palm facing -y (radius lateral at -x, ulna medial at +x).
 
     The left arm is the mirror image (flip x).
     """
     s: list[Shape] = [
-        _cyl(T.FAT, 0, 0, 36, 26, -300, 5), _cyl(T.MUSCLE, 0, 2, 31, 21, -300, 0),
+        *_taper(T.FAT, 0, 4, [(-300.0, 40.0), (-400.0, 42.0), (-560.0, 44.0)]),  # upper arm
+        *_taper(T.MUSCLE, 0, 5, [(-300.0, 33.0), (-400.0, 36.0), (-560.0, 38.0)]),
+        _ell(T.FAT, 0, 3, -290, 42, 34, 50), _ell(T.MUSCLE, 0, 4, -280, 35, 27, 50),  # elbow and forearm bulk
+        _cyl(T.FAT, 0, 0, 36, 26, -300, 5), _cyl(T.MUSCLE, 0, 2, 31, 21, -290, 0),
         _ell(T.FAT, 2, 0, 70, 46, 16, 75),  # palm
-        *_long_bone(-15, 0, 8, -300, -15), *_bone(-13, 0, -12, 16, 11, 12),  # radius + distal radius
-        *_long_bone(14, 2, 6, -300, -10), *_bone(14, 2, -8, 8, 7, 6),  # ulna + ulnar head
+        # distal humerus: shaft, flared metaphysis, epicondyles, capitulum (lateral) and trochlea (medial)
+        *_union(_long_bone(0, 4, 10, -560, -330), _bone(0, 4, -322, 25, 11, 14, cortex=2),
+                _bone(30, 6, -324, 8, 7, 9, cortex=2), _bone(-28, 6, -324, 5, 6, 8, cortex=2),
+                _bone(-14, 1, -306, 10, 10, 9, cortex=2), _bone(10, 3, -306, 12, 11, 9, cortex=2)),
+        _ell(T.FAT, 0, 14, -324, 9, 4, 9),  # olecranon fossa fat pad
+        *_union(_bone(10, 16, -314, 9, 8, 16, cortex=2), _bone(12, 6, -292, 11, 10, 10, cortex=2),  # ulna:
+                _long_bone(14, 2, 6, -300, -10), _bone(14, 2, -8, 8, 7, 6)),  # olecranon, coronoid, shaft, head
+        *_union(_bone(-15, 0, -291, 10, 10, 5, cortex=1.5), _long_bone(-15, 0, 6, -290, -268, cortex=1.5),
+                _long_bone(-15, 0, 8, -270, -15), _bone(-13, 0, -12, 16, 11, 12)),  # radius: head to distal end
     ]
     carpals = [(-18, 8), (-5, 8), (8, 8), (19, 8), (-20, 24), (-7, 24), (6, 24), (18, 24)]
     for cx, cz in carpals:
@@ -268,16 +341,20 @@ _REGIONS: dict[str, Region] = {
     "cspine": Region("body", (0, 20, 480), 240, 260),
     "hip": Region("body", (-95, 0, -215), 260, 300),
     "femur": Region("body", (-95, 0, -420), 260, 480),
-    "knee": Region("body", (-95, 10, -660), 170, 260),
+    # knee: 17 mm medial of the leg axis, so the mid-sagittal slice cuts the medial condyle and meniscus
+    "knee": Region("body", (-78, 10, -660), 170, 260),
     "leg": Region("body", (-95, 10, -840), 200, 430),
-    "ankle": Region("body", (-95, 15, -990), 170, 220),
+    "ankle": Region("body", (-95, -10, -1000), 200, 220),
+    "foot": Region("foot", (0, 32, 50), 150, 270),
     "wholebody": Region("body", (0, 0, -150), 600, 1750),
-    "shoulder": Region("body", (-120, 20, 400), 220, 250),
+    "shoulder": Region("shoulder", (-150, 20, 385), 220, 250),
     "wrist": Region("arm", (0, 0, 20), 160, 200),
     "hand": Region("arm", (0, 0, 90), 180, 240),
     "forearm": Region("arm", (0, 0, -120), 160, 330),
-    "elbow": Region("arm", (0, 0, -250), 160, 200),
-    "breast": Region("body", (0, -100, 250), 200, 200),
+    "elbow": Region("arm", (0, 0, -305), 160, 220),
+    "breast": Region("breast", (0, -80, 250), 340, 200),
+    "uterus": Region("female", (0, 0, -180), 260, 300),
+    "prostate": Region("male", (0, -10, -245), 200, 240),
 }
 
 _BODY_PART_REGION: dict[str, str] = {
@@ -286,8 +363,8 @@ _BODY_PART_REGION: dict[str, str] = {
     "CHEST": "chest", "HEART": "heart", "TSPINE": "tspine", "CLAVICLE": "chest", "SHOULDER": "shoulder",
     "ABDOMEN": "abdomen", "LIVER": "abdomen", "KIDNEY": "abdomen", "GALLBLADDER": "abdomen", "AORTA": "abdomen",
     "ABDOMENPELVIS": "abdomenpelvis", "CHESTABDPELVIS": "chestabdpelvis", "LSPINE": "lspine", "SPINE": "lspine",
-    "PELVIS": "pelvis", "PROSTATE": "pelvis", "UTERUS": "pelvis", "PELVISFEMALE": "pelvis", "SCROTUM": "pelvis",
-    "HIP": "hip", "FEMUR": "femur", "KNEE": "knee", "LEG": "leg", "ANKLE": "ankle", "FOOT": "ankle",
+    "PELVIS": "pelvis", "PROSTATE": "prostate", "UTERUS": "uterus", "PELVISFEMALE": "uterus", "SCROTUM": "pelvis",
+    "HIP": "hip", "FEMUR": "femur", "KNEE": "knee", "LEG": "leg", "ANKLE": "ankle", "FOOT": "foot",
     "EXTREMITY": "knee", "WHOLEBODY": "wholebody", "BONE": "wholebody",
     "WRIST": "wrist", "HAND": "hand", "FOREARM": "forearm", "ELBOW": "elbow", "HUMERUS": "forearm",
     "BREAST": "breast",
@@ -298,16 +375,68 @@ def region_for(body_part: str, laterality: Laterality = Laterality.NONE) -> Regi
     """The model region imaged for a DICOM Body Part Examined term, mirrored for a left-sided exam."""
     region = _REGIONS[_BODY_PART_REGION.get(body_part.upper(), "abdomen")]
     x, y, z = region.center
-    if region.model == "body" and laterality == Laterality.LEFT:
+    if region.model not in ("arm", "foot") and laterality == Laterality.LEFT:
         x = -x  # the model's paired parts sit at -x (patient right): mirror to the left
     return Region(region.model, (x, y, z), region.fov, region.coverage)
 
 
+@functools.cache
+def shoulder_model() -> tuple[Shape, ...]:
+    """The body with both arms hanging at the sides: humeral heads in the glenoids under the acromions."""
+    s = list(body_model())
+    for side in (-1, 1):
+        x = 178.0 * side
+        s += [_ell(T.FAT, x - 4 * side, 10, 380, 46, 48, 62), _cyl(T.FAT, x, 10, 42, 40, 150, 380),
+              _ell(T.MUSCLE, x - 4 * side, 10, 382, 40, 42, 55), _cyl(T.MUSCLE, x, 10, 35, 33, 150, 372)]  # deltoid
+        s += _union(_bone(x + 3 * side, 12, 390, 25, 25, 25, cortex=2),  # humeral head, greater tuberosity,
+                    _bone(x + 22 * side, 0, 398, 9, 10, 11, cortex=2),  # neck and shaft
+                    _long_bone(x + 4 * side, 12, 12, 150, 382, cortex=3))
+        s += _union(_bone(148 * side, 18, 390, 7, 16, 20, cortex=2),  # glenoid
+                    _bone(132 * side, 46, 386, 10, 28, 13, cortex=2),  # scapular neck toward the blade
+                    _bone(165 * side, 38, 428, 32, 16, 6, cortex=1.5),  # acromion
+                    _bone(148 * side, -22, 402, 6, 18, 6, cortex=1.5))  # coracoid
+        s += [_ell(T.FLUID, 157 * side, 16, 390, 2.5, 14, 18)]  # glenohumeral joint space
+    return tuple(s)
+
+
+@functools.cache
+def foot_model() -> tuple[Shape, ...]:
+    """A right foot standing on its toes for a dorsoplantar radiograph: toes along +z, sole toward +y,
+    lateral side at -x (the left foot is the mirror image)."""
+    return tuple(_foot_shapes(lambda c, r: ((-c[0], -c[2], c[1]), (r[0], r[2], r[1]))))
+
+
+@functools.cache
+def female_model() -> tuple[Shape, ...]:
+    """The body with breasts and a uterus (for breast and female pelvis regions; the base body is sexless)."""
+    s = list(body_model())
+    for side in (-1, 1):
+        s += [_ell(T.FAT, 78 * side, -128, 250, 68, 62, 62),  # breast: fat with a fibroglandular cone
+              _ell(T.GLAND, 78 * side, -150, 252, 38, 32, 34), _ell(T.FAT, 78 * side, -160, 240, 12, 10, 10),
+              _ell(T.MUSCLE, 78 * side, -116, 250, 60, 8, 55)]  # pectoralis
+        s += [_ell(T.GLAND, 60 * side, 10, -175, 13, 9, 17), _ell(T.FLUID, 58 * side, 10, -175, 3, 3, 3)]  # ovaries
+    # anteverted uterus behind the bladder dome: myometrium, dark junctional zone, bright endometrium
+    s += [_ell(T.GLAND, 0, 5, -175, 30, 22, 42), _ell(T.MUSCLE, 0, 5, -175, 14, 9, 33),
+          _ell(T.FLUID, 0, 5, -175, 7, 3.5, 27), _ell(T.MUSCLE, 0, 12, -222, 16, 14, 12)]  # cervix
+    return tuple(s)
+
+
+@functools.cache
+def male_model() -> tuple[Shape, ...]:
+    """The body with a prostate under the bladder: bright peripheral zone behind a darker transition zone."""
+    s = list(body_model())
+    s += [_ell(T.GLAND, 0, -8, -252, 23, 18, 19), _ell(T.MUSCLE, 0, -14, -250, 14, 10, 14),
+          _ell(T.FLUID, 0, -2, -250, 2, 2, 12)]  # prostate zones and urethra
+    s += [_ell(T.GLAND, 22 * side, 25, -228, 14, 6, 8) for side in (-1, 1)]  # seminal vesicles
+    return tuple(s)
+
+
 def _model(name: str, laterality: Laterality) -> tuple[Shape, ...]:
-    shapes = arm_model() if name == "arm" else body_model()
-    if name == "arm" and laterality == Laterality.LEFT:
+    shapes = {"arm": arm_model, "foot": foot_model, "shoulder": shoulder_model, "breast": female_model,
+              "female": female_model, "male": male_model}.get(name, body_model)()
+    if name in ("arm", "foot") and laterality == Laterality.LEFT:
         shapes = tuple(Shape(s.tissue, (-s.center[0], s.center[1], s.center[2]), s.radii, s.clip, s.inner,
-                             s.period) for s in shapes)
+                             s.period, s.taper) for s in shapes)
     return shapes
 
 
@@ -328,6 +457,9 @@ def _paint(labels: np.ndarray, shapes: tuple[Shape, ...], axes: tuple[int, int, 
     """Paint ``shapes`` into the label map of the plane ``axis[4] = w`` sampled at ``u`` (cols) × ``v`` (rows)."""
     ua, _, va, _, wa = axes
     for s in shapes:
+        if s.taper:
+            _paint_cone(labels, s, axes, u, v, w)
+            continue
         c, r = s.center, s.radii
         dw = ((w - c[wa]) / r[wa]) ** 2
         if dw >= 1.0:
@@ -363,6 +495,43 @@ def _paint(labels: np.ndarray, shapes: tuple[Shape, ...], axes: tuple[int, int, 
         labels[r0:r1, c0:c1][mask] = s.tissue
 
 
+def _paint_cone(labels: np.ndarray, s: Shape, axes: tuple[int, int, int, int, int], u: np.ndarray, v: np.ndarray,
+                w: float) -> None:
+    """Paint a tapered cylinder (z-clipped, x/y radii scaled linearly along z) into one plane."""
+    ua, _, va, _, wa = axes
+    (z0, z1), (k0, k1), c, r = s.clip, s.taper, s.center, s.radii  # type: ignore[misc]
+    if wa == 2:  # axial: an ellipse of the radii at this z
+        if not z0 <= w <= z1:
+            return
+        k = k0 + (k1 - k0) * (w - z0) / (z1 - z0)
+        du, dv = ((u - c[ua]) / (r[ua] * k)) ** 2, ((v - c[va]) / (r[va] * k)) ** 2
+        cols, rows = np.flatnonzero(du <= 1.0), np.flatnonzero(dv <= 1.0)
+        if cols.size and rows.size:
+            c0, c1, r0, r1 = cols[0], cols[-1] + 1, rows[0], rows[-1] + 1
+            labels[r0:r1, c0:c1][dv[r0:r1, None] + du[None, c0:c1] <= 1.0] = s.tissue
+        return
+    z_along_rows = va == 2
+    zs, other, oa = (v, u, ua) if z_along_rows else (u, v, va)
+    zi = np.flatnonzero((zs >= z0) & (zs <= z1))  # contiguous: plane coordinates are monotonic
+    if zi.size == 0:
+        return
+    k = k0 + (k1 - k0) * (zs[zi] - z0) / (z1 - z0)
+    lim = 1.0 - ((w - c[wa]) / (r[wa] * k)) ** 2  # per z: how much of the cross-section this plane cuts
+    if not (lim > 0).any():
+        return
+    do = ((other - c[oa]) / r[oa]) ** 2
+    oi = np.flatnonzero(do <= max(float(k.max()), 1e-6) ** 2)
+    if oi.size == 0:
+        return
+    o0, o1 = oi[0], oi[-1] + 1
+    mask = do[None, o0:o1] <= (k * k * lim)[:, None]
+    a0, a1 = zi[0], zi[-1] + 1
+    if z_along_rows:
+        labels[a0:a1, o0:o1][mask] = s.tissue
+    else:
+        labels[o0:o1, a0:a1][mask.T] = s.tissue
+
+
 def plane_coords(region: Region, plane: Plane, rows: int, cols: int, fov_u: float | None = None,
                  fov_v: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """Coordinates (mm) of pixel centers along columns (u) and rows (v) of a plane through the region center."""
@@ -396,7 +565,8 @@ def label_levels(body_part: str, laterality: Laterality, plane: Plane, rows: int
 # --------------------------------------------------------------------------- intensities
 
 # CT attenuation (HU) per tissue, without contrast.
-_HU = np.array([-1000, -100, 45, 5, 1200, 260, -850, 60, 50, 35, 40, 40, 28, 100, 90, 80, 25, 90, 5], np.float32)
+_HU = np.array([-1000, -100, 45, 5, 1200, 260, -850, 60, 50, 35, 40, 40, 28, 100, 90, 80, 25, 90, 5, -85],
+               np.float32)
 _HU_ENHANCED: dict[ContrastPhase, dict[Tissue, float]] = {
     ContrastPhase.ARTERIAL: {T.BLOOD: 320, T.KIDNEY: 180, T.SPLEEN: 120, T.LIVER: 75},
     ContrastPhase.PORTAL_VENOUS: {T.BLOOD: 170, T.KIDNEY: 160, T.SPLEEN: 120, T.LIVER: 115},
@@ -406,18 +576,17 @@ _HU_ENHANCED: dict[ContrastPhase, dict[Tissue, float]] = {
 
 # MR signal (arbitrary units, 0-1000) per tissue and weighting; order = Tissue.
 _MR: dict[str, list[float]] = {
-    #       AIR FAT  MUS FLU BONE MARR LUNG LIV SPL KID BLOOD GREY WHITE CART LIG DISC BOWEL GLAND URINE
-    "T1":  [0, 900, 330, 110, 20, 780, 25, 480, 380, 400, 90, 430, 600, 380, 25, 330, 280, 480, 100],
-    "T2":  [0, 620, 230, 1000, 20, 480, 20, 250, 560, 620, 60, 620, 420, 420, 25, 800, 450, 500, 1000],
-    "PD":  [0, 820, 420, 760, 25, 700, 30, 480, 560, 560, 80, 680, 580, 620, 30, 650, 450, 560, 760],
-    "FLAIR": [0, 600, 300, 50, 20, 480, 20, 300, 400, 400, 60, 650, 450, 400, 25, 500, 380, 450, 50],
-    "STIR": [0, 40, 220, 1000, 15, 60, 20, 260, 520, 600, 60, 600, 420, 420, 25, 780, 430, 480, 1000],
-    "DWI": [0, 60, 180, 150, 10, 80, 10, 280, 460, 360, 40, 420, 380, 200, 20, 250, 250, 300, 150],
-    "ADC": [0, 80, 350, 1000, 10, 120, 10, 380, 280, 600, 900, 300, 270, 450, 60, 500, 500, 500, 1000],
-    "T2STAR": [0, 550, 200, 800, 10, 300, 5, 180, 400, 450, 200, 520, 400, 350, 15, 600, 350, 400, 800],
-    "TOF": [0, 300, 120, 60, 10, 280, 10, 150, 150, 150, 1000, 180, 200, 120, 10, 120, 120, 150, 60],
+    #       AIR FAT  MUS FLU BONE MARR LUNG LIV SPL KID BLOOD GREY WHITE CART LIG DISC BOWEL GLAND URINE MES
+    "T1":  [0, 900, 330, 110, 20, 780, 25, 480, 380, 400, 90, 430, 600, 380, 25, 330, 280, 480, 100, 480],
+    "T2":  [0, 620, 230, 1000, 20, 480, 20, 250, 560, 620, 60, 620, 420, 420, 25, 800, 450, 500, 1000, 330],
+    "PD":  [0, 820, 420, 760, 25, 700, 30, 480, 560, 560, 80, 680, 580, 620, 30, 650, 450, 560, 760, 520],
+    "FLAIR": [0, 600, 300, 50, 20, 480, 20, 300, 400, 400, 60, 650, 450, 400, 25, 500, 380, 450, 50, 330],
+    "STIR": [0, 40, 220, 1000, 15, 60, 20, 260, 520, 600, 60, 600, 420, 420, 25, 780, 430, 480, 1000, 110],
+    "DWI": [0, 60, 180, 150, 10, 80, 10, 280, 460, 360, 40, 420, 380, 200, 20, 250, 250, 300, 150, 140],
+    "ADC": [0, 80, 350, 1000, 10, 120, 10, 380, 280, 600, 900, 300, 270, 450, 60, 500, 500, 500, 1000, 300],
+    "T2STAR": [0, 550, 200, 800, 10, 300, 5, 180, 400, 450, 200, 520, 400, 350, 15, 600, 350, 400, 800, 300],
+    "TOF": [0, 300, 120, 60, 10, 280, 10, 150, 150, 150, 1000, 180, 200, 120, 10, 120, 120, 150, 60, 140],
 }
-_FATTY = (T.FAT, T.MARROW)
 
 
 def ct_lut(phase: ContrastPhase) -> np.ndarray:
@@ -428,24 +597,37 @@ def ct_lut(phase: ContrastPhase) -> np.ndarray:
     return hu
 
 
-def mr_lut(weighting: Weighting | None, fat_sat: bool, contrast: bool) -> np.ndarray:
-    """MR signal per tissue for a weighting; fat saturation suppresses fat and fatty marrow."""
+# Balanced SSFP (cine): contrast follows T2/T1, so blood and fluid are bright, myocardium dark.
+_SSFP = [0, 700, 180, 850, 20, 500, 15, 260, 380, 400, 900, 450, 380, 300, 20, 500, 300, 400, 850, 350]
+
+
+def mr_lut(weighting: Weighting | None, fat_sat: bool, contrast: bool, bright_blood: bool = False) -> np.ndarray:
+    """MR signal per tissue for a weighting; fat saturation suppresses fat and fatty marrow;
+    ``bright_blood`` gives the balanced-SSFP contrast of cine imaging."""
     key = (weighting or Weighting.T1).value
     if key == "LOCALIZER":
         key = "T1"
-    lut = np.array(_MR.get(key, _MR["T1"]), np.float32)
+    lut = np.array(_SSFP if bright_blood else _MR.get(key, _MR["T1"]), np.float32)
     if fat_sat:
-        for t in _FATTY:
-            lut[t] *= 0.12
+        lut[T.FAT] *= 0.12
+        lut[T.MARROW] *= 0.3  # red-marrow islands and water keep some signal
+        lut[T.MESENTERY] *= 0.4  # only its fat part is suppressed
     if contrast and key == "T1":
         for t, gain in ((T.BLOOD, 8.0), (T.KIDNEY, 1.8), (T.LIVER, 1.4), (T.SPLEEN, 1.6), (T.BOWEL, 1.3)):
             lut[t] = min(lut[t] * gain, 950.0)
     return lut
 
 
-def mu_lut() -> np.ndarray:
-    """Linear attenuation per tissue (1/mm) at a diagnostic beam: water 0.02/mm scaled by HU."""
-    return np.maximum(0.02 * (1.0 + _HU / 1000.0), 0.0).astype(np.float32)
+def mu_lut(bone_gain: float = 1.0) -> np.ndarray:
+    """Linear attenuation per tissue (1/mm) at a diagnostic beam: water 0.02/mm scaled by HU.
+
+    ``bone_gain`` > 1 models a low-kVp extremity technique, where calcium's photoelectric absorption
+    makes bone stand out more from soft tissue than CT numbers (measured at 120 kVp) suggest.
+    """
+    mu = np.maximum(0.02 * (1.0 + _HU / 1000.0), 0.0).astype(np.float32)
+    for t in (T.BONE, T.MARROW):
+        mu[t] = 0.02 + (mu[t] - 0.02) * bone_gain
+    return mu
 
 
 @functools.lru_cache(maxsize=4)
@@ -457,20 +639,40 @@ def bias_field(rows: int, cols: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
+def mr_texture(rows: int, cols: int) -> np.ndarray:
+    """Coil shading × a fixed, smooth ±5 % tissue inhomogeneity (float32 rows × cols): MR is never flat."""
+    rng = np.random.default_rng(20261125)
+    coarse = rng.standard_normal((rows // 16 + 2, cols // 16 + 2)).astype(np.float32)
+    field = 1.0 + 0.05 * _resize(coarse, rows, cols)
+    out = (bias_field(rows, cols) * field).astype(np.float32)
+    out.flags.writeable = False
+    return out
+
+
+def _smooth(values: np.ndarray) -> np.ndarray:
+    """A [1 2 1]/4 blur along both axes in place: the partial-volume softening of a reconstructed MR image."""
+    values[1:-1, :] = 0.25 * values[:-2, :] + 0.5 * values[1:-1, :] + 0.25 * values[2:, :]
+    values[:, 1:-1] = 0.25 * values[:, :-2] + 0.5 * values[:, 1:-1] + 0.25 * values[:, 2:]
+    return values
+
+
+@functools.lru_cache(maxsize=4)
 def intensity_levels(labels_key: tuple, lut_bytes: bytes, lo: int, hi: int, shade: bool) -> np.ndarray:
     """Stored-value levels (int16) = LUT[labels], optionally shaded, clipped to [lo, hi].
 
     Cached (bounded LRU) on the label key and the lookup table's bytes: series of one weighting and
-    geometry share it.
+    geometry share it. ``shade`` (MR) applies coil shading, tissue texture and a slight blur; CT stays
+    a plain lookup (its hot path).
     """
     labels = label_levels(*labels_key)
     lut = np.frombuffer(lut_bytes, np.float32)
-    shading = bias_field(labels.shape[1], labels.shape[2]) if shade else None
+    shading = mr_texture(labels.shape[1], labels.shape[2]) if shade else None
     out = np.empty(labels.shape, np.int16)
     for i in range(labels.shape[0]):  # level by level: no float temporary the size of the stack
         values = lut[labels[i]]
         if shading is not None:
             values *= shading
+            _smooth(values)
         np.clip(values, lo, hi, out=values)
         out[i] = values
     out.flags.writeable = False
@@ -495,6 +697,10 @@ def _resize(img: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return np.array(Image.fromarray(img.astype(np.float32), mode="F").resize((cols, rows), Image.BICUBIC))
 
 
+# Beam rotation about the limb's long axis for oblique radiographic views (0 = straight AP/PA).
+_OBLIQUE_DEGREES = {"OBLIQUE": 40.0, "OBL": 40.0, "MORTISE": 15.0}
+
+
 @functools.lru_cache(maxsize=6)
 def projection(body_part: str, laterality: Laterality, view: str, rows: int, cols: int) -> np.ndarray:
     """Line integral of attenuation (float32 rows × cols) through the region for a radiographic view.
@@ -510,23 +716,32 @@ def projection(body_part: str, laterality: Laterality, view: str, rows: int, col
     cov = region.coverage
     fov_u = cov * cols / rows
     cx, cy, cz = region.center
+    # Beam path: an extremity's lateral view must not cross the other limb.
+    reach = min(220.0, 0.6 * region.fov)
     if lateral:
         axes = PLANE_AXES[Plane.SAGITTAL]
         u = cy + (np.arange(c_lo) - (c_lo - 1) / 2) * fov_u / c_lo
-        depth = np.arange(cx - 220, cx + 220, 3.0)
+        depth = np.arange(cx - reach, cx + reach, 3.0)
     else:
         axes = PLANE_AXES[Plane.CORONAL]
         u = cx + (np.arange(c_lo) - (c_lo - 1) / 2) * fov_u / c_lo
-        depth = np.arange(cy - 160, cy + 160, 3.0)
+        depth = np.arange(cy - min(160.0, reach), cy + min(160.0, reach), 3.0)
     v = cz - (np.arange(r_lo) - (r_lo - 1) / 2) * cov / r_lo
-    mu = mu_lut()
+    mu = mu_lut(1.0 if region.fov >= 300 else 1.8)
     total = np.zeros((r_lo, c_lo), np.float32)
     labels = np.zeros((r_lo, c_lo), np.uint8)
+    # Oblique views turn the beam about the long axis: parallel rays that drift across u with depth.
+    tilt = math.tan(math.radians(_OBLIQUE_DEGREES.get(view.upper(), 0.0)))
+    if laterality == Laterality.LEFT:
+        tilt = -tilt
+    centre = float(depth.mean())
     for w in depth:
         labels.fill(0)
-        _paint(labels, shapes, axes, u, v, float(w))
+        _paint(labels, shapes, axes, u + (w - centre) * tilt if tilt else u, v, float(w))
         total += mu[labels]
-    total *= 3.0
+    total *= 3.0 * math.sqrt(1.0 + tilt * tilt)  # the slanted path is longer per depth step
+    if body_part.upper() in {"ELBOW", "HUMERUS"}:
+        total = np.ascontiguousarray(total[::-1])  # hung as read: humerus at the top, forearm below
     return _resize(total, rows, cols) if scale > 1 else total
 
 
@@ -608,32 +823,3 @@ def mammogram(rows: int, cols: int, *, laterality: Laterality, view: str, seed: 
     if laterality == Laterality.LEFT:
         out = out[:, ::-1]
     return np.ascontiguousarray(out)
-
-
-def ultrasound(rows: int, cols: int, *, seed: int, frame: int) -> np.ndarray:
-    """A B-mode abdominal image (uint8): curvilinear sector, Rayleigh speckle, liver with vessels, kidney.
-
-    Outside the sector is black, as a scanner's image area is.
-    """
-    rng = np.random.default_rng(seed * 1000 + frame)
-    apex_r, apex_c = -0.12 * rows, cols / 2
-    yy, xx = np.mgrid[0:rows, 0:cols].astype(np.float32)
-    r = np.hypot(yy - apex_r, xx - apex_c)
-    theta = np.arctan2(xx - apex_c, yy - apex_r)
-    r0, r1, half = 0.16 * rows, 1.02 * rows, math.radians(32)
-    sector = (r > r0) & (r < r1) & (np.abs(theta) < half)
-    depth = (r - r0) / (r1 - r0)
-    shift = 0.04 * math.sin(frame * 1.3)
-    echo = np.full((rows, cols), 0.55, np.float32)  # liver parenchyma
-    echo[depth < 0.08] = 0.9  # skin / subcutaneous fat
-    echo[(depth >= 0.08) & (depth < 0.12)] = 0.35  # muscle
-    kidney = ((theta / half - 0.45 - shift) / 0.3) ** 2 + ((depth - 0.72) / 0.16) ** 2
-    echo[kidney < 1.0] = 0.45
-    echo[kidney < 0.35] = 1.1  # renal sinus fat
-    for vt, vd, vr in ((-0.3 + shift, 0.35, 0.05), (0.05, 0.5, 0.035), (-0.1, 0.62, 0.03)):
-        vessel = ((theta / half - vt) / vr) ** 2 * 0.25 + ((depth - vd) / vr) ** 2
-        echo[vessel < 1.0] = 0.04
-    speckle = rng.rayleigh(1.0, (rows, cols)).astype(np.float32)
-    gain = np.exp(-1.1 * depth) * 1.6 + 0.25  # attenuation with depth, partly compensated by TGC
-    img = np.where(sector, np.clip(echo * speckle * gain * 90.0, 0, 255), 0.0)
-    return img.astype(np.uint8)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from generators.dicom import phantoms
+from generators.dicom import phantoms, phantoms_nm, phantoms_us
 from generators.terms import Contrast, ContrastPhase, Laterality, Modality, Plane, SeriesRole, Weighting
 from generators.types import ExamInfo, SeriesSpec
 
@@ -175,6 +175,9 @@ def series_pixels(exam: ExamInfo, spec: SeriesSpec, count: int, *, seed: int) ->
         rows, cols = (2048, 2048) if chest else (1280, 1024)
         region = phantoms.region_for(exam.body_part, lat)
         view = spec.view_position or "PA"
+        for special in ("OBLIQUE", "MORTISE"):  # views the projector rotates; the View Position stays AP/PA
+            if special in spec.description.upper():
+                view = special
 
         def frame(i: int) -> np.ndarray:
             return phantoms.radiograph(exam.body_part, lat, view, rows, cols, seed=_seed(series_seed, i))
@@ -191,18 +194,37 @@ def series_pixels(exam: ExamInfo, spec: SeriesSpec, count: int, *, seed: int) ->
 
         return SeriesPixels(2048, 1664, 16, 12, False, ((2000.0,), (3200.0,)), mg_frame, pixel_spacing=0.1)
     if modality == Modality.US:
+        scene = phantoms_us.scene_for(exam.body_part, spec.description, exam.name)
+        probe = phantoms_us.probe_for(scene)
+        spacing = (phantoms_us.linear_pixel_spacing(480, 640) if probe == phantoms_us.LINEAR
+                   else phantoms_us.sector_pixel_spacing(probe, 480))
+
         def us_frame(i: int) -> np.ndarray:
-            return phantoms.ultrasound(480, 640, seed=series_seed, frame=i)
+            return phantoms_us.ultrasound(exam.body_part, spec.description, 480, 640, seed=series_seed, frame=i,
+                                          exam_name=exam.name)
 
-        return SeriesPixels(480, 640, 8, 8, False, ((127.0,), (255.0,)), us_frame, pixel_spacing=0.3)
+        return SeriesPixels(480, 640, 8, 8, False, ((127.0,), (255.0,)), us_frame, pixel_spacing=round(spacing, 4))
     if modality == Modality.NM:
-        def nm_frame(i: int) -> np.ndarray:
-            return phantoms.nm_bone_scan(1024, 256, posterior=bool(i % 2), seed=_seed(series_seed, i))
+        scene = phantoms_nm.scene_for(exam.body_part, spec.description)
+        if scene == "bone":
+            def nm_frame(i: int) -> np.ndarray:
+                return phantoms.nm_bone_scan(1024, 256, posterior=bool(i % 2), seed=_seed(series_seed, i))
 
-        region = phantoms.region_for("WHOLEBODY")
-        return SeriesPixels(1024, 256, 16, 16, False, ((40.0,), (80.0,)), nm_frame,
-                            pixel_spacing=round(region.coverage / 1024, 4))
+            region = phantoms.region_for("WHOLEBODY")
+            return SeriesPixels(1024, 256, 16, 16, False, ((40.0,), (80.0,)), nm_frame,
+                                pixel_spacing=round(region.coverage / 1024, 4))
+
+        def nm_study_frame(i: int) -> np.ndarray:
+            return phantoms_nm.nm_image(exam.body_part, spec.description, 256, frame=i, seed=_seed(series_seed, i))
+
+        peak = float(phantoms_nm.uptake(scene, 256, 0).max())
+        return SeriesPixels(256, 256, 16, 16, False, ((round(peak * 0.5, 1),), (round(peak, 1),)), nm_study_frame,
+                            pixel_spacing=phantoms_nm.pixel_spacing(scene))
     raise ValueError(f"no pixel generator for modality {modality}")
+
+
+# Vendor names of balanced steady-state free precession, the bright-blood cine sequence.
+_SSFP_NAMES = {"SSFP", "TRUFI", "FIESTA", "BTFE", "BFFE"}
 
 
 def _cross_sectional(exam: ExamInfo, spec: SeriesSpec, count: int, series_seed: int, lat: Laterality
@@ -230,7 +252,8 @@ def _cross_sectional(exam: ExamInfo, spec: SeriesSpec, count: int, series_seed: 
         return SeriesPixels(rows, cols, 16, 12, False, _ct_window(exam.body_part), stack, geometry,
                             geometry.pixel_spacing, rescale=(-1024.0, 1.0))
     contrast = series_has_contrast(exam, spec)
-    lut = phantoms.mr_lut(spec.weighting, spec.fat_sat, contrast) * 2.0
+    cine = "CINE" in spec.description.upper() or (spec.sequence_name or "").upper() in _SSFP_NAMES
+    lut = phantoms.mr_lut(spec.weighting, spec.fat_sat, contrast, bright_blood=cine) * 2.0
     stack = _stack_pixels(labels_key, lut, plane, geometry, count, seed=series_seed, sigma=10.0,
                           lo=40, hi=4055, shade=True)
     window = _window_from(stack.levels[stack.index[count // 2]])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import subprocess
 import tracemalloc
 from pathlib import Path
 
@@ -10,9 +12,10 @@ import numpy as np
 import pydicom
 import pytest
 
-from generators.dicom import iter_study, write_study
+from generators.dicom import iter_study, phantoms_nm, phantoms_us, write_study
 from generators.terms import Laterality, Modality, Plane, Weighting
 from generators.types import SeriesSpec
+from tests.conftest import require_binary
 from tests.examples import EXAMS, FIXED_NOW, order_for
 
 
@@ -124,6 +127,173 @@ def test_bone_scan_has_low_poisson_counts_and_distinct_views(tmp_path: Path) -> 
     assert anterior.shape == (1024, 256) and anterior.max() < 1000
     assert (anterior == 0).mean() > 0.2  # background outside the body
     assert not np.array_equal(anterior, posterior)
+
+
+def _box(img: np.ndarray, r: int, c: int, half: int = 4) -> float:
+    return float(img[r - half:r + half + 1, c - half:c + half + 1].astype(np.float32).mean())
+
+
+def _peaks(profile: np.ndarray, rise: float) -> int:
+    """Local maxima standing ``rise`` above the lowest point on both sides before the next higher peak."""
+    count, low, high, climbing = 0, profile[0], profile[0], False
+    for v in profile[1:]:
+        if climbing:
+            high = max(high, v)
+            if v < high - rise:
+                count, climbing, low = count + 1, False, v
+        else:
+            low = min(low, v)
+            if v > low + rise:
+                climbing, high = True, v
+    return count
+
+
+def test_ultrasound_kidney_has_a_bright_central_sinus_inside_a_darker_cortex(tmp_path: Path) -> None:
+    order = _with_series(Modality.US, SeriesSpec(1, "RIGHT KIDNEY", "US_K", 2), body_part="KIDNEY")
+    frames = [ds.pixel_array.astype(np.float32) for ds in _read(write_study(order, tmp_path, seed=4, now=FIXED_NOW), 1)]
+    img = np.mean(frames, axis=0)
+    probe = phantoms_us.probe_for("kidney")
+    tilt = math.radians(12)  # the kidney's long axis in the scene
+
+    def at(d: float) -> float:  # mean echo d mm along the kidney's long axis from its centre (0, 92 mm)
+        return _box(img, *phantoms_us.probe_to_pixel(probe, 480, 640, d * math.cos(tilt), 92 + d * math.sin(tilt)))
+
+    sinus, cortex, perirenal_fat = min(at(-20), at(20)), max(at(-44), at(44)), at(58)
+    assert sinus > 2.5 * cortex
+    assert perirenal_fat > 1.8 * cortex  # the darker cortex is an oval outlined by bright fat
+
+
+def test_ultrasound_scenes_differ_by_body_part_and_linear_probes_fill_a_rectangle(tmp_path: Path) -> None:
+    images = {}
+    for part, desc in (("KIDNEY", "RIGHT KIDNEY"), ("THYROID", "RIGHT LOBE"), ("GALLBLADDER", "RUQ")):
+        order = _with_series(Modality.US, SeriesSpec(1, desc, "US_X", 1), body_part=part)
+        ds = _read(write_study(order, tmp_path / part, seed=4, now=FIXED_NOW), 1)[0]
+        images[part] = ds.pixel_array.astype(np.float32)
+        assert ds.BitsAllocated == 8 and images[part][:150, :60].max() == 0  # black beside the field
+    thyroid = images["THYROID"]
+    assert thyroid[20:40, 100:540].mean() > 20  # a linear array images right up to its face, corner to corner
+    assert images["KIDNEY"][20:40, 100:140].max() == 0  # a convex probe's fan leaves the top corners black
+    assert abs(images["KIDNEY"] - images["GALLBLADDER"]).mean() > 10
+    # gallbladder: an anechoic lumen, with brighter (enhanced) liver behind it than beside it
+    probe = phantoms_us.probe_for("gallbladder")
+    lumen = _box(images["GALLBLADDER"], *phantoms_us.probe_to_pixel(probe, 480, 640, 0, 78))
+    behind = _box(images["GALLBLADDER"], *phantoms_us.probe_to_pixel(probe, 480, 640, 0, 112), 8)
+    beside = _box(images["GALLBLADDER"], *phantoms_us.probe_to_pixel(probe, 480, 640, 60, 112), 8)
+    assert lumen < 0.2 * behind and behind > 1.3 * beside
+
+
+def test_nm_heart_spect_shows_myocardial_rings_with_cold_cavities(tmp_path: Path) -> None:
+    order = _with_series(Modality.NM, SeriesSpec(1, "REST SPECT", "NM_H", 1), body_part="HEART")
+    img = _read(write_study(order, tmp_path, seed=4, now=FIXED_NOW), 1)[0].pixel_array.astype(np.float32)
+    assert img.shape == (256, 256)
+    for tile_row, tile_col in ((1, 1), (1, 3)):  # two basal short-axis slices of the montage
+        cy, cx = tile_row * 64 + 31.5, tile_col * 64 + 31.5
+        yy, xx = np.mgrid[0:256, 0:256]
+        r = np.hypot(yy - cy, xx - cx)
+        wall, cavity = img[(r > 13) & (r < 17)].mean(), img[r < 5].mean()
+        assert cavity < 0.25 * wall and wall > 50
+    assert (img[img > 0] > 0).all() and np.array_equal(img, np.round(img))  # integer counts
+
+
+def test_nm_lung_perfusion_has_two_hot_lungs_around_a_cold_mediastinum(tmp_path: Path) -> None:
+    order = _with_series(Modality.NM, SeriesSpec(1, "PERFUSION 8 VIEWS", "NM_Q", 2), body_part="CHEST")
+    for ds in _read(write_study(order, tmp_path, seed=4, now=FIXED_NOW), 1):
+        img = ds.pixel_array.astype(np.float32)
+        band = img[90:110].mean(axis=0)  # above the heart: the lungs either side of the mediastinum
+        right, left, middle = band[85:110].mean(), band[147:172].mean(), band[124:133].mean()
+        assert min(right, left) > 3 * middle
+        assert band[:40].mean() < 0.1 * right  # background outside the chest
+
+
+def test_nm_studies_show_their_organ_not_a_bone_scan(tmp_path: Path) -> None:
+    def frame(part: str, desc: str) -> tuple[np.ndarray, float]:
+        order = _with_series(Modality.NM, SeriesSpec(1, desc, "NM_X", 1), body_part=part)
+        ds = _read(write_study(order, tmp_path / part, seed=4, now=FIXED_NOW), 1)[0]
+        assert ds.pixel_array.shape == (256, 256)
+        return ds.pixel_array.astype(np.float32), float(ds.PixelSpacing[0])
+
+    def pixel(img: np.ndarray, mm: float, x: float, y: float) -> float:  # mean counts around (x, y) mm from centre
+        return _box(img, round(127.5 + y / mm), round(127.5 + x / mm), 3)
+
+    thyroid, mm = frame("THYROID", "PINHOLE")  # two lobes either side of the cold trachea, above the isthmus
+    lobes = min(pixel(thyroid, mm, -17, 0), pixel(thyroid, mm, 17, 0))
+    assert lobes > 4 * pixel(thyroid, mm, 0, -5) and lobes > 4 * pixel(thyroid, mm, 0, -45)
+    kidneys, mm = frame("KIDNEY", "DYNAMIC FLOW AND FUNCTION")  # two kidneys either side of the cold spine
+    assert min(pixel(kidneys, mm, -75, -30), pixel(kidneys, mm, 75, -30)) > 4 * pixel(kidneys, mm, 0, -30)
+    assert pixel(kidneys, mm, 0, 170) > 4 * pixel(kidneys, mm, 0, 100)  # the bladder below
+    hida, mm = frame("GALLBLADDER", "DYNAMIC 60 MIN")  # the gallbladder is the hottest spot, inside the liver
+    assert pixel(hida, mm, -25, 45) > 1.5 * pixel(hida, mm, -90, -40) > 3 * pixel(hida, mm, 100, -40)
+
+
+def test_mr_knee_sagittal_fat_saturated_t2_shows_bright_fluid_between_femur_and_tibia(tmp_path: Path) -> None:
+    order = _with_series(Modality.MR, SeriesSpec(1, "SAG T2 FS", "KNEE_T2FS", 3, plane=Plane.SAGITTAL,
+                                                 sequence_name="TSE", weighting=Weighting.T2, fat_sat=True),
+                         body_part="KNEE")
+    ds = _read(write_study(order, tmp_path, seed=4, now=FIXED_NOW), 1)[1]
+    img = ds.pixel_array.astype(np.float32)
+    ipp, ps = [float(v) for v in ds.ImagePositionPatient], float(ds.PixelSpacing[0])
+    col = round((12.0 - ipp[1]) / ps)  # the condyle's centre line (y = 12 mm)
+
+    def row(z: float) -> int:
+        return round((ipp[2] - z) / ps)
+
+    profile = img[:, col - 2:col + 3].mean(axis=1)
+    femur, tibia = profile[row(-640):row(-650)].mean(), profile[row(-695):row(-705)].mean()
+    fluid = profile[row(-665):row(-680)].max()
+    assert fluid > 2.5 * max(femur, tibia)
+    assert femur > 40 and tibia > 40  # fat-saturated marrow is dark grey, not a hole
+
+
+def test_dx_foot_shows_metatarsals_as_separate_elongated_bones(tmp_path: Path) -> None:
+    order = _with_series(Modality.DX, SeriesSpec(1, "AP", "FOOT_AP", 1, view_position="AP"), body_part="FOOT")
+    ds = _read(write_study(order, tmp_path, seed=4, now=FIXED_NOW), 1)[0]
+    img = ds.pixel_array.astype(np.float32)
+    mm = float(ds.ImagerPixelSpacing[0])
+
+    def bones_across(along: float) -> int:  # bright bands across the foot, ``along`` mm from the ankle joint
+        r = round(img.shape[0] / 2 - (along - 50.0) / mm)
+        profile = np.convolve(img[r - 3:r + 4].mean(axis=0), np.ones(15) / 15, mode="valid")  # 3 mm smoothing
+        return _peaks(profile, rise=0.08 * float(img.max()))
+
+    assert min(bones_across(a) for a in (90.0, 100.0, 110.0)) >= 4  # the same rays at every level: long bones
+    assert bones_across(20.0) <= 3  # the hindfoot is a few large tarsals
+
+
+def test_cardiac_cine_shows_bright_blood_and_spin_echo_t1_dark_blood(tmp_path: Path) -> None:
+    order = _with_series(
+        Modality.MR,
+        SeriesSpec(1, "CINE 4CH", "H_CINE", 1, plane=Plane.AXIAL, sequence_name="SSFP", weighting=Weighting.T1),
+        SeriesSpec(2, "AX T1 BLACK BLOOD", "H_T1", 1, plane=Plane.AXIAL, sequence_name="SE", weighting=Weighting.T1),
+        body_part="HEART")
+    result = write_study(order, tmp_path, seed=4, now=FIXED_NOW)
+    ratio = []
+    for series in (1, 2):
+        ds = _read(result, series)[0]
+        img = ds.pixel_array.astype(np.float32)
+        blood = _box(img, *_pixel_of(ds, 22.0, -25.0), 3)  # left-ventricular cavity
+        wall = _box(img, *_pixel_of(ds, 22.0, -75.0), 1)  # anterior myocardium
+        ratio.append(blood / wall)
+    assert ratio[0] > 2.0 > 1.0 > ratio[1]
+
+
+def test_ultrasound_and_nm_frames_repeat_for_a_seed_and_change_between_frames() -> None:
+    us = [phantoms_us.ultrasound("THYROID", "RIGHT LOBE", 480, 640, seed=s, frame=f)
+          for s, f in ((3, 0), (3, 0), (3, 1))]
+    nm = [phantoms_nm.nm_image("KIDNEY", "DYNAMIC", 256, frame=0, seed=s) for s in (3, 3, 4)]
+    for a, same, other in (us, nm):
+        assert np.array_equal(a, same) and not np.array_equal(a, other)
+
+
+def test_new_nm_and_us_scenes_pass_dciodvfy(tmp_path: Path) -> None:
+    binary = require_binary("dciodvfy")
+    files = []
+    for modality, part, desc in ((Modality.NM, "HEART", "STRESS SPECT"), (Modality.NM, "CHEST", "VENTILATION"),
+                                 (Modality.US, "THYROID", "LEFT LOBE AND ISTHMUS"), (Modality.US, "HEAD", "CORONAL")):
+        order = _with_series(modality, SeriesSpec(1, desc, "X", 1), body_part=part)
+        files += sorted(write_study(order, tmp_path / part, seed=4, now=FIXED_NOW).study_dir.glob("*.dcm"))
+    for path in files:
+        out = subprocess.run([binary, str(path)], capture_output=True, text=True, check=False)
+        assert not [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")], path
 
 
 @pytest.mark.slow
