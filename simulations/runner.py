@@ -28,6 +28,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 from django.utils import timezone
+from pydicom.filereader import read_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, RLELossless
 
 from exams.errors import CatalogLookupError
@@ -657,31 +658,29 @@ class SimulationRunner:
             raise StepFailed(f"{len(result.failed)} instance(s) were not committed by {peer}")
 
     def _performed_series(self, ctx: PatientContext) -> list[PerformedSeries]:
-        """The series and instances actually sent (or generated, when nothing was sent)."""
-        from pydicom import dcmread
+        """The series and instances actually sent (or generated, when nothing was sent).
 
-        sent = {r.sop_instance_uid for r in ctx.store_results if r.stored}
-        by_series: dict[str, PerformedSeries] = {}
+        No header is read: files are named ``<series>_<instance>.dcm`` by the generator, the store
+        results carry the SOP UIDs of what was sent, and the file meta group those of what was not.
+        """
         if ctx.study is None:
             return []
-        descriptions = {s.series_instance_uid: s for s in ctx.study.series}
-        for path in self._study_files(ctx):
-            ds = dcmread(path, stop_before_pixels=True,
-                         specific_tags=["SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID"])
-            if sent and ds.SOPInstanceUID not in sent:
-                continue
-            info = descriptions.get(ds.SeriesInstanceUID)
-            series = by_series.setdefault(ds.SeriesInstanceUID, PerformedSeries(
-                series_instance_uid=ds.SeriesInstanceUID, description=info.description if info else "",
-                protocol_name=self._protocol_name(ctx, info), instances=[]))
-            series.instances.append((ds.SOPClassUID, ds.SOPInstanceUID))
-        return list(by_series.values())
-
-    @staticmethod
-    def _protocol_name(ctx: PatientContext, info: Any) -> str:
-        if info is None:
-            return ""
-        return next((s.protocol_name for s in ctx.exam.series if s.number == info.number), "")
+        sent = [(Path(r.path), r.sop_class_uid, r.sop_instance_uid) for r in ctx.store_results if r.stored]
+        if not ctx.store_results:
+            for path in self._study_files(ctx):
+                meta = read_file_meta_info(path)
+                sent.append((path, meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID))
+        specs = {s.number: s for s in ctx.exam.series}
+        records = {s.number: s for s in ctx.study.series}
+        by_series: dict[int, PerformedSeries] = {}
+        for path, sop_class, sop_instance in sorted(sent):
+            number = int(path.name.split("_", 1)[0])
+            record = records[number]
+            series = by_series.setdefault(number, PerformedSeries(
+                series_instance_uid=record.series_instance_uid, description=record.description,
+                protocol_name=specs[number].protocol_name if number in specs else "", instances=[]))
+            series.instances.append((str(sop_class), str(sop_instance)))
+        return [by_series[n] for n in sorted(by_series)]
 
     async def handle_mpps_completed(self, step: Step, ctx: PatientContext) -> None:
         """MPPS N-SET COMPLETED/DISCONTINUED with the performed series (IHE RAD-7)."""

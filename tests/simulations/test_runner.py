@@ -66,6 +66,15 @@ def test_ten_patients_run_concurrently_against_the_built_in_receivers_and_verify
             assert ds.StudyInstanceUID == row.study_instance_uid
             assert ds.AccessionNumber == row.accession_number
             assert ds.PatientID == row.patient_id
+    # the MPPS N-SET lists exactly the series and instances that were sent
+    for row in rows:
+        folder = Path(result["output_dir"]) / "patients" / f"{row.index:05d}-{row.accession_number}"
+        mpps = pydicom.Dataset.from_json(json.loads((folder / "mpps-set.json").read_text()))
+        referenced = {item.ReferencedSOPInstanceUID for series in mpps.PerformedSeriesSequence
+                      for item in series.ReferencedImageSequence}
+        sent = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in study_files(result, row)}
+        assert referenced == sent
+        assert len(mpps.PerformedSeriesSequence) == len({p.name.split("_")[0] for p in study_files(result, row)})
     # events are ordered and name the bound exam
     seqs = list(run.events.values_list("seq", flat=True))
     assert seqs == list(range(1, len(seqs) + 1))
