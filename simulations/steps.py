@@ -56,7 +56,7 @@ _FIELDS: dict[StepType, dict[str, Any]] = {
     StepType.SEND_HL7: {"endpoint": str},
     StepType.SEND_DMWL: {"endpoint": str, "verify": bool},
     StepType.MPPS_IN_PROGRESS: {"endpoint": str},
-    StepType.GENERATE_DICOM: {"max_instances_per_series": int, "transfer_syntax": str, "referring_physician": str},
+    StepType.GENERATE_DICOM: {"max_instances_per_series": int, "transfer_syntax": str},
     StepType.SEND_DICOM: {"endpoint": str, "associations": int},
     StepType.STORAGE_COMMIT: {"endpoint": str, "timeout": (int, float)},
     StepType.MPPS_COMPLETED: {"endpoint": str, "status": str},
