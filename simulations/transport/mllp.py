@@ -311,20 +311,8 @@ def _set_nodelay(sock: socket.socket) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class MllpClient:
-    """Blocking MLLP sender: one persistent connection per endpoint, shared safely between threads.
-
-    HL7 v2.5.1 Appendix C framing, chapter 2.9 original-mode acknowledgment. Connects lazily,
-    reconnects when the peer closed the idle connection, and on transport errors (refused, reset,
-    closed mid-ACK, no ACK within ``read_timeout``) reconnects and resends up to ``retries`` more
-    times, sleeping ``backoff * 2**n`` seconds between attempts. Negative ACKs are never retried.
-
-    With ``ssl_context`` (see :func:`simulations.transport.tls.client_context`) every connection
-    is MLLP inside TLS (IHE ITI TF-2 ATNA secure node practice), the handshake bounded by
-    ``connect_timeout`` and the certificate checked against ``host``. A certificate that does not
-    verify raises a permanent ``SendError`` at once; other handshake failures (a peer not speaking
-    TLS, a reset, no answer) are transport failures, retried like a refused connect.
-    """
+class _ClientSettings:
+    """What both MLLP clients are configured with (the contract is described on :class:`MllpClient`)."""
 
     def __init__(
         self,
@@ -349,12 +337,35 @@ class MllpClient:
         self.encoding = encoding
         self.max_message_bytes = max_message_bytes
         self.connections_opened = 0
-        self._sock: socket.socket | None = None
-        self._lock = threading.Lock()
+        self._lock = self._new_lock()  # one message in flight per connection (original-mode MLLP)
+
+    def _new_lock(self) -> threading.Lock | asyncio.Lock:
+        raise TypeError("use MllpClient or AsyncMllpClient")
 
     @property
     def peer(self) -> str:
         return f"MLLP{'/TLS' if self.ssl_context is not None else ''} {self.host}:{self.port}"
+
+
+class MllpClient(_ClientSettings):
+    """Blocking MLLP sender: one persistent connection per endpoint, shared safely between threads.
+
+    HL7 v2.5.1 Appendix C framing, chapter 2.9 original-mode acknowledgment. Connects lazily,
+    reconnects when the peer closed the idle connection, and on transport errors (refused, reset,
+    closed mid-ACK, no ACK within ``read_timeout``) reconnects and resends up to ``retries`` more
+    times, sleeping ``backoff * 2**n`` seconds between attempts. Negative ACKs are never retried.
+
+    With ``ssl_context`` (see :func:`simulations.transport.tls.client_context`) every connection
+    is MLLP inside TLS (IHE ITI TF-2 ATNA secure node practice), the handshake bounded by
+    ``connect_timeout`` and the certificate checked against ``host``. A certificate that does not
+    verify raises a permanent ``SendError`` at once; other handshake failures (a peer not speaking
+    TLS, a reset, no answer) are transport failures, retried like a refused connect.
+    """
+
+    _sock: socket.socket | None = None  # the persistent connection, opened on first send
+
+    def _new_lock(self) -> threading.Lock:
+        return threading.Lock()
 
     def send(self, message: str) -> Ack:
         """Send one HL7 message and return its accepting ACK (MSA-1 AA/CA, MSA-2 = sent MSH-10).
@@ -533,7 +544,7 @@ class _ClientProtocol(asyncio.Protocol):
         return data
 
 
-class AsyncMllpClient:
+class AsyncMllpClient(_ClientSettings):
     """asyncio MLLP sender with the same contract as :class:`MllpClient` (HL7 v2.5.1 Appendix C).
 
     One persistent connection per endpoint; concurrent ``send`` calls on one client are serialised
@@ -541,35 +552,10 @@ class AsyncMllpClient:
     Use one client per event loop. ``ssl_context`` as for :class:`MllpClient`.
     """
 
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        *,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 10.0,
-        retries: int = 3,
-        backoff: float = 0.2,
-        encoding: str = "utf-8",
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.ssl_context = ssl_context
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.encoding = encoding
-        self.max_message_bytes = max_message_bytes
-        self.connections_opened = 0
-        self._protocol: _ClientProtocol | None = None
-        self._lock = asyncio.Lock()
+    _protocol: _ClientProtocol | None = None  # the persistent connection, opened on first send
 
-    @property
-    def peer(self) -> str:
-        return f"MLLP{'/TLS' if self.ssl_context is not None else ''} {self.host}:{self.port}"
+    def _new_lock(self) -> asyncio.Lock:
+        return asyncio.Lock()
 
     async def send(self, message: str) -> Ack:
         """Send one HL7 message and return its accepting ACK; errors as :meth:`MllpClient.send`."""
