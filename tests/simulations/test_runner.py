@@ -299,3 +299,24 @@ def test_a_run_that_cannot_start_is_recorded_as_an_error_not_left_running(scenar
     assert "could not run" in str(err.value) and "NotADirectoryError" in str(err.value)
     run = Run.objects.get()
     assert run.status == "error" and "NotADirectoryError" in run.error
+
+
+@pytest.mark.parametrize("flag", ["--hl7", "--pacs"])
+def test_a_peer_that_is_not_listening_fails_the_patient_clearly_and_keeps_the_files(scenarios, tmp_path, flag):
+    from tests.conftest import free_port
+
+    port = free_port()  # nothing listens here
+    target = f"127.0.0.1:{port}" if flag == "--hl7" else f"NOBODY@127.0.0.1:{port}"
+    with pytest.raises(CommandError) as err:
+        runsim("--exam", "DX-CHEST-2V", "--patients", "1", "--seed", "1", flag, target,
+               "--output", str(tmp_path / "run"))
+    assert err.value.returncode == 1
+    result = json.loads(err.value.output)
+    row = RunPatient.objects.get(run_id=result["run_id"])
+    step = "step 1 (REGISTER_PATIENT)" if flag == "--hl7" else "step 7 (SEND_DICOM)"
+    assert row.status == "failed" and row.error.startswith(step), row.error
+    assert str(port) in row.error
+    folder = Path(result["output_dir"]) / "patients" / f"{row.index:05d}-{row.accession_number}"
+    assert (folder / "order.json").exists()
+    if flag == "--pacs":
+        assert len(study_files(result, row)) == row.instances == 2  # generated before the send failed
