@@ -24,6 +24,7 @@ from pydicom.uid import (
     UltrasoundImageStorage,
 )
 
+from generators.dicom import phantoms_nm, phantoms_us
 from generators.dicom.pixels import SeriesPixels, series_has_contrast
 from generators.terms import (
     PAIRED_BODY_PARTS,
@@ -73,6 +74,10 @@ _ANATOMY: dict[str, tuple[str, str]] = {
     "FOREARM": ("14975008", "Forearm"), "HUMERUS": ("85050009", "Humerus"), "FEMUR": ("71341001", "Femur"),
     "LEG": ("30021000", "Lower leg"), "CLAVICLE": ("51299004", "Clavicle"),
 }
+# Body parts whose series need Laterality (Type 2C, present even if empty) beyond the catalog's paired list:
+# PS3.16 Annex L marks these as paired, and PELVISFEMALE and SINUS are no defined terms, so a validator cannot
+# tell whether they are paired and requires the element.
+_ALSO_PAIRED = frozenset({"CAROTID", "SCROTUM", "TESTIS", "PELVISFEMALE", "SINUS"})
 _DX_VIEWS: dict[str, tuple[str, str]] = {
     "PA": ("399348003", "postero-anterior"), "AP": ("399067008", "antero-posterior"),
     "LL": ("399173006", "left lateral"), "RL": ("399198007", "right lateral"),
@@ -153,6 +158,8 @@ def image_type(modality: Modality, spec: SeriesSpec) -> list[str]:
         if spec.weighting == Weighting.ADC:
             return [*first, "ADC"]
         return [*first, "OTHER"]
+    # NM and US value 3 depend on the study (static vs whole body; the transducer's application): the
+    # defaults here are refined by _nm and _us
     if modality == Modality.NM:
         return [*first, "WHOLE BODY", "EMISSION"]
     if modality == Modality.US:
@@ -212,10 +219,14 @@ def series_dataset(order: Order, ctx: SeriesContext, *, now: dt.datetime) -> Dat
     ds.SeriesInstanceUID = ctx.series_instance_uid
     ds.StudyID = order.study_id
     ds.SeriesNumber = spec.number
-    laterality = exam.laterality if exam.body_part.upper() in PAIRED_BODY_PARTS else Laterality.NONE
+    paired = exam.body_part.upper() in PAIRED_BODY_PARTS | _ALSO_PAIRED
+    laterality = exam.laterality if paired else Laterality.NONE
     if laterality in (Laterality.LEFT, Laterality.RIGHT) and modality not in (Modality.DX, Modality.MG):
         # DX and MG carry the side as Image Laterality instead (PS3.3 C.8.11.1: Laterality only when not sent)
         ds.Laterality = laterality.value
+    elif paired and modality not in (Modality.DX, Modality.MG):
+        # Type 2C: a paired part imaged on both sides (or unsided) still carries the element, empty
+        ds.Laterality = ""
     ds.PerformedProcedureStepStartDate = _da(now)
     ds.PerformedProcedureStepStartTime = _tm(now)
     ds.PerformedProcedureStepID = order.sps_id[:16]
@@ -519,9 +530,55 @@ def nm_detector_information(posterior: bool) -> Dataset:
     return holder
 
 
+@dataclass(frozen=True, slots=True)
+class Transducer:
+    """The probe a US scene is scanned with, as the US Image module (C.8.5.6) names it."""
+
+    model: str  # Transducer Data (0018,5010): the vendor's probe name, e.g. "L12-5" (12-5 MHz linear)
+    kind: str  # Transducer Type (0018,6031), one of the defined terms of the US Image module (C.8.5.6)
+    processing: str  # Processing Function (0018,5020): the preset the scanner was in
+    image_type: str  # Image Type (0008,0008) value 3, a defined term of C.8.5.6.1.1
+    mechanical_index: str = "1.1"
+
+
+_CURVED = Transducer("C5-1", "CURVED LINEAR", "ABDOMEN", "ABDOMINAL")
+_SMALL_PARTS = Transducer("L12-5", "LINEAR", "SMALL PARTS", "SMALL PARTS", "0.9")
+_VASCULAR = Transducer("L9-3", "LINEAR", "VASCULAR", "VASCULAR", "0.9")
+# Scene (phantoms_us.scene_for) → transducer. Obstetric presets keep the mechanical index low (ALARA).
+_TRANSDUCERS: dict[str, Transducer] = {
+    "pelvis-ta": Transducer("C5-1", "CURVED LINEAR", "GYN", "PELVIC"),
+    "ob-ta": Transducer("C5-1", "CURVED LINEAR", "OB", "OBSTETRICAL", "0.6"),
+    "fetal-head": Transducer("C5-1", "CURVED LINEAR", "OB", "OBSTETRICAL", "0.6"),
+    "fetal-body": Transducer("C5-1", "CURVED LINEAR", "OB", "OBSTETRICAL", "0.6"),
+    # endovaginal curved arrays are ENDOCAV_CLA (endocavity curved linear array)
+    "pelvis-tv": Transducer("EC9-4", "ENDOCAV_CLA", "GYN", "ENDOCAVITARY"),
+    "ob-tv": Transducer("EC9-4", "ENDOCAV_CLA", "OB", "ENDOCAVITARY", "0.6"),
+    "thyroid": _SMALL_PARTS,
+    "thyroid-left": _SMALL_PARTS,
+    "breast": Transducer("L12-5", "LINEAR", "BREAST", "SMALL PARTS", "0.9"),
+    "testis": Transducer("L12-5", "LINEAR", "SMALL PARTS", "SCROTAL", "0.9"),
+    "carotid": _VASCULAR,
+    "veins": _VASCULAR,
+    "hip": Transducer("L12-5", "LINEAR", "MSK", "PEDIATRIC", "0.8"),
+    "bowel": Transducer("L9-3", "LINEAR", "BOWEL", "ABDOMINAL", "0.9"),
+    # the anterior fontanelle is a small acoustic window: a phased (sector) array
+    "head-cor": Transducer("P10-4", "SECTOR_PHASED", "NEONATAL HEAD", "NEONATAL HEAD", "0.7"),
+    "head-sag": Transducer("P10-4", "SECTOR_PHASED", "NEONATAL HEAD", "NEONATAL HEAD", "0.7"),
+}
+
+
+def transducer_for(body_part: str, description: str, exam_name: str = "") -> Transducer:
+    """The transducer for the scene a US series shows (:func:`phantoms_us.scene_for`): curved array for the
+    abdomen, linear for superficial and vascular work, endocavitary for transvaginal, phased for the fontanelle."""
+    scene = phantoms_us.scene_for(body_part, description, exam_name)
+    return _TRANSDUCERS.get(scene, _CURVED)
+
+
 def _us(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
     """US Image module (C.8.5.6) and US Region Calibration (C.8.5.5), 8-bit MONOCHROME2."""
     px = ctx.pixels
+    probe = transducer_for(order.exam.body_part, ctx.spec.description, order.exam.name)
+    ds.ImageType = [*ds.ImageType[:2], probe.image_type]
     ds.PatientOrientation = ""
     ds.LossyImageCompression = "00"
     region = Dataset()
@@ -535,17 +592,75 @@ def _us(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
     region.ReferencePixelPhysicalValueX, region.ReferencePixelPhysicalValueY = 0.0, 0.0
     region.PhysicalDeltaX = region.PhysicalDeltaY = px.pixel_spacing / 10.0
     ds.SequenceOfUltrasoundRegions = Sequence([region])
-    ds.TransducerData = "C5-1"
-    ds.ProcessingFunction = "ABDOMEN"
-    ds.MechanicalIndex = "1.1"
-    ds.TransducerType = "CURVED LINEAR"
+    ds.TransducerData = probe.model
+    ds.ProcessingFunction = probe.processing
+    ds.MechanicalIndex = probe.mechanical_index
+    ds.TransducerType = probe.kind
     _voi(ds, px)
+
+
+@dataclass(frozen=True, slots=True)
+class Radiopharmaceutical:
+    """The tracer of an NM study (Radiopharmaceutical Information Sequence item, C.8.4.10)."""
+
+    name: str  # Radiopharmaceutical (0018,0031)
+    code: tuple[str, str]  # CID 25 (SRT code value, code meaning)
+    dose_mbq: float  # Radionuclide Total Dose (0018,1074), MBq
+    route: str = "Intravenous"
+    frame_ms: int = 300000  # Actual Frame Duration (0018,1242) of one planar view
+    counts: int = 500000  # Counts Accumulated (0018,0070) of one view
+
+
+# Scene (phantoms_nm.scene_for) → tracer. Codes are PS3.16 CID 25 (SNOMED-RT, as the Tc-99m radionuclide
+# code of CID 18 is); doses are usual adult activities (SNMMI / EANM guidelines).
+_MDP = Radiopharmaceutical("Tc-99m MDP", ("C-B1218", "Technetium Tc^99m^ medronate"), 740, frame_ms=800000,
+                           counts=1500000)
+_SESTAMIBI_REST = Radiopharmaceutical("Tc-99m sestamibi", ("C-163AB", "Technetium Tc^99m^ sestamibi"), 370,
+                                      frame_ms=1200000, counts=800000)
+_RADIOPHARMACEUTICALS: dict[str, Radiopharmaceutical] = {
+    "bone": _MDP,
+    "heart": _SESTAMIBI_REST,
+    "polar": _SESTAMIBI_REST,
+    # one-day protocol: the stress injection is about three times the rest activity
+    "stress": Radiopharmaceutical("Tc-99m sestamibi", ("C-163AB", "Technetium Tc^99m^ sestamibi"), 1110,
+                                  frame_ms=1200000, counts=2000000),
+    "vq-perf": Radiopharmaceutical("Tc-99m MAA", ("C-B1200", "Technetium Tc^99m^ aggregated albumin"), 150,
+                                   frame_ms=120000),
+    # activity in the nebuliser; a few percent reaches the lungs
+    "vq-vent": Radiopharmaceutical("Tc-99m DTPA aerosol", ("C-163B0", "Technetium Tc^99m^ pentetate"), 1110,
+                                   "Inhalation", frame_ms=180000, counts=300000),
+    "hida": Radiopharmaceutical("Tc-99m mebrofenin", ("C-B1208", "Technetium Tc^99m^ mebrofenin"), 185,
+                                frame_ms=60000, counts=300000),
+    "hida-cck": Radiopharmaceutical("Tc-99m mebrofenin", ("C-B1208", "Technetium Tc^99m^ mebrofenin"), 185,
+                                    frame_ms=60000, counts=250000),
+    "thyroid": Radiopharmaceutical("Tc-99m pertechnetate", ("C-B1206", "Sodium pertechnetate Tc^99m^"), 185,
+                                   frame_ms=300000, counts=200000),
+    "pinhole": Radiopharmaceutical("Tc-99m pertechnetate", ("C-B1206", "Sodium pertechnetate Tc^99m^"), 185,
+                                   frame_ms=300000, counts=100000),
+    # a radiolabelled egg meal
+    "gastric": Radiopharmaceutical("Tc-99m sulfur colloid", ("C-B1222", "Technetium Tc^99m^ sulfur colloid"), 37,
+                                   "Oral", frame_ms=60000, counts=150000),
+    "renal": Radiopharmaceutical("Tc-99m MAG3", ("C-163B8", "Technetium^99m Mercaptoacetyl triglycine MAG3"), 185,
+                                 frame_ms=60000, counts=200000),
+    "renal-late": Radiopharmaceutical("Tc-99m MAG3", ("C-163B8", "Technetium^99m Mercaptoacetyl triglycine MAG3"),
+                                      185, frame_ms=60000, counts=150000),
+}
+
+
+def radiopharmaceutical_for(body_part: str, description: str) -> Radiopharmaceutical:
+    """The tracer of the NM study a series belongs to (:func:`phantoms_nm.scene_for`), PS3.3 C.8.4.10."""
+    return _RADIOPHARMACEUTICALS.get(phantoms_nm.scene_for(body_part, description), _MDP)
 
 
 def _nm(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
     """NM Image IOD modules: NM/PET Patient Orientation, NM Image Pixel, Multi-frame, NM Multi-frame,
-    NM Image, NM Isotope, NM Detector (C.8.4.6-11) for a whole-body Tc-99m MDP sweep."""
+    NM Image, NM Isotope, NM Detector (C.8.4.6-11). The bone scan is a whole-body sweep (Whole Body
+    Technique, Scan Length/Velocity); every other study is a static planar (or displayed SPECT) image
+    of its own tracer."""
     px = ctx.pixels
+    whole_body = phantoms_nm.scene_for(order.exam.body_part, ctx.spec.description) == "bone"
+    tracer = radiopharmaceutical_for(order.exam.body_part, ctx.spec.description)
+    ds.ImageType = [*ds.ImageType[:2], "WHOLE BODY" if whole_body else "STATIC", "EMISSION"]
     ds.PatientOrientation = ""
     ds.PixelSpacing = [decimal_string(px.pixel_spacing), decimal_string(px.pixel_spacing)]
     ds.NumberOfFrames = 1
@@ -554,24 +669,26 @@ def _nm(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
     ds.NumberOfEnergyWindows = 1
     window = Dataset()
     bound = Dataset()
-    bound.EnergyWindowLowerLimit, bound.EnergyWindowUpperLimit = "126", "154"
+    bound.EnergyWindowLowerLimit, bound.EnergyWindowUpperLimit = "126", "154"  # 140 keV ± 10 %
     window.EnergyWindowRangeSequence = Sequence([bound])
     window.EnergyWindowName = "Tc99m"
     ds.EnergyWindowInformationSequence = Sequence([window])
     pharm = Dataset()
     pharm.RadionuclideCodeSequence = Sequence([_code("C-163A8", "SRT", "^99m^Technetium")])
-    pharm.RadiopharmaceuticalRoute = "Intravenous"
-    pharm.RadionuclideTotalDose = "740"
-    pharm.Radiopharmaceutical = "Tc-99m MDP"
-    pharm.RadiopharmaceuticalCodeSequence = Sequence([_code("C-B1042", "SRT", "Tc-99m medronate")])
+    pharm.RadiopharmaceuticalRoute = tracer.route
+    pharm.RadionuclideTotalDose = decimal_string(tracer.dose_mbq)
+    pharm.Radiopharmaceutical = tracer.name
+    pharm.RadiopharmaceuticalCodeSequence = Sequence([_code(tracer.code[0], "SRT", tracer.code[1])])
     ds.RadiopharmaceuticalInformationSequence = Sequence([pharm])
     ds.DetectorVector = [1]
     ds.NumberOfDetectors = 1
     ds.PatientOrientationCodeSequence = Sequence([_code("F-10450", "SRT", "recumbent")])
     ds.PatientGantryRelationshipCodeSequence = Sequence([_code("F-10470", "SRT", "headfirst")])
-    ds.ActualFrameDuration = 600000
-    ds.CountsAccumulated = 1200000
-    ds.ScanVelocity = "12"
-    ds.ScanLength = "2000"
-    ds.WholeBodyTechnique = ["1PS", "2PS"]
+    ds.ActualFrameDuration = tracer.frame_ms
+    ds.CountsAccumulated = tracer.counts
+    if whole_body:
+        # Whole Body Image (C.8.4.9 NM Image): a 2 m sweep at 2.5 mm/s is the 800 s frame above
+        ds.ScanVelocity = "2.5"
+        ds.ScanLength = "2000"
+        ds.WholeBodyTechnique = ["1PS", "2PS"]
     _voi(ds, px)

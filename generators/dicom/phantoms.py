@@ -66,7 +66,8 @@ class Shape:
     ``inner`` makes it a shell (only the part outside the ellipsoid scaled by ``inner``);
     ``period`` = (pitch, duty) keeps only z where ``(z - center_z) mod pitch < duty`` (ribs, vertebrae);
     ``taper`` = (scale at clip[0], scale at clip[1]) makes a clipped cylinder a truncated cone whose x/y
-    radii change linearly along z (limb outlines without stair steps).
+    radii change linearly along z (limb outlines without stair steps); ``power`` > 2 squares the ellipsoid
+    off into a superellipsoid |x/a|^p + |y/b|^p + |z/c|^p <= 1 (vertebral bodies: flat endplates, round corners).
     """
 
     tissue: Tissue
@@ -76,6 +77,7 @@ class Shape:
     inner: float = 0.0
     period: tuple[float, float] | None = None
     taper: tuple[float, float] | None = None
+    power: float = 2.0  # superellipsoid exponent: 2 = ellipsoid, 3-4 = a box with rounded corners
 
 
 def _cyl(tissue: Tissue, x: float, y: float, rx: float, ry: float, z0: float, z1: float, **kw: object) -> Shape:
@@ -166,22 +168,34 @@ def _leg(side: float) -> list[Shape]:
     s += [_ell(T.FLUID, x, -22, -598, 32, 7, 30)]  # suprapatellar recess
     s += [_ell(T.FLUID, x, 12, -672, 41, 33, 5)]  # joint fluid between the articular cartilages
     condyles = (x - lat * 0.9, x + lat * 0.9)  # medial and lateral
+    # menisci: C-shaped wedges, thick at the capsule and thinning to a free edge, so a sagittal cut shows a
+    # dark triangle at each horn: a ring cylinder hollowed out by two cones meeting at the free edge
+    s += [_cyl(T.LIGAMENT, x, 12, 41, 33, -677, -667), _cyl(T.FLUID, x, 12, 41 * 0.58, 33 * 0.58, -677, -667),
+          Shape(T.FLUID, (x, 12, -669.5), (41, 33, 1e6), clip=(-672, -667), taper=(0.58, 0.97)),
+          Shape(T.FLUID, (x, 12, -674.5), (41, 33, 1e6), clip=(-677, -672), taper=(0.97, 0.58))]
     s += [_ell(T.CARTILAGE, cx, 12, -645, 24, 33, 27) for cx in condyles]
-    s += [_ell(T.CARTILAGE, x, 12, -688, 40, 33, 14), _ell(T.CARTILAGE, x, -40, -628, 23, 12, 26)]  # tibia, patella
-    s += [Shape(T.LIGAMENT, (x, 12, -672), (40, 32, 3.5), inner=0.62)]  # menisci: a flat ring
-    s += _union(_long_bone(x, 6, 14, -590, -230), _bone(x, 8, -612, 36, 28, 36, cortex=2.5),  # femur
+    s += [Shape(T.CARTILAGE, (x, 12, -687), (40, 33, 12), power=3.0),  # tibial plateau cartilage
+          _ell(T.CARTILAGE, x, -39, -628, 27, 13, 26)]  # patellar cartilage
+    # metaphyses flare smoothly from the shafts (cones) instead of sitting on them as separate balls
+    femur_flare = [Shape(T.BONE, (x, 9, -605), (34, 27, 1e6), clip=(-640, -570), taper=(1.0, 0.56)),
+                   Shape(T.MARROW, (x, 9, -605), (31.5, 24.5, 1e6), clip=(-640, -572), taper=(1.0, 0.53))]
+    tibia_flare = [Shape(T.BONE, (x, 13, -722), (36, 29, 1e6), clip=(-760, -686), taper=(0.55, 1.0)),
+                   Shape(T.MARROW, (x, 13, -722), (33.5, 26.5, 1e6), clip=(-758, -688), taper=(0.52, 1.0))]
+    s += _union(_long_bone(x, 6, 14, -590, -230), femur_flare,  # femur
                 *(_bone(cx, 12, -645, 21.5, 30.5, 24.5, cortex=2) for cx in condyles))
-    s += _union(_bone(x, 12, -690, 38, 31, 13, cortex=2), _bone(x, 14, -718, 31, 27, 30, cortex=2.5),  # tibia
+    plateau = [Shape(T.BONE, (x, 12, -688), (38, 31, 10), power=3.0),
+               Shape(T.MARROW, (x, 12, -688), (36, 29, 8), power=3.0)]
+    s += _union(plateau, tibia_flare,  # tibia
                 _long_bone(x, 15, 14, -990, -700), _bone(x, 15, -972, 22, 20, 22, cortex=2),
                 _bone(x - 16 * side, 15, -1000, 7, 10, 14, cortex=2))  # medial malleolus
     s += _union(_bone(x + 34 * side, 24, -708, 10, 10, 11, cortex=2),  # fibula, lateral malleolus
                 _long_bone(x + 34 * side, 26, 7, -980, -712, cortex=2),
                 _bone(x + 32 * side, 24, -1003, 8, 10, 17, cortex=2))
-    s += _bone(x, -43, -628, 21, 9, 24, cortex=2)  # patella
+    s += _bone(x, -43, -628, 25, 10, 24, cortex=2)  # patella
     s += [_ell(T.FAT, x, 24, -650, 6, 14, 12)]  # intercondylar notch
     s += [_cyl(T.LIGAMENT, x - 2 * side, 24, 3.5, 4, -688, -652), _cyl(T.LIGAMENT, x + 3 * side, 8, 3, 3.5, -684, -655)]
     s += [_ell(T.FAT, x, -30, -674, 20, 12, 18)]  # Hoffa's fat pad
-    s += [_ell(T.LIGAMENT, x, -47, -580, 12, 4, 26), _ell(T.LIGAMENT, x, -44, -676, 10, 4, 26)]  # tendons
+    s += [_ell(T.LIGAMENT, x, -47, -580, 22, 4.5, 30), _ell(T.LIGAMENT, x, -44, -678, 19, 4, 28)]  # tendons
     s += [_cyl(T.BLOOD, x + 4 * side, 42, 4, 4, -800, -450)]  # popliteal artery
     s += [_ell(T.LIGAMENT, x, 68, -960, 8, 5, 50)]  # Achilles tendon
     ox, oy, oz = x, 15.0, -995.0  # the ankle joint: the foot points anteriorly (-y)
@@ -189,17 +203,111 @@ def _leg(side: float) -> list[Shape]:
     return s
 
 
-def _spine(z0: float, z1: float, y: float) -> list[Shape]:
-    return [
-        _cyl(T.DISC, 0, y, 21, 18, z0, z1),
-        _cyl(T.BONE, 0, y, 21, 18, z0, z1, period=(30.0, 25.0)),
-        _cyl(T.MARROW, 0, y, 17, 14, z0, z1, period=(30.0, 25.0)),
-        _cyl(T.BONE, 0, y + 32, 13, 12, z0, z1, inner=0.6, period=(30.0, 22.0)),  # neural arch
-        _cyl(T.FLUID, 0, y + 32, 8, 7, z0, z1),  # spinal canal
-        _cyl(T.BONE, 0, y + 54, 5, 13, z0, z1, period=(30.0, 18.0)),  # spinous process
-        _cyl(T.BONE, -30, y + 22, 13, 5, z0, z1, period=(30.0, 14.0)),
-        _cyl(T.BONE, 30, y + 22, 13, 5, z0, z1, period=(30.0, 14.0)),
-    ]
+def _spine_offset(z: float) -> float:
+    """Antero-posterior offset (mm, +y posterior) of the spinal axis at height z from the thoracolumbar axis:
+    lumbar lordosis (the column bows forward around L3), thoracic kyphosis (backward around T7), the step
+    forward into the narrower neck at the cervicothoracic junction and the cervical lordosis (C4-C5)."""
+    return (-7.0 * math.exp(-(((z + 45.0) / 55.0) ** 2)) + 8.0 * math.exp(-(((z - 250.0) / 100.0) ** 2))
+            - 40.0 / (1.0 + math.exp(-(z - 400.0) / 18.0)) - 4.0 * math.exp(-(((z - 470.0) / 40.0) ** 2)))
+
+
+# (name, pitch mm, body half-height, half-width, half-depth): L5 up to T1, caudal to cranial. Lumbar bodies are
+# tall and wide with thick discs; thoracic ones smaller with thin discs.
+_LUMBAR = [(f"L{n}", 36.0, 12.5, 21.0, 16.0) for n in (5, 4, 3, 2, 1)]
+_THORACIC = [(f"T{n}", 24.0 + 0.6 * n, 9.5 + 0.25 * n, 14.0 + 0.55 * n, 11.0 + 0.4 * n) for n in range(12, 0, -1)]
+_CERVICAL = [*((f"C{n}", 17.0, 6.5, 10.0 + 0.2 * n, 8.0) for n in range(7, 2, -1)), ("C2", 22.0, 9.0, 10.0, 8.5)]
+_VERTEBRAE: list[tuple[str, float, float, float, float]] = [*_LUMBAR, *_THORACIC]
+CONUS_Z = 40.0  # the cord ends at L1; below it the cauda equina floats in CSF
+
+
+def _thoracolumbar_spine(z_l5: float, y: float) -> list[Shape]:
+    """Vertebrae L5 to T1 one by one along a lordotic/kyphotic curve: rounded-box bodies (cortex and
+    marrow) separated by discs (dark annulus, bright nucleus on T2), pedicles, a neural arch around the
+    CSF-filled canal, transverse and spinous processes; the cord down to the conus, then the cauda equina;
+    below L5 the sacrum."""
+    return _column(_VERTEBRAE, z_l5, y) + _sacrum(z_l5, y)
+
+
+def _cervical_spine(y: float) -> list[Shape]:
+    """T1 (repainted over the neck's soft tissue) and C7 to C2 continuing the column's curve, with the dens."""
+    z_t1 = -92.0 + sum(v[1] for v in _VERTEBRAE[:-1])
+    t1 = (*_VERTEBRAE[-1][:1], 19.0, *_VERTEBRAE[-1][2:])  # T1 to C7: the small cervical body sits close
+    s = _column([t1, *_CERVICAL], z_t1, y)
+    z_c2 = z_t1 + sum(v[1] for v in [t1, *_CERVICAL[:-1]])
+    s += _bone(0, y + _spine_offset(z_c2) + 1, z_c2 + 16, 5, 5, 9, cortex=1.5)  # dens
+    return s
+
+
+def _column(vertebrae: list[tuple[str, float, float, float, float]], z_first: float, y: float) -> list[Shape]:
+    """The vertebrae (see :data:`_VERTEBRAE`) stacked upward from a body centred at ``z_first``."""
+    s: list[Shape] = []
+    bodies: list[Shape] = []
+    marrow: list[Shape] = []
+    posterior: list[Shape] = []
+    canal: list[Shape] = []
+    z = z_first
+    for k, (name, pitch, h, rx, ry) in enumerate(vertebrae):
+        yc = y + _spine_offset(z)
+        # squarer in the sagittal plane (flat endplates) than across (a rounded, kidney-like axial outline)
+        bodies.append(Shape(T.BONE, (0, yc, z), (rx, ry, h), power=2.6))
+        marrow.append(Shape(T.MARROW, (0, yc, z), (rx - 2.2, ry - 2.2, h - 1.6), power=2.6))
+        if k + 1 < len(vertebrae):  # the disc above this body
+            nxt = vertebrae[k + 1]
+            zd = z + h + (pitch - h - nxt[2]) / 2
+            gap = (pitch - h - nxt[2]) / 2 + 1.5
+            yd = y + _spine_offset(zd)
+            s += [Shape(T.LIGAMENT, (0, yd, zd), (rx - 0.5, ry - 0.5, gap), power=3.0),  # annulus fibrosus
+                  Shape(T.DISC, (0, yd + 1.5, zd), (rx * 0.72, ry * 0.62, gap * 0.8), power=2.5)]  # nucleus
+        lumbar, cervical = name[0] == "L", name[0] == "C"
+        arch_y = yc + ry + 11
+        spine_len = 17 if lumbar else 7 if cervical else 14  # spinous process half-length
+        posterior += [
+            Shape(T.BONE, (0, arch_y + 2, z + 2), (max(rx * 0.62, 11), 14 if not cervical else 11, h * 0.75),
+                  inner=0.62),  # pedicles + laminae
+            Shape(T.BONE, (0, arch_y + 8 + spine_len, z - 5), (4.5, spine_len, max(h * 0.6, 4.5)), power=3.0),
+            Shape(T.MARROW, (0, arch_y + 10 + spine_len, z - 5), (2.5, spine_len - 4, max(h * 0.4, 2.5)), power=3.0),
+            Shape(T.BONE, (-(rx + 8), arch_y - 2, z + 2), (13 if lumbar else 9, 5, 5)),  # transverse processes
+            Shape(T.BONE, (rx + 8, arch_y - 2, z + 2), (13 if lumbar else 9, 5, 5)),
+        ]
+        # the canal follows the curve in short segments (no visible steps between levels)
+        below = vertebrae[k - 1][1] if k else pitch  # segments meet halfway between neighbouring centres
+        rise = abs(_spine_offset(z + pitch / 2) - _spine_offset(z - below / 2))  # steep at the junctions
+        step = (below + pitch) / max(8, math.ceil(rise / 0.6))
+        for lo in np.arange(z - below / 2, z + pitch / 2 - 0.01, step):
+            hi = lo + step
+            ay = y + _spine_offset((lo + hi) / 2) + ry + 11
+            canal += [_cyl(T.FAT, 0, ay + 1, 12, 11, lo, hi),  # epidural fat
+                      _cyl(T.FLUID, 0, ay, 10 if lumbar else 8, 8 if lumbar else 7, lo, hi)]  # thecal sac (CSF)
+            if hi > CONUS_Z:
+                canal.append(_cyl(T.WHITE, 0, ay - 0.5, 5, 4, max(lo, CONUS_Z), hi))  # cord
+        lo, hi = z - below / 2, min(z + pitch / 2, CONUS_Z)
+        if lo < hi:  # nerve roots of the cauda equina hang in the dependent (posterior) thecal sac
+            ay = y + _spine_offset(z) + ry + 11
+            canal += [_cyl(T.WHITE, dx, ay + dy, 0.9, 0.9, lo, hi) for dx, dy in ((-3.5, 3.0), (0.0, 4.5), (3.5, 3.0))]
+        if name == "L1":
+            canal.append(_ell(T.WHITE, 0, y + _spine_offset(CONUS_Z) + ry + 10.5, CONUS_Z, 3.5, 3, 10))  # conus
+        z += pitch
+    # discs first (the bodies' endplates overwrite their rims), then cortex, marrow, arches, canal contents
+    return s + bodies + posterior + marrow + canal
+
+
+def _sacrum(z_l5: float, y: float) -> list[Shape]:
+    """The L5-S1 disc and the sacrum below a column whose L5 is centred at ``z_l5``."""
+    canal: list[Shape] = []
+    # sacrum: five fused segments curving back from the lumbosacral disc (sacral kyphosis), with the sacral
+    # canal behind them and the alae either side
+    zs = z_l5 - 36.0
+    alae = (_bone(side * 38, y + 22, zs - 8, 30, 17, 28, cortex=2.5) for side in (-1, 1))
+    sacrum = _union(*alae,
+                    *(_bone(0, y + 4 + 10.5 * i, zs - 24 * i, 22 - 3.6 * i, 16 - 2 * i, 11 - 1.2 * i, cortex=2)
+                      for i in range(5)))
+    sacrum = [Shape(t.tissue, t.center, t.radii, power=3.0) if t.center[0] == 0 else t for t in sacrum]
+    for zc in np.arange(zs + 12, zs - 84, -4.0):  # the sacral canal narrows and follows the curve down
+        f = (zs - zc) / 24
+        canal.append(_cyl(T.FLUID, 0, y + 27 + 10.5 * f, max(7 - 1.2 * f, 2.5), max(5 - 0.8 * f, 2), zc - 4, zc))
+    disc = [Shape(T.LIGAMENT, (0, y + 2, zs + 18), (23, 16, 6.5), power=3.0),  # L5-S1 disc
+            Shape(T.DISC, (0, y + 3.5, zs + 18), (17, 10, 5), power=2.5)]
+    return disc + sacrum + canal
 
 
 @functools.cache
@@ -244,14 +352,12 @@ def body_model() -> tuple[Shape, ...]:
         s += [Shape(T.BONE, (105 * side, 45, -110), (28, 62, 70), inner=0.8),  # iliac wing
               *_bone(92 * side, 0, -215, 26, 26, 26),  # femoral head
               _ell(T.BONE, 95 * side, 0, -215, 33, 33, 33, inner=0.85)]  # acetabulum rim
-    s += [*_bone(0, 80, -130, 45, 20, 55, cortex=4), _ell(T.URINE, 0, -50, -200, 45, 35, 35),
-          _cyl(T.BOWEL, 0, 65, 15, 15, -230, -150), _cyl(T.BONE, 0, -40, 40, 8, -250, -235, inner=0.5)]
-    s += _spine(-110, 470, 55)
-    s += [_cyl(T.WHITE, 0, 87, 4.5, 4, 30, 470), _ell(T.WHITE, 0, 87, 30, 3, 3, 12)]  # spinal cord, conus at L1
+    s += [_ell(T.URINE, 0, -50, -200, 45, 35, 35),
+          _ell(T.BOWEL, 0, 45, -195, 16, 14, 42), _cyl(T.BONE, 0, -40, 40, 8, -250, -235, inner=0.5)]
+    s += _thoracolumbar_spine(-92, 55)
     # neck and head
     s += [_cyl(T.FAT, 0, 0, 62, 66, 400, 540), _cyl(T.MUSCLE, 0, 2, 54, 58, 405, 535)]
-    s += _spine(420, 540, 18)[:5]
-    s += [_cyl(T.WHITE, 0, 50, 6, 5, 470, 545)]  # cervical cord
+    s += _cervical_spine(55)
     s += [_cyl(T.AIR, 0, -28, 9, 8, 420, 540), _ell(T.GLAND, -18, -25, 465, 15, 10, 22),
           _ell(T.GLAND, 18, -25, 465, 15, 10, 22), _cyl(T.BLOOD, -28, -5, 4, 4, 420, 560),
           _cyl(T.BLOOD, 28, -5, 4, 4, 420, 560)]
@@ -388,14 +494,26 @@ def shoulder_model() -> tuple[Shape, ...]:
         x = 178.0 * side
         s += [_ell(T.FAT, x - 4 * side, 10, 380, 46, 48, 62), _cyl(T.FAT, x, 10, 42, 40, 150, 380),
               _ell(T.MUSCLE, x - 4 * side, 10, 382, 40, 42, 55), _cyl(T.MUSCLE, x, 10, 35, 33, 150, 372)]  # deltoid
-        s += _union(_bone(x + 3 * side, 12, 390, 25, 25, 25, cortex=2),  # humeral head, greater tuberosity,
-                    _bone(x + 22 * side, 0, 398, 9, 10, 11, cortex=2),  # neck and shaft
-                    _long_bone(x + 4 * side, 12, 12, 150, 382, cortex=3))
-        s += _union(_bone(148 * side, 18, 390, 7, 16, 20, cortex=2),  # glenoid
-                    _bone(132 * side, 46, 386, 10, 28, 13, cortex=2),  # scapular neck toward the blade
-                    _bone(165 * side, 38, 428, 32, 16, 6, cortex=1.5),  # acromion
+        hx = x + 3 * side  # humeral head centre
+        # supraspinatus: the muscle belly in the supraspinous fossa runs laterally under the acromion and
+        # its (dark) tendon caps the head to insert on the greater tuberosity
+        s += [_ell(T.MUSCLE, 128 * side, 24, 418, 48, 16, 11),
+              Shape(T.LIGAMENT, (hx + 3 * side, 14, 391), (31, 29, 30.5), clip=(405, 430), inner=0.84),
+              Shape(T.FAT, (hx + 3 * side, 14, 391), (35, 32, 35), clip=(420, 430), inner=0.9)]  # bursal fat
+        s += [_ell(T.CARTILAGE, hx, 12, 390, 26.5, 26.5, 26.5)]  # articular cartilage of the head
+        s += _union(_bone(hx, 12, 390, 25, 25, 25, cortex=2),  # humeral head, greater tuberosity,
+                    _bone(x + 19 * side, 11, 398, 10, 14, 13, cortex=2),  # a neck flaring into the shaft
+                    [Shape(T.BONE, (x + 4 * side, 12, 340), (22, 22, 1e6), clip=(310, 372), taper=(0.56, 1.0)),
+                     Shape(T.MARROW, (x + 4 * side, 12, 340), (19, 19, 1e6), clip=(310, 370), taper=(0.5, 1.0))],
+                    _long_bone(x + 4 * side, 12, 12.5, 150, 330, cortex=3))
+        s += [_ell(T.FLUID, 156 * side, 16, 390, 4.5, 15, 21)]  # glenohumeral joint space
+        s += [_ell(T.LIGAMENT, 153 * side, 18, 390 + dz, 6, 10, 6) for dz in (-19.0, 19.0)]  # superior/inferior labrum
+        s += _union([Shape(T.BONE, (141 * side, 18, 390), (10, 16, 21), power=3.0),  # glenoid: a flat-faced pear
+                     Shape(T.MARROW, (141 * side, 18, 390), (8, 14, 19), power=3.0)],
+                    _bone(128 * side, 40, 386, 12, 28, 13, cortex=2),  # scapular neck toward the blade
+                    _bone(160 * side, 26, 431, 34, 18, 6.5, cortex=1.5),  # acromion over the head
                     _bone(148 * side, -22, 402, 6, 18, 6, cortex=1.5))  # coracoid
-        s += [_ell(T.FLUID, 157 * side, 16, 390, 2.5, 14, 18)]  # glenohumeral joint space
+        s += [_ell(T.CARTILAGE, 149 * side, 17, 390, 2.5, 14, 18)]  # glenoid cartilage facing the head
     return tuple(s)
 
 
@@ -436,7 +554,7 @@ def _model(name: str, laterality: Laterality) -> tuple[Shape, ...]:
               "female": female_model, "male": male_model}.get(name, body_model)()
     if name in ("arm", "foot") and laterality == Laterality.LEFT:
         shapes = tuple(Shape(s.tissue, (-s.center[0], s.center[1], s.center[2]), s.radii, s.clip, s.inner,
-                             s.period, s.taper) for s in shapes)
+                             s.period, s.taper, s.power) for s in shapes)
     return shapes
 
 
@@ -460,18 +578,18 @@ def _paint(labels: np.ndarray, shapes: tuple[Shape, ...], axes: tuple[int, int, 
         if s.taper:
             _paint_cone(labels, s, axes, u, v, w)
             continue
-        c, r = s.center, s.radii
-        dw = ((w - c[wa]) / r[wa]) ** 2
+        c, r, p = s.center, s.radii, s.power
+        dw = ((w - c[wa]) / r[wa]) ** 2 if p == 2.0 else abs((w - c[wa]) / r[wa]) ** p
         if dw >= 1.0:
             continue
         if wa == 2 and not (s.clip[0] <= w <= s.clip[1]):
             continue
         lim = 1.0 - dw
-        du = ((u - c[ua]) / r[ua]) ** 2
+        du = ((u - c[ua]) / r[ua]) ** 2 if p == 2.0 else np.abs((u - c[ua]) / r[ua]) ** p
         cols = np.flatnonzero(du <= lim)
         if cols.size == 0:
             continue
-        dv = ((v - c[va]) / r[va]) ** 2
+        dv = ((v - c[va]) / r[va]) ** 2 if p == 2.0 else np.abs((v - c[va]) / r[va]) ** p
         rows = np.flatnonzero(dv <= lim)
         if rows.size == 0:
             continue
@@ -479,7 +597,7 @@ def _paint(labels: np.ndarray, shapes: tuple[Shape, ...], axes: tuple[int, int, 
         d = dv[r0:r1, None] + du[None, c0:c1]
         mask = d <= lim
         if s.inner:
-            mask &= d > lim * s.inner * s.inner
+            mask &= d > lim * s.inner ** p
         zc = None
         if va == 2:
             zc = v[r0:r1, None]

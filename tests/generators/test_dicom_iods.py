@@ -237,3 +237,70 @@ def test_a_paired_part_on_dx_is_sided_by_image_laterality_only(tmp_path: Path) -
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         assert ds.ImageLaterality == "R" and "Laterality" not in ds
     assert _dciodvfy_errors(files) == []
+
+
+def _single_series_study(tmp_path: Path, modality: Modality, body_part: str, description: str, *,
+                         name: str | None = None, laterality: Laterality = Laterality.NONE) -> list[Path]:
+    exam = dataclasses.replace(EXAMS[modality], body_part=body_part, laterality=laterality,
+                               name=name or EXAMS[modality].name, series=(SeriesSpec(1, description, "X", 1),))
+    order = dataclasses.replace(order_for(modality), exam=exam)
+    return _files(write_study(order, tmp_path, seed=2, now=FIXED_NOW, max_instances_per_series=1))
+
+
+@pytest.mark.interop
+def test_ultrasound_names_the_transducer_its_scene_is_scanned_with(tmp_path: Path) -> None:
+    cases = {  # (body part, series, exam name) → (Transducer Type, Transducer Data, Image Type value 3)
+        ("THYROID", "RIGHT LOBE", ""): ("LINEAR", "L12-5", "SMALL PARTS"),
+        ("CAROTID", "RIGHT CCA", ""): ("LINEAR", "L9-3", "VASCULAR"),
+        ("SCROTUM", "TESTES", ""): ("LINEAR", "L12-5", "SCROTAL"),
+        ("PELVISFEMALE", "TRANSVAGINAL", "US Pelvis"): ("ENDOCAV_CLA", "EC9-4", "ENDOCAVITARY"),
+        ("HEAD", "CORONAL", "US Head neonatal"): ("SECTOR_PHASED", "P10-4", "NEONATAL HEAD"),
+        ("GALLBLADDER", "RUQ", "US Abdomen limited"): ("CURVED LINEAR", "C5-1", "ABDOMINAL"),
+    }
+    files = []
+    for (part, desc, name), (kind, model, application) in cases.items():
+        side = Laterality.RIGHT if part in {"CAROTID"} else Laterality.NONE
+        paths = _single_series_study(tmp_path / part, Modality.US, part, desc, name=name, laterality=side)
+        ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
+        assert (ds.TransducerType, ds.TransducerData, ds.ImageType[2]) == (kind, model, application), part
+        files += paths
+    assert _dciodvfy_errors(files) == []
+
+
+@pytest.mark.interop
+def test_nm_studies_name_their_own_radiopharmaceutical_and_only_the_bone_scan_is_whole_body(tmp_path: Path) -> None:
+    cases = {  # (body part, series) → (tracer, CID 25 code, route)
+        ("CHEST", "PERFUSION 8 VIEWS"): ("Tc-99m MAA", "C-B1200", "Intravenous"),
+        ("CHEST", "VENTILATION"): ("Tc-99m DTPA aerosol", "C-163B0", "Inhalation"),
+        ("KIDNEY", "DYNAMIC FLOW AND FUNCTION"): ("Tc-99m MAG3", "C-163B8", "Intravenous"),
+        ("HEART", "STRESS SPECT"): ("Tc-99m sestamibi", "C-163AB", "Intravenous"),
+        ("GALLBLADDER", "DYNAMIC 60 MIN"): ("Tc-99m mebrofenin", "C-B1208", "Intravenous"),
+        ("THYROID", "ANTERIOR"): ("Tc-99m pertechnetate", "C-B1206", "Intravenous"),
+        ("ABDOMEN", "GASTRIC EMPTYING"): ("Tc-99m sulfur colloid", "C-B1222", "Oral"),
+        ("WHOLEBODY", "WB ANT/POST"): ("Tc-99m MDP", "C-B1218", "Intravenous"),
+    }
+    files, doses = [], {}
+    for (part, desc), (tracer, code, route) in cases.items():
+        paths = _single_series_study(tmp_path / f"{part}{len(files)}", Modality.NM, part, desc)
+        ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
+        pharm = ds.RadiopharmaceuticalInformationSequence[0]
+        assert pharm.Radiopharmaceutical == tracer
+        assert pharm.RadiopharmaceuticalCodeSequence[0].CodeValue == code
+        assert pharm.RadiopharmaceuticalRoute == route
+        doses[tracer] = float(pharm.RadionuclideTotalDose)
+        whole_body = part == "WHOLEBODY"
+        assert ds.ImageType[2] == ("WHOLE BODY" if whole_body else "STATIC")
+        assert ("WholeBodyTechnique" in ds) == ("ScanLength" in ds) == whole_body
+        files += paths
+    assert doses["Tc-99m sulfur colloid"] < doses["Tc-99m MAA"] < doses["Tc-99m MDP"]  # oral meal ≪ bone scan
+    assert _dciodvfy_errors(files) == []
+
+
+@pytest.mark.interop
+def test_a_bilateral_paired_or_unrecognised_body_part_carries_an_empty_laterality(tmp_path: Path) -> None:
+    files = []
+    for modality, part in ((Modality.CT, "SINUS"), (Modality.US, "PELVISFEMALE"), (Modality.US, "SCROTUM")):
+        paths = _single_series_study(tmp_path / part, modality, part, "AX" if modality == Modality.CT else "SWEEP")
+        assert pydicom.dcmread(paths[0], stop_before_pixels=True).Laterality == ""
+        files += paths
+    assert _dciodvfy_errors(files) == []

@@ -313,3 +313,85 @@ def test_streaming_a_long_series_does_not_hold_it_in_memory(tmp_path: Path) -> N
     assert long_size > 400 * 512 * 512 * 2
     assert long_peak < long_size / 3
     assert long_peak < 1.5 * short_peak + 8_000_000  # not growing with the slice count
+
+
+def test_mr_lumbar_spine_sagittal_t2_alternates_bright_discs_with_vertebral_bodies_in_front_of_bright_csf(
+        tmp_path: Path) -> None:
+    order = _with_series(Modality.MR, SeriesSpec(1, "SAG T2", "LS_T2", 3, plane=Plane.SAGITTAL, sequence_name="TSE",
+                                                 weighting=Weighting.T2), body_part="LSPINE")
+    ds = _read(write_study(order, tmp_path, seed=4, now=FIXED_NOW), 1)[1]
+    img = ds.pixel_array.astype(np.float32)
+    ipp, ps = [float(v) for v in ds.ImagePositionPatient], float(ds.PixelSpacing[0])
+
+    def col(y: float) -> int:
+        return round((y - ipp[1]) / ps)
+
+    def row(z: float) -> int:
+        return round((ipp[2] - z) / ps)
+
+    # down the middle of the lumbar bodies (y ≈ 52 mm), from T12 to the sacrum: a disc every ~36 mm
+    axis = np.convolve(img[row(80):row(-120), col(48):col(56)].mean(axis=1), np.ones(3) / 3, mode="valid")
+    assert _peaks(axis, rise=0.25 * float(np.median(axis))) >= 5  # T12-L1 … L5-S1
+    assert axis.max() > 1.4 * float(np.median(axis))  # the nucleus is brighter than marrow on T2
+    # behind the bodies the thecal sac: CSF brighter than the bodies in front of it, at the level of L3
+    body = _box(img, row(-20), col(52), 3)
+    csf = max(_box(img, row(-20), col(y), 1) for y in range(72, 86))
+    assert csf > 1.5 * body
+
+    def front(z: float) -> float:  # y (mm) of the anterior cortex of the vertebral body at height z
+        line = img[row(z) - 1:row(z) + 2].mean(axis=0)
+        c = col(25.0)
+        while line[c] > 0.35 * float(np.median(axis)):
+            c += 1
+        return ipp[1] + c * ps
+
+    assert front(-20) < min(front(52) - 3.0, front(-92))  # lordosis: L3 bows forward of L1 and L5
+    disc = row(-38)  # the L3-L4 disc: a dark annulus in front of the bright nucleus
+    assert _box(img, disc, col(51), 1) > 3 * _box(img, disc, col(37.5), 1)
+
+
+def test_mr_knee_sagittal_shows_the_menisci_as_dark_wedges_thinning_toward_the_joint_centre(tmp_path: Path) -> None:
+    order = _with_series(Modality.MR, SeriesSpec(1, "SAG PD FS", "KNEE_PDFS", 3, plane=Plane.SAGITTAL,
+                                                 sequence_name="TSE", weighting=Weighting.PD, fat_sat=True),
+                         body_part="KNEE")
+    ds = _read(write_study(order, tmp_path, seed=4, now=FIXED_NOW), 1)[1]
+    img = ds.pixel_array.astype(np.float32)
+    ipp, ps = [float(v) for v in ds.ImagePositionPatient], float(ds.PixelSpacing[0])
+
+    def col(y: float) -> int:
+        return round((y - ipp[1]) / ps)
+
+    def row(z: float) -> int:
+        return round((ipp[2] - z) / ps)
+
+    joint = row(-672)
+    centre = _box(img, joint, col(12), 1)  # cartilage and fluid between the condyle and the plateau
+    anterior, posterior = _box(img, joint, col(-12), 1), _box(img, joint, col(36), 1)  # the two horns
+    assert max(anterior, posterior) < 0.35 * centre
+
+    def dark_height(y: float) -> int:  # how many rows around the joint line are meniscus-dark at this y
+        column = img[row(-666):row(-678), col(y) - 1:col(y) + 2].mean(axis=1)
+        return int((column < 0.35 * centre).sum())
+
+    heights = [dark_height(y) for y in (-15.0, -12.0, -9.0, -6.0)]  # from the capsule toward the free edge
+    assert all(a > b for a, b in zip(heights, heights[1:]))  # a wedge (triangle), not a flat band
+    assert heights[0] >= 3 * max(dark_height(-4.0), 1)
+
+
+def test_mr_shoulder_coronal_shows_the_supraspinatus_tendon_between_the_acromion_and_the_humeral_head(
+        tmp_path: Path) -> None:
+    order = _with_series(Modality.MR, SeriesSpec(1, "COR T1", "SH_T1", 3, plane=Plane.CORONAL, sequence_name="TSE",
+                                                 weighting=Weighting.T1), body_part="SHOULDER")
+    ds = _read(write_study(order, tmp_path, seed=4, now=FIXED_NOW), 1)[1]
+    img = ds.pixel_array.astype(np.float32)
+    ipp, ps = [float(v) for v in ds.ImagePositionPatient], float(ds.PixelSpacing[0])
+    c = round((-181.0 - ipp[0]) / ps)  # a vertical line through the right humeral head
+
+    def at(z: float) -> float:
+        return float(img[round((ipp[2] - z) / ps), c - 1:c + 2].mean())
+
+    head = np.mean([at(z) for z in np.arange(380.0, 400.0, 1.0)])  # fatty marrow: bright on T1
+    tendon = min(at(z) for z in np.arange(415.0, 423.0, 0.5))
+    acromion = max(at(z) for z in np.arange(427.0, 436.0, 0.5))
+    assert tendon < 0.25 * head  # the dark tendon caps the head
+    assert acromion > 0.7 * head  # with the acromion's marrow above it
