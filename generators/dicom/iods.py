@@ -513,16 +513,17 @@ def _mg(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
     _presentation(ds, px)
 
 
-def nm_detector_information(posterior: bool) -> Dataset:
-    """The per-instance NM Detector module (C.8.4.11) item: one head, anterior or posterior view.
+def nm_detector_information(posterior: bool, *, pinhole: bool = False) -> Dataset:
+    """The per-instance NM Detector module (C.8.4.11) item: one head, anterior or posterior view,
+    behind a low-energy high-resolution parallel-hole collimator or (thyroid pinhole views) a pinhole.
 
     Returned as a one-element data set so the writer can encode it per instance.
     """
     det = Dataset()
     det.ImagePositionPatient = None
     det.ImageOrientationPatient = None
-    det.CollimatorGridName = "LEHR"
-    det.CollimatorType = "PARA"
+    det.CollimatorGridName = "PINHOLE" if pinhole else "LEHR"
+    det.CollimatorType = "PINH" if pinhole else "PARA"  # C.8.4.11.1.1 defined terms
     view = _code("G-A101", "SRT", "Posterior") if posterior else _code("G-A100", "SRT", "Anterior")
     det.ViewCodeSequence = Sequence([view])
     holder = Dataset()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
 
-from generators.dicom import iods
+from generators.dicom import iods, phantoms_nm
 from generators.dicom.pixels import SeriesPixels, series_pixels, thumbnail_window
 from generators.dicom.preview import preview_path, write_preview_png
 from generators.dicom.writer import (
@@ -93,8 +93,6 @@ def _generate(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str, n
     rng = random.Random(seed)
     sop_class = iods.SOP_CLASSES[exam.modality]
     dynamic = iods.NM_DYNAMIC if exam.modality == Modality.NM else iods.DYNAMIC
-    detector_items = [encode_dataset_element(iods.nm_detector_information(posterior), iods.DETECTOR_INFORMATION)
-                      for posterior in (False, True)]
     writer = AsyncFileWriter(depth=4)
     try:
         acquired = now
@@ -106,6 +104,10 @@ def _generate(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str, n
             pixels = series_pixels(exam, spec, count, seed=seed)
             ctx = iods.SeriesContext(spec, series_uid, for_uid, acquired, pixels, manufacturer_model)
             template = SeriesTemplate(iods.series_dataset(order, ctx, now=now), dynamic)
+            pinhole = (exam.modality == Modality.NM
+                       and phantoms_nm.scene_for(exam.body_part, spec.description) == "pinhole")
+            detector_items = [encode_dataset_element(iods.nm_detector_information(posterior, pinhole=pinhole),
+                                                     iods.DETECTOR_INFORMATION) for posterior in (False, True)]
             preview: Path | None = None
             for i in range(count):
                 sop_uid = new_uid(rng)

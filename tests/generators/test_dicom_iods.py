@@ -304,3 +304,13 @@ def test_a_bilateral_paired_or_unrecognised_body_part_carries_an_empty_lateralit
         assert pydicom.dcmread(paths[0], stop_before_pixels=True).Laterality == ""
         files += paths
     assert _dciodvfy_errors(files) == []
+
+
+@pytest.mark.interop
+def test_a_thyroid_pinhole_series_names_its_pinhole_collimator(tmp_path: Path) -> None:
+    pinhole = _single_series_study(tmp_path / "pinhole", Modality.NM, "THYROID", "PINHOLE")
+    planar = _single_series_study(tmp_path / "planar", Modality.NM, "THYROID", "ANTERIOR")
+    for paths, (grid, kind) in ((pinhole, ("PINHOLE", "PINH")), (planar, ("LEHR", "PARA"))):
+        detector = pydicom.dcmread(paths[0], stop_before_pixels=True).DetectorInformationSequence[0]
+        assert (detector.CollimatorGridName, detector.CollimatorType) == (grid, kind)
+    assert _dciodvfy_errors(pinhole + planar) == []
