@@ -342,6 +342,12 @@ class _ClientSettings:
     def _new_lock(self) -> threading.Lock | asyncio.Lock:
         raise TypeError("use MllpClient or AsyncMllpClient")
 
+    def _accepted_ack(self, raw: bytes, control_id: str, latency: float, attempt: int) -> Ack:
+        """The peer's answer as an :class:`Ack`, raised as :class:`AckError` unless it accepts ours."""
+        ack = parse_ack(raw.decode(self.encoding, errors="replace"), expected_control_id=control_id,
+                        peer=self.peer, latency_s=latency, attempts=attempt)
+        return check_ack(ack, peer=self.peer)
+
     @property
     def peer(self) -> str:
         return f"MLLP{'/TLS' if self.ssl_context is not None else ''} {self.host}:{self.port}"
@@ -391,14 +397,7 @@ class MllpClient(_ClientSettings):
                 except SendError:
                     self._drop()  # the connection is out of step with the peer; start clean next time
                     raise
-                ack = parse_ack(
-                    raw.decode(self.encoding, errors="replace"),
-                    expected_control_id=control_id,
-                    peer=self.peer,
-                    latency_s=latency,
-                    attempts=attempt,
-                )
-                return check_ack(ack, peer=self.peer)
+                return self._accepted_ack(raw, control_id, latency, attempt)
         raise AssertionError("unreachable: the loop returns or raises")
 
     def _exchange(self, block: bytes) -> tuple[bytes, float]:
@@ -577,14 +576,7 @@ class AsyncMllpClient(_ClientSettings):
                 except SendError:
                     self._drop()
                     raise
-                ack = parse_ack(
-                    raw.decode(self.encoding, errors="replace"),
-                    expected_control_id=control_id,
-                    peer=self.peer,
-                    latency_s=latency,
-                    attempts=attempt,
-                )
-                return check_ack(ack, peer=self.peer)
+                return self._accepted_ack(raw, control_id, latency, attempt)
         raise AssertionError("unreachable: the loop returns or raises")
 
     async def _exchange(self, block: bytes) -> tuple[bytes, float]:
