@@ -6,13 +6,11 @@ dcmtk ships no MPPS SCU, so both ends are pynetdicom here; the SCP is a real loo
 from __future__ import annotations
 
 import datetime as dt
-import socket
 from collections.abc import Callable, Iterator
 
 import pytest
 from pydicom.dataset import Dataset
 from pynetdicom import AE
-from pynetdicom.sop_class import Verification
 
 from generators.mpps import PerformedSeries, build_mpps_completed, build_mpps_in_progress
 from generators.terms import CodingScheme, Modality
@@ -182,30 +180,6 @@ def test_completing_without_the_final_state_attributes_is_a_processing_failure(s
     no_series.PerformedSeriesSequence = []
     assert status_of(lambda: mpps_set(scp.peer, UID, no_series, timeout=10)) == PROCESSING_FAILURE
     assert scp.instances[UID].status == "IN PROGRESS"
-
-
-def test_the_mpps_scp_answers_c_echo(scp: MppsScp) -> None:
-    ae = AE(ae_title="ECHO_SCU")
-    ae.add_requested_context(Verification)
-    assoc = ae.associate("127.0.0.1", scp.port, ae_title=scp.ae_title)
-    assert assoc.is_established
-    try:
-        assert assoc.send_c_echo().Status == 0x0000
-    finally:
-        assoc.release()
-
-
-def test_accepted_sockets_have_nagle_disabled(scp: MppsScp) -> None:
-    ae = AE(ae_title="NODELAY_SCU")
-    ae.add_requested_context(Verification)
-    assoc = ae.associate("127.0.0.1", scp.port, ae_title=scp.ae_title)
-    assert assoc.is_established
-    try:
-        (server_side,) = scp.active_associations
-        sock = server_side.dul.socket.socket  # type: ignore[union-attr]
-        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
-    finally:
-        assoc.release()
 
 
 def test_a_peer_that_is_not_listening_raises_a_transient_send_error() -> None:
