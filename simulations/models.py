@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -49,6 +50,13 @@ class Endpoint(models.Model):
     tls = models.BooleanField("TLS", default=False)
     tls_verify = models.BooleanField("verify the peer's certificate", default=True)
     tls_ca_file = models.CharField(max_length=500, blank=True, default="")
+    # Storage commitment only: where the PACS sends its N-EVENT-REPORT on a new association (PS3.4 J.3.3).
+    listen_host = models.CharField("commitment reports: listen host", max_length=255, blank=True, default="",
+                                   help_text="Address our commitment listener binds (empty: 0.0.0.0).")
+    listen_port = models.PositiveIntegerField("commitment reports: listen port", null=True, blank=True,
+                                              validators=[MinValueValidator(1), MaxValueValidator(65535)],
+                                              help_text="Port the PACS connects back to with its N-EVENT-REPORT; "
+                                                        "register YEETER@this-host:port in the PACS.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -140,6 +148,9 @@ class Run(models.Model):
         FAILED = "failed", "Failed (some patients)"
         CANCELLED = "cancelled", "Cancelled"
         ERROR = "error", "Error (run aborted)"
+        ABANDONED = "abandoned", "Abandoned (its process died)"
+
+    FINISHED = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.ERROR, Status.ABANDONED})
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     scenario = models.ForeignKey(Scenario, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
@@ -160,6 +171,14 @@ class Run(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Who started it: a logged-in user (page, browsable API) or an API key; neither for runsim/admin.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="runs")
+    api_key = models.ForeignKey("apikeys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="runs")
+    # Liveness of the process executing the run ("host:pid"); a stale heartbeat means it is gone.
+    worker = models.CharField(max_length=200, blank=True, default="")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -174,7 +193,7 @@ class Run(models.Model):
 
     @property
     def is_finished(self) -> bool:
-        return self.status in {self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED, self.Status.ERROR}
+        return self.status in self.FINISHED
 
 
 class RunPatient(models.Model):
@@ -212,7 +231,12 @@ class RunPatient(models.Model):
         constraints = [models.UniqueConstraint(fields=["run", "index"], name="runpatient_unique_index")]
 
     def __str__(self) -> str:
-        return f"patient {self.index} of {self.run_id}: {self.exam_code} {self.status}"
+        return f"patient {self.number} of {self.run_id}: {self.exam_code} {self.status}"
+
+    @property
+    def number(self) -> int:
+        """The patient's number as people see it (URLs, events, admin, API, CLI): ``index`` counts from 0."""
+        return self.index + 1
 
 
 class RunEvent(models.Model):
@@ -251,7 +275,9 @@ class WorklistEntry(models.Model):
         COMPLETED = "COMPLETED", "Completed"
         DISCONTINUED = "DISCONTINUED", "Discontinued"
 
-    patient = models.OneToOneField(RunPatient, on_delete=models.CASCADE, related_name="worklist_entry")
+    # Null for orders that reached the built-in RIS from another sender (not a Yeeter run).
+    patient = models.OneToOneField(RunPatient, null=True, blank=True, on_delete=models.CASCADE,
+                                   related_name="worklist_entry")
     accession_number = models.CharField(max_length=16, db_index=True)
     modality = models.CharField(max_length=2)
     station_ae_title = models.CharField(max_length=16)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 
@@ -20,12 +21,23 @@ def port() -> int:
     return free_port()
 
 
+def missing_peer(reason: str):
+    """A real peer this test needs is absent: skip on a developer's machine, fail under ``CI=true``.
+
+    CI installs every peer (.ci/run); a skip there would hide a broken install step.
+    """
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} — under CI=true a missing peer is a failure, not a skip", pytrace=False)
+    pytest.skip(reason)
+
+
 def require_binary(name: str) -> str:
     """Path of ``name`` on PATH, or skip the test naming the Debian package that provides it."""
     path = shutil.which(name)
     if path is None:
-        package = {"dciodvfy": "dicom3tools", "chromium": "chromium"}.get(name, "dcmtk")
-        pytest.skip(f"{name} is not installed (Debian package {package}; .ci/run installs it)")
+        package = {"dciodvfy": "dicom3tools", "dcentvfy": "dicom3tools", "chromium": "chromium",
+                   "Orthanc": "orthanc"}.get(name, "dcmtk")
+        missing_peer(f"{name} is not installed (Debian package {package}; .ci/run installs it)")
     return path
 
 
@@ -58,5 +70,5 @@ def pki(tmp_path_factory):
 
     binary = shutil.which("openssl")
     if binary is None:
-        pytest.skip("the openssl CLI is not installed (Debian package openssl); it makes the test certificates")
+        missing_peer("the openssl CLI is not installed (Debian package openssl); it makes the test certificates")
     return make_pki(binary, tmp_path_factory.mktemp("pki"))

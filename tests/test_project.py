@@ -10,6 +10,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import missing_peer
 from django.core.exceptions import ImproperlyConfigured
 
 from yeeter import env
@@ -92,7 +94,7 @@ def test_postgresql_urls_work_for_migrate_and_catalog_load(tmp_path):
     try:
         admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({exc})")
+        missing_peer(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({exc})")
     name = f"yeeter_test_{uuid.uuid4().hex[:8]}"
     admin.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -123,12 +125,12 @@ def test_a_run_works_scaled_out_on_postgresql_and_the_redis_channel_layer(tmp_pa
     try:
         admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({exc})")
+        missing_peer(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({exc})")
     try:
         socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
     except OSError:
         admin.close()
-        pytest.skip("Redis is not listening on 127.0.0.1:6379")
+        missing_peer("Redis is not listening on 127.0.0.1:6379")
     name = f"yeeter_test_{uuid.uuid4().hex[:8]}"
     admin.execute(f'CREATE DATABASE "{name}"')
     try:

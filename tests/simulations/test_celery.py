@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from tests.conftest import missing_peer
+
 from simulations.models import Run, Scenario
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.interop]
@@ -17,7 +19,7 @@ def redis_broker(settings):
     try:
         socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
     except OSError:
-        pytest.skip("Redis is not listening on 127.0.0.1:6379")
+        missing_peer("Redis is not listening on 127.0.0.1:6379")
     from yeeter.celery import app
 
     url = "redis://127.0.0.1:6379/13"

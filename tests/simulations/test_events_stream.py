@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 
 import pytest
+
+from tests.conftest import missing_peer
 from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 from channels.routing import URLRouter
@@ -30,7 +32,7 @@ def _redis_up() -> bool:
 def layer(request, settings):
     if request.param == "redis":
         if not _redis_up():
-            pytest.skip("Redis is not listening on 127.0.0.1:6379")
+            missing_peer("Redis is not listening on 127.0.0.1:6379")
         settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
                                                "CONFIG": {"hosts": ["redis://127.0.0.1:6379/15"]}}}
     channel_layers.backends = {}  # rebuild the layer from the (overridden) settings
