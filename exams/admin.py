@@ -8,10 +8,14 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
 
 from exams import rules
 from exams.models import ExamSpec, Indication, ProcedureCode, SeriesProtocol
 from exams.services import exam_duplicate
+from exams.vocabulary import indication_filter
+
+DRAWABLE_SHOWN = 25  # rows listed on an exam's page; the rest are summarised
 
 
 class _RuleFormSet(BaseInlineFormSet):
@@ -82,18 +86,20 @@ class CareSettingFilter(admin.SimpleListFilter):
 
 @admin.register(ExamSpec)
 class ExamSpecAdmin(admin.ModelAdmin):
-    list_display = ("id", "name", "modality", "body_part", "laterality", "contrast", "settings", "weight",
+    list_display = ("id", "name", "modality", "body_part", "laterality", "purpose", "contrast", "settings", "weight",
                     "primary_cpt", "active")
-    list_filter = ("modality", "body_part", CareSettingFilter, "contrast", "active")
+    list_filter = ("modality", "body_part", "purpose", CareSettingFilter, "contrast", "active")
     search_fields = ("id", "name", "description", "codes__code")
     list_per_page = 100
     inlines = (ProcedureCodeInline, SeriesProtocolInline)
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("created_at", "updated_at", "drawable_indications")
     actions = ("duplicate_exams", "activate_exams", "deactivate_exams")
     fieldsets = (
-        (None, {"fields": ("id", "name", "description", ("modality", "body_part", "laterality"), "active")}),
+        (None, {"fields": ("id", "name", "description", ("modality", "body_part", "laterality"), "purpose",
+                           "active")}),
         ("Selection", {"fields": (("for_outpatient", "for_inpatient", "for_emergency"), "weight",
                                   ("min_age", "max_age", "required_sex"))}),
+        ("Indications its orders can draw", {"fields": ("drawable_indications",)}),
         ("Contrast and timing", {"fields": (("contrast", "contrast_agent", "contrast_volume_ml"),
                                             "estimated_duration_min")}),
         ("History", {"fields": (("created_at", "updated_at"),)}),
@@ -105,6 +111,22 @@ class ExamSpecAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         # The id is the primary key and is referenced by scenarios and runs: fixed once created.
         return (*self.readonly_fields, "id") if obj is not None else self.readonly_fields
+
+    @admin.display(description="indications")
+    def drawable_indications(self, exam: ExamSpec) -> str:
+        """The vocabulary rows an order for this exam can draw (the same filter as the draw itself)."""
+        if exam is None or not exam.pk:
+            return "Saved exams show the indications their orders can draw."
+        rows = list(Indication.objects.filter(indication_filter(exam.to_info()))
+                    .order_by("-weight", "icd10", "text")[:DRAWABLE_SHOWN + 1])
+        if not rows:
+            return format_html("<strong>None</strong>: orders for this exam fail (no {} indication fits it).",
+                               exam.get_purpose_display().lower())
+        items = format_html_join("", "<li>{} {} ({}, weight {}){}</li>", (
+            (r.icd10, r.text, r.get_purpose_display().lower(), r.weight,
+             f" + {r.secondary_icd10}" if r.secondary_icd10 else "") for r in rows[:DRAWABLE_SHOWN]))
+        more = format_html("<li>… and more</li>") if len(rows) > DRAWABLE_SHOWN else ""
+        return format_html("<ul style='margin:0;padding-left:1.2em'>{}{}</ul>", items, more)
 
     @admin.display(description="settings")
     def settings(self, exam: ExamSpec) -> str:
@@ -141,8 +163,8 @@ class ExamSpecAdmin(admin.ModelAdmin):
 
 @admin.register(Indication)
 class IndicationAdmin(admin.ModelAdmin):
-    list_display = ("icd10", "text", "body_part", "modality", "laterality", "min_age", "max_age", "sex", "weight",
-                    "active")
-    list_filter = ("modality", "body_part", "sex", "active")
-    search_fields = ("icd10", "text")
+    list_display = ("icd10", "text", "purpose", "secondary_icd10", "body_part", "modality", "laterality", "min_age",
+                    "max_age", "sex", "weight", "active")
+    list_filter = ("purpose", "modality", "body_part", "sex", "active")
+    search_fields = ("icd10", "text", "secondary_icd10")
     list_per_page = 100

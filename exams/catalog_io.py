@@ -5,13 +5,16 @@ Format (version 1)::
     {"format": "yeeter-catalog", "version": 1,
      "exams": [{"id", "name", "description", "modality", "body_part", "laterality", "care_settings": [...],
                 "weight", "min_age", "max_age", "required_sex", "contrast", "contrast_agent",
-                "contrast_volume_ml", "estimated_duration_min", "active",
+                "contrast_volume_ml", "estimated_duration_min", "purpose", "active",
                 "codes": [{"code", "scheme", "display"}, ...],          # first = primary CPT code
                 "series": [{"number", "description", "protocol_name", "instances", "role", "plane",
                             "sequence_name", "weighting", "fat_sat", "slice_thickness_mm", "kvp",
                             "contrast_phase", "kernel", "view_position", "image_laterality"}, ...]}],
      "indications": [{"text", "icd10", "body_part", "modality", "laterality", "min_age", "max_age",
-                      "sex", "weight"}]}
+                      "sex", "weight", "active", "purpose", "secondary_icd10", "secondary_text"}]}
+
+``purpose`` (screening, diagnostic, follow_up, staging, trauma, guidance; default diagnostic) decides
+which indications an exam's orders draw (``generators.terms.PURPOSE_DRAWS``).
 
 A file is validated completely before anything is written; every problem is reported with the exam
 (or indication) and field it concerns, and loading happens in one transaction, so a bad file never
@@ -39,7 +42,7 @@ SHIPPED_CATALOG = Path(__file__).resolve().parent / "fixtures" / "catalog.json"
 _SETTINGS = {"outpatient": "for_outpatient", "inpatient": "for_inpatient", "emergency": "for_emergency"}
 _EXAM_KEYS = {"id", "name", "description", "modality", "body_part", "laterality", "care_settings", "weight",
               "min_age", "max_age", "required_sex", "contrast", "contrast_agent", "contrast_volume_ml",
-              "estimated_duration_min", "active", "codes", "series"}
+              "estimated_duration_min", "purpose", "active", "codes", "series"}
 _EXAM_REQUIRED = {"id", "name", "description", "modality", "body_part", "codes", "series"}
 _CODE_KEYS = {"code", "scheme", "display"}
 _SERIES_KEYS = {"number", "description", "protocol_name", "instances", "role", "plane", "sequence_name",
@@ -47,7 +50,7 @@ _SERIES_KEYS = {"number", "description", "protocol_name", "instances", "role", "
                 "image_laterality"}
 _SERIES_REQUIRED = {"number", "description", "protocol_name", "instances"}
 _INDICATION_KEYS = {"text", "icd10", "body_part", "modality", "laterality", "min_age", "max_age", "sex", "weight",
-                    "active"}
+                    "active", "purpose", "secondary_icd10", "secondary_text"}
 
 
 class CatalogError(Exception):
@@ -177,7 +180,8 @@ def _parse_indication(index: int, data: dict, problems: list[str]) -> Indication
         where += f" ({data.get('icd10')})"
     if not _check_keys(where, data, _INDICATION_KEYS, {"text", "icd10"}, problems):
         return None
-    values = {k: ("" if v is None and k in {"body_part", "modality", "laterality", "sex"} else v)
+    values = {k: ("" if v is None and k in {"body_part", "modality", "laterality", "sex", "secondary_icd10",
+                                             "secondary_text"} else v)
               for k, v in data.items() if k in _INDICATION_KEYS}
     ind = Indication(**values)
     _clean(where, ind, problems)
@@ -271,7 +275,7 @@ def load_catalog(document: Any, *, replace: bool = False) -> LoadResult:
         Indication.objects.bulk_create([i for i in indications if i.pk is None])
         if ind_update:
             Indication.objects.bulk_update(
-                ind_update, ["body_part", "modality", "laterality", "min_age", "max_age", "sex", "weight", "active"]
+                ind_update, [f.name for f in Indication._meta.concrete_fields if f.name not in {"id", "icd10", "text"}]
             )
     return LoadResult(len(to_create), len(to_update), deleted,
                       len(indications) - len(ind_update), len(ind_update), ind_deleted)
@@ -296,7 +300,7 @@ def dump_catalog() -> dict:
                 "weight": e.weight, "min_age": e.min_age, "max_age": e.max_age, "required_sex": e.required_sex,
                 "contrast": e.contrast, "contrast_agent": e.contrast_agent,
                 "contrast_volume_ml": _num(e.contrast_volume_ml),
-                "estimated_duration_min": e.estimated_duration_min, "active": e.active,
+                "estimated_duration_min": e.estimated_duration_min, "purpose": e.purpose, "active": e.active,
                 "codes": [{"code": c.code, "scheme": c.scheme, "display": c.display} for c in e.codes.all()],
                 "series": [
                     {"number": s.number, "description": s.description, "protocol_name": s.protocol_name,
@@ -313,7 +317,8 @@ def dump_catalog() -> dict:
         "indications": [
             {"text": i.text, "icd10": i.icd10, "body_part": i.body_part, "modality": i.modality,
              "laterality": i.laterality, "min_age": i.min_age, "max_age": i.max_age, "sex": i.sex,
-             "weight": i.weight, "active": i.active}
+             "weight": i.weight, "active": i.active, "purpose": i.purpose,
+             "secondary_icd10": i.secondary_icd10, "secondary_text": i.secondary_text}
             for i in Indication.objects.order_by("icd10", "text")
         ],
     }

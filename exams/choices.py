@@ -30,6 +30,8 @@ Contrast = _choices(
      terms.Contrast.WITHOUT_THEN_WITH: "Without, then with contrast"},
 )
 CareSetting = _choices("CareSetting", terms.CareSetting)
+Purpose = _choices("Purpose", terms.Purpose, {terms.Purpose.FOLLOW_UP: "Follow-up",
+                                              terms.Purpose.GUIDANCE: "Procedure guidance"})
 Weighting = _choices("Weighting", terms.Weighting, {w: w.value for w in terms.Weighting})
 Plane = _choices(
     "Plane", terms.Plane,

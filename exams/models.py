@@ -14,6 +14,7 @@ from django.db import models
 from exams import choices, rules
 from generators import terms
 from generators.types import Code, ExamInfo, SeriesSpec
+from generators.types import Indication as IndicationValue
 
 
 def _raise(problems: list[rules.Problem]) -> None:
@@ -56,6 +57,8 @@ class ExamSpec(models.Model):
     contrast_volume_ml = models.DecimalField(max_digits=6, decimal_places=1, null=True, blank=True,
                                              validators=[MinValueValidator(0)])
     estimated_duration_min = models.PositiveSmallIntegerField(default=20, validators=[MinValueValidator(1)])
+    purpose = models.CharField(max_length=16, choices=choices.Purpose.choices, default=choices.Purpose.DIAGNOSTIC,
+                               help_text="Why the exam is done; decides which indications its orders draw.")
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -106,6 +109,7 @@ class ExamSpec(models.Model):
             min_age=self.min_age,
             max_age=self.max_age,
             required_sex=terms.Sex(self.required_sex) if self.required_sex else None,
+            purpose=terms.Purpose(self.purpose),
         )
 
 
@@ -195,6 +199,13 @@ class Indication(models.Model):
     max_age = models.PositiveSmallIntegerField(null=True, blank=True, validators=[MaxValueValidator(130)])
     sex = models.CharField(max_length=1, blank=True, default="",
                            choices=[("", "Any")] + [c for c in choices.Sex.choices if c[0] != "O"])
+    purpose = models.CharField(max_length=16, choices=choices.Purpose.choices, default=choices.Purpose.DIAGNOSTIC,
+                               help_text="The purpose this reason implies; exams draw the purposes they admit.")
+    secondary_icd10 = models.CharField(
+        "secondary ICD-10-CM", max_length=8, blank=True, default="",
+        validators=[RegexValidator(rules.ICD10_RE, "Not an ICD-10-CM code (e.g. W19.XXXA).")],
+        help_text="Coded beside the primary: an injury's external cause, a smoking or family history.")
+    secondary_text = models.CharField(max_length=200, blank=True, default="")
     weight = models.PositiveIntegerField(default=1)
     active = models.BooleanField(default=True)
 
@@ -206,5 +217,8 @@ class Indication(models.Model):
         return f"{self.icd10} {self.text}"
 
     def clean(self) -> None:
-        if self.min_age is not None and self.max_age is not None and self.min_age > self.max_age:
-            raise ValidationError({"min_age": f"minimum age {self.min_age} is above maximum age {self.max_age}."})
+        _raise(rules.check_indication({f.attname: getattr(self, f.attname) for f in self._meta.concrete_fields}))
+
+    def to_indication(self) -> "IndicationValue":
+        return IndicationValue(text=self.text, icd10=self.icd10, secondary_icd10=self.secondary_icd10,
+                               secondary_text=self.secondary_text)

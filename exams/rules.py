@@ -12,7 +12,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from generators.terms import PAIRED_BODY_PARTS, Contrast, Laterality, Modality
+from generators.terms import (
+    PAIRED_BODY_PARTS,
+    Contrast,
+    Laterality,
+    Modality,
+    Purpose,
+    is_external_cause_code,
+    is_injury_code,
+    is_pregnancy_code,
+    is_screening_code,
+)
 
 EXAM_ID_RE = re.compile(r"^[A-Z0-9]+(?:-[A-Z0-9]+)*$")
 ICD10_RE = re.compile(r"^[A-TV-Z][0-9][0-9AB](?:\.[0-9A-TV-Z]{1,4})?$")
@@ -68,6 +78,47 @@ def check_exam(e: Mapping[str, Any]) -> list[Problem]:
     settings = [s for s in ("for_outpatient", "for_inpatient", "for_emergency") if e.get(s)]
     if not settings:
         problems.append(Problem("care_settings", "choose at least one care setting."))
+    purpose = e.get("purpose") or Purpose.DIAGNOSTIC.value
+    if purpose not in {p.value for p in Purpose}:
+        problems.append(Problem("purpose", f"{purpose!r} is not a purpose; use one of "
+                                           f"{', '.join(p.value for p in Purpose)}."))
+    return problems
+
+
+def check_indication(i: Mapping[str, Any]) -> list[Problem]:
+    """Rules on one indication: its purpose fits its code, pregnancy codes only for women of
+    childbearing age, injuries of the trauma purpose carry their external cause (ICD-10-CM
+    guideline I.C.20), screening reasons are Z11–Z13 encounter codes."""
+    problems: list[Problem] = []
+    code, secondary = i.get("icd10") or "", i.get("secondary_icd10") or ""
+    purpose = i.get("purpose") or Purpose.DIAGNOSTIC.value
+    min_age, max_age = i.get("min_age"), i.get("max_age")
+    if min_age is not None and max_age is not None and min_age > max_age:
+        problems.append(Problem("min_age", f"minimum age {min_age} is above maximum age {max_age}."))
+    if purpose not in {p.value for p in Purpose}:
+        problems.append(Problem("purpose", f"{purpose!r} is not a purpose; use one of "
+                                           f"{', '.join(p.value for p in Purpose)}."))
+        return problems
+    if is_pregnancy_code(code) or is_pregnancy_code(secondary):
+        if i.get("sex") != "F":
+            problems.append(Problem("sex", f"{code} is a pregnancy code: the indication needs sex F."))
+        if min_age is None or max_age is None or min_age < 10 or max_age > 60:
+            problems.append(Problem("min_age", f"{code} is a pregnancy code: give an age range within 10–60."))
+    if purpose == Purpose.SCREENING and not is_screening_code(code):
+        problems.append(Problem("icd10", f"a screening indication is coded as an encounter for screening "
+                                         f"(Z11–Z13), not {code}."))
+    if purpose != Purpose.SCREENING and is_screening_code(code):
+        problems.append(Problem("purpose", f"{code} is an encounter for screening: its purpose is screening."))
+    if purpose == Purpose.TRAUMA:
+        if not is_injury_code(code):
+            problems.append(Problem("icd10", f"a trauma indication is an injury code (S00–T88), not {code}."))
+        if not is_external_cause_code(secondary):
+            problems.append(Problem("secondary_icd10", "a trauma indication carries the injury's external cause "
+                                                       "(V00–Y99) as its secondary code."))
+    if secondary and not i.get("secondary_text"):
+        problems.append(Problem("secondary_text", f"the secondary code {secondary} needs its text."))
+    if secondary and secondary == code:
+        problems.append(Problem("secondary_icd10", "the secondary code repeats the primary code."))
     return problems
 
 

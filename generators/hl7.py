@@ -301,6 +301,12 @@ def _orc(order: Order, *, control: str, status: str, now: dt.datetime) -> str:
     )
 
 
+def _reasons(order: Order) -> str:
+    """OBR-31 Reason for Study (CWE, repeating, §4.5.3.31): the primary diagnosis, then the secondary one
+    (an injury's external cause, a smoking history) as a second repetition."""
+    return "~".join(_c(code, text, ICD10_CODING_SYSTEM) for code, text in order.indication.codes)
+
+
 def _obr(order: Order, *, report: Report | None = None) -> str:
     """OBR (§4.5.3, §7.4.1) as IHE RAD TF-2 RAD-4 uses it: OBR-18 accession, OBR-19 requested procedure ID,
     OBR-20 scheduled procedure step ID; results fields when ``report`` is given."""
@@ -316,7 +322,7 @@ def _obr(order: Order, *, report: Report | None = None) -> str:
         20: _c(order.sps_id),
         24: DIAGNOSTIC_SERVICE_SECTION[order.modality],
         27: _tq(order),
-        31: _c(order.indication.icd10, order.indication.text, ICD10_CODING_SYSTEM),
+        31: _reasons(order),
         36: _ts(order.scheduled_at),
     }
     if report is not None:

@@ -127,6 +127,49 @@ class ContrastPhase(StrEnum):
     POST = "POST"
 
 
+class Purpose(StrEnum):
+    """Why an exam is done: it decides which indications an order for it can carry."""
+
+    SCREENING = "screening"  # no symptom: a population programme (mammography, LDCT lung screening)
+    DIAGNOSTIC = "diagnostic"  # a symptom, a sign or a question to answer
+    FOLLOW_UP = "follow_up"  # a known finding or disease, watched over time
+    STAGING = "staging"  # a known malignancy: extent of disease, restaging
+    TRAUMA = "trauma"  # an injury, coded with its external cause
+    GUIDANCE = "guidance"  # the images guide a procedure (biopsy, line placement)
+
+
+# Which indication purposes an exam of each purpose may draw. A screening exam never draws a
+# symptomatic indication; a diagnostic exam may carry any reason but a screening one.
+PURPOSE_DRAWS: dict[Purpose, frozenset[Purpose]] = {
+    Purpose.SCREENING: frozenset({Purpose.SCREENING}),
+    Purpose.DIAGNOSTIC: frozenset({Purpose.DIAGNOSTIC, Purpose.FOLLOW_UP, Purpose.STAGING, Purpose.TRAUMA}),
+    Purpose.FOLLOW_UP: frozenset({Purpose.FOLLOW_UP, Purpose.STAGING}),
+    Purpose.STAGING: frozenset({Purpose.STAGING}),
+    Purpose.TRAUMA: frozenset({Purpose.TRAUMA}),
+    Purpose.GUIDANCE: frozenset({Purpose.GUIDANCE, Purpose.DIAGNOSTIC}),
+}
+
+
+def is_pregnancy_code(icd10: str) -> bool:
+    """ICD-10-CM chapter 15 (O00–O9A) and the pregnancy encounter codes Z32–Z36, Z3A."""
+    return icd10.startswith(("O", "Z32", "Z33", "Z34", "Z36", "Z3A"))
+
+
+def is_injury_code(icd10: str) -> bool:
+    """ICD-10-CM chapter 19, injury and poisoning (S00–T88)."""
+    return icd10[:1] in {"S", "T"}
+
+
+def is_external_cause_code(icd10: str) -> bool:
+    """ICD-10-CM chapter 20, external causes of morbidity (V00–Y99), coded beside an injury."""
+    return icd10[:1] in {"V", "W", "X", "Y"}
+
+
+def is_screening_code(icd10: str) -> bool:
+    """Encounter for screening (Z11–Z13): the reason of a screening exam."""
+    return icd10.startswith(("Z11", "Z12", "Z13"))
+
+
 class CodingScheme(StrEnum):
     """Coding scheme designators as HL7 CE/CWE-3 and DICOM (0008,0102) use them."""
 

@@ -20,6 +20,7 @@ from generators.terms import (
     Modality,
     Plane,
     Priority,
+    Purpose,
     SeriesRole,
     Sex,
     Weighting,
@@ -79,6 +80,7 @@ class ExamInfo:
     min_age: int | None = None
     max_age: int | None = None
     required_sex: Sex | None = None
+    purpose: Purpose = Purpose.DIAGNOSTIC
 
     @property
     def primary_code(self) -> Code:
@@ -140,10 +142,22 @@ class Patient:
 
 @dataclass(frozen=True, slots=True)
 class Indication:
-    """Reason for study: free text plus the ICD-10-CM code (HL7 OBR-31, DICOM ReasonForRequestedProcedure)."""
+    """Reason for study: free text plus the ICD-10-CM code (HL7 OBR-31, DICOM ReasonForRequestedProcedure).
+
+    ``secondary_icd10`` is the code that goes beside it: the external cause of an injury (V00–Y99),
+    the smoking history of a lung screening, a family history. Empty when there is none.
+    """
 
     text: str
     icd10: str
+    secondary_icd10: str = ""
+    secondary_text: str = ""
+
+    @property
+    def codes(self) -> tuple[tuple[str, str], ...]:
+        """(code, meaning) of the primary and, when present, the secondary diagnosis, in that order."""
+        primary = ((self.icd10, self.text),)
+        return primary + (((self.secondary_icd10, self.secondary_text),) if self.secondary_icd10 else ())
 
 
 @dataclass(frozen=True, slots=True)

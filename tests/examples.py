@@ -18,6 +18,7 @@ from generators.terms import (
     Laterality,
     Modality,
     Plane,
+    Purpose,
     SeriesRole,
     Sex,
     Weighting,
@@ -129,6 +130,7 @@ EXAMS: dict[Modality, ExamInfo] = {
         estimated_duration_min=20,
         min_age=40,
         required_sex=Sex.FEMALE,
+        purpose=Purpose.SCREENING,
     ),
     Modality.NM: ExamInfo(
         id="NM-BONE-WB",

@@ -19,7 +19,7 @@ def exam_entry(exam: ExamInfo, *, weight: int = 10, active: bool = True) -> dict
         "required_sex": exam.required_sex.value if exam.required_sex else "",
         "contrast": exam.contrast.value, "contrast_agent": exam.contrast_agent,
         "contrast_volume_ml": exam.contrast_volume_ml, "estimated_duration_min": exam.estimated_duration_min,
-        "active": active,
+        "purpose": exam.purpose.value, "active": active,
         "codes": [{"code": c.code, "scheme": c.scheme.value, "display": c.display} for c in exam.codes],
         "series": [
             {"number": s.number, "description": s.description, "protocol_name": s.protocol_name,
@@ -55,7 +55,7 @@ def small_catalog() -> dict:
              "min_age": None, "max_age": None, "sex": "", "weight": 2},
             {"text": "Encounter for screening mammogram for malignant neoplasm of breast", "icd10": "Z12.31",
              "body_part": "BREAST", "modality": "MG", "laterality": "", "min_age": 40, "max_age": None, "sex": "F",
-             "weight": 1},
+             "weight": 1, "purpose": "screening"},
             {"text": "Abdominal pain, unspecified", "icd10": "R10.9", "body_part": "", "modality": "",
              "laterality": "", "min_age": None, "max_age": None, "sex": "", "weight": 1},
         ],

@@ -18,6 +18,7 @@ def _form(exam_id="MR-ANKLE-RIGHT-WO", *, modality="MR", laterality="R", body_pa
         "modality": modality, "body_part": body_part, "laterality": laterality, "active": "on",
         "for_outpatient": "on", "weight": "5", "min_age": "", "max_age": "", "required_sex": "",
         "contrast": "none", "contrast_agent": "", "contrast_volume_ml": "", "estimated_duration_min": "30",
+        "purpose": "diagnostic",
         "codes-TOTAL_FORMS": str(len(codes)), "codes-INITIAL_FORMS": "0",
         "series-TOTAL_FORMS": str(len(series)), "series-INITIAL_FORMS": "0",
     }
@@ -115,6 +116,26 @@ def test_the_indication_admin_lists_and_validates(admin_client, catalog):
     assert "Right knee pain" in response.content.decode()
     response = admin_client.post(reverse("admin:exams_indication_add"), {
         "text": "Bad code", "icd10": "123", "body_part": "", "modality": "", "laterality": "", "min_age": "",
-        "max_age": "", "sex": "", "weight": "1", "active": "on"})
+        "max_age": "", "sex": "", "weight": "1", "active": "on", "purpose": "diagnostic"})
     assert response.status_code == 200 and "Not an ICD-10-CM code" in response.content.decode()
     assert not Indication.objects.filter(text="Bad code").exists()
+
+
+def test_an_exam_page_lists_the_indications_its_orders_can_draw(admin_client, catalog):
+    page = admin_client.get(reverse("admin:exams_examspec_change", args=["MR-KNEE-RIGHT-WO"])).content.decode()
+    assert "Indications its orders can draw" in page
+    assert "M25.561 Right knee pain (diagnostic, weight 3)" in page
+    assert "Left knee pain" not in page  # the other side's reason is not drawn
+    mammo = admin_client.get(reverse("admin:exams_examspec_change", args=["MG-SCREEN-BILAT"])).content.decode()
+    assert "Z12.31" in mammo and "(screening, weight 1)" in mammo
+    assert "Abdominal pain" not in mammo  # a screening exam never draws a symptom
+
+
+def test_the_indication_admin_refuses_a_pregnancy_code_for_men(admin_client, catalog):
+    response = admin_client.post(reverse("admin:exams_indication_add"), {
+        "text": "Threatened miscarriage", "icd10": "O20.0", "body_part": "", "modality": "US", "laterality": "",
+        "min_age": "12", "max_age": "55", "sex": "M", "weight": "1", "active": "on", "purpose": "diagnostic",
+        "secondary_icd10": "", "secondary_text": ""})
+    assert response.status_code == 200
+    assert "O20.0 is a pregnancy code: the indication needs sex F." in response.content.decode()
+    assert not Indication.objects.filter(icd10="O20.0").exists()

@@ -20,6 +20,7 @@ import pytest
 from generators.terms import (
     BODY_PARTS,
     PAIRED_BODY_PARTS,
+    PURPOSE_DRAWS,
     CareSetting,
     CodingScheme,
     Contrast,
@@ -27,6 +28,7 @@ from generators.terms import (
     Laterality,
     Modality,
     Plane,
+    Purpose,
     SeriesRole,
     Weighting,
 )
@@ -49,11 +51,12 @@ SIDE_TOKENS = {"RIGHT": "R", "LEFT": "L", "BILAT": "B"}
 
 EXAM_FIELDS = {"id", "name", "description", "modality", "body_part", "laterality", "care_settings", "weight",
                "min_age", "max_age", "required_sex", "contrast", "contrast_agent", "contrast_volume_ml",
-               "estimated_duration_min", "active", "codes", "series"}
+               "estimated_duration_min", "purpose", "active", "codes", "series"}
 SERIES_FIELDS = {"number", "description", "protocol_name", "instances", "role", "plane", "sequence_name",
                  "weighting", "fat_sat", "slice_thickness_mm", "kvp", "contrast_phase", "kernel", "view_position",
                  "image_laterality"}
-INDICATION_FIELDS = {"text", "icd10", "body_part", "modality", "laterality", "min_age", "max_age", "sex", "weight"}
+INDICATION_FIELDS = {"text", "icd10", "body_part", "modality", "laterality", "min_age", "max_age", "sex", "weight",
+                     "purpose", "secondary_icd10", "secondary_text"}
 
 
 def _load() -> dict[str, Any]:
@@ -89,6 +92,8 @@ def indication_matches(ind: dict[str, Any], exam: dict[str, Any]) -> bool:
     if ind.get("laterality") and ind["laterality"] != exam["laterality"]:
         return False
     if ind["sex"] and exam["required_sex"] and ind["sex"] != exam["required_sex"]:
+        return False
+    if Purpose(ind["purpose"]) not in PURPOSE_DRAWS[Purpose(exam["purpose"])]:
         return False
     return _ranges_overlap(ind["min_age"], ind["max_age"], exam["min_age"], exam["max_age"])
 

@@ -169,5 +169,6 @@ def test_generate_indication_respects_the_patients_sex(catalog):
     from dataclasses import replace
     mammo = ExamFactory().get_exam_by_id("MG-SCREEN-BILAT").to_info()
     male = replace(PATIENT, sex=Sex.MALE)
-    # the screening code is female-only; the unscoped one remains
-    assert generate_indication(mammo, random.Random(0), male).icd10 == "R10.9"
+    # the screening code is female-only, and a screening exam never falls back to a symptom
+    with pytest.raises(NoIndication, match="No screening indication .* MG-SCREEN-BILAT .* M patient"):
+        generate_indication(mammo, random.Random(0), male)

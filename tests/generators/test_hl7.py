@@ -373,3 +373,19 @@ def test_generated_patients_with_any_name_validate_and_round_trip_in_every_messa
                 patient.name.family, patient.name.given, patient.name.middle
             ]
             assert parsed.unescape(str(parsed.segment("PID")[11][0][0])) == patient.address.street
+
+
+def test_obr_31_carries_the_secondary_diagnosis_as_a_second_repetition() -> None:
+    """An injury's external cause (ICD-10-CM chapter 20) travels beside the injury in OBR-31."""
+    from generators.types import Indication
+
+    trauma = Indication("Head injury, motor vehicle collision", "S09.90XA", secondary_icd10="V43.52XA",
+                        secondary_text="Car driver injured in collision with other car in traffic accident")
+    order = dataclasses.replace(order_for(Modality.CT), indication=trauma)
+    obr = hl7.parse(build_orm(order, config=HL7Config(), now=NOW, control_id="C1")).segment("OBR")
+    reasons = [[str(rep[i]) for i in range(3)] for rep in obr[31]]
+    assert reasons == [["S09.90XA", "Head injury, motor vehicle collision", "I10"],
+                       ["V43.52XA", "Car driver injured in collision with other car in traffic accident", "I10"]]
+    # no secondary code: one repetition, as before
+    plain = hl7.parse(build_orm(order_for(Modality.CT), config=HL7Config(), now=NOW, control_id="C1")).segment("OBR")
+    assert len(plain[31]) == 1
