@@ -128,12 +128,15 @@ class Scenario(models.Model):
         return self.name
 
     def clean(self) -> None:
-        from simulations.steps import ScenarioError, parse_steps
+        # The same validation as the runs API and runsim (steps, then the exams and CPT codes they name),
+        # so admin refuses on save what a run would refuse when it starts. Imported here: services import models.
+        from simulations.services import scenario_validate
+        from simulations.steps import ScenarioError
 
         if self.arrival == self.Arrival.POISSON and not self.rate_per_hour:
             raise ValidationError({"rate_per_hour": "Poisson arrivals need a rate (patients per hour)."})
         try:
-            parse_steps(self.steps)
+            scenario_validate(steps_json=self.steps)
         except ScenarioError as exc:
             raise ValidationError({"steps": exc.problems}) from None
 
