@@ -170,6 +170,20 @@ YEETER = {
     "PIXEL_WORKERS": env_int("YEETER_PIXEL_WORKERS", 2, minimum=1, maximum=64),
 }
 
+# -- limits: what one API request may ask of this machine (README "Limits") --------------------------
+# A run's patients, the runs in flight (pending or running) per owner and on the whole server, and the
+# instances per series are checked by simulations.services.run_start for every API/page start; a
+# request over them is a 400 (size) or 429 (in flight) naming the limit and the variable that sets it.
+LIMITS = {
+    "PATIENTS_PER_RUN": env_int("YEETER_MAX_PATIENTS_PER_RUN", 1000, minimum=1, maximum=100_000),
+    "RUNS_IN_FLIGHT_PER_OWNER": env_int("YEETER_MAX_RUNS_PER_OWNER", 4, minimum=1, maximum=1000),
+    "RUNS_IN_FLIGHT": env_int("YEETER_MAX_RUNS", 8, minimum=1, maximum=1000),
+    "INSTANCES_PER_SERIES": env_int("YEETER_MAX_INSTANCES_PER_SERIES", 500, minimum=1, maximum=5000),
+    "JSON_DEPTH": env_int("YEETER_MAX_JSON_DEPTH", 32, minimum=4, maximum=500),
+}
+# Request bodies (JSON) over this many bytes are a 413 in the API's error shape.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("YEETER_MAX_BODY_BYTES", 1_048_576, minimum=1024, maximum=1_073_741_824)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -65,14 +65,14 @@ def test_swagger_ui_is_served_from_the_sidecar_without_a_cdn(db) -> None:
 
 # -- schemathesis --------------------------------------------------------------------------------
 
-def _generated_schema() -> dict:
+def generated_schema() -> dict:
     """The schema /api/schema/ serves, generated in-process (no request, no database needed)."""
     document = SchemaGenerator().get_schema(request=None, public=True)
     return json.loads(OpenApiJsonRenderer().render(document))
 
 
 # Django's WSGI handler; the transaction-friendly signal handling is set up per test by ``in_process``.
-schema = schemathesis.openapi.from_dict(_generated_schema())
+schema = schemathesis.openapi.from_dict(generated_schema())
 schema.app = WSGIHandler()
 
 
