@@ -21,7 +21,9 @@ import math
 import re
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
@@ -35,6 +37,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from exams.errors import CatalogLookupError, ExamNotFound, NoMatchingExam
 from exams.factory import InvalidFilter
 from simulations.services import LimitExceeded
+from yeeter.parsers import BodyTooLarge, body_too_large_message
 from simulations.steps import ScenarioError
 
 API_PREFIX = "/api/"
@@ -67,6 +70,8 @@ def _domain_error(exc: Exception) -> exceptions.APIException | None:
         return ApiError(exc.message, code="limit_exceeded",
                         status_code=status.HTTP_429_TOO_MANY_REQUESTS if exc.in_flight else status.HTTP_400_BAD_REQUEST,
                         details={"limit": exc.limit, "value": exc.value, "setting": exc.setting})
+    if isinstance(exc, RequestDataTooBig):
+        return BodyTooLarge(body_too_large_message(django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE))
     if isinstance(exc, Http404):
         return exceptions.NotFound(str(exc) or None)
     if isinstance(exc, DjangoPermissionDenied):
