@@ -11,6 +11,8 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field
@@ -30,6 +32,7 @@ from simulations.services import endpoint_check, endpoint_create, run_cancel, ru
 from yeeter.api import (
     ApiError,
     StrictBooleanField,
+    StrictCharField,
     StrictFloatField,
     StrictIntegerField,
     error_responses,
@@ -203,8 +206,8 @@ class RunListCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         """The body of ``POST runs``: what the simulator page's launch form has (README "Starting a run")."""
 
-        scenario = serializers.CharField(required=False, max_length=100,
-                                         help_text="Name of a stored scenario (or give steps).")
+        scenario = StrictCharField(required=False, max_length=100,
+                                   help_text="Name of a stored scenario (or give steps).")
         steps = serializers.ListField(child=serializers.DictField(), required=False, min_length=1, max_length=50,
                                       help_text='Inline steps, e.g. [{"step_type": "GENERATE_HL7", "modality": "MR"}, '
                                                 '{"step_type": "SEND_HL7"}] (README lists step types and fields).')
@@ -429,9 +432,10 @@ class ScenarioListCreateApi(APIView):
     permission_classes = [StaffWritesOnly]
 
     class InputSerializer(serializers.Serializer):
-        name = serializers.CharField(max_length=100)
-        description = serializers.CharField(required=False, allow_blank=True, default="")
-        steps = serializers.JSONField()
+        name = StrictCharField(max_length=100)
+        description = StrictCharField(required=False, allow_blank=True, default="", max_length=10_000)
+        steps = serializers.ListField(child=serializers.DictField(), min_length=1, max_length=50,
+                                      help_text="Ordered steps (README lists step types and fields).")
         default_patients = StrictIntegerField(required=False, default=1, min_value=1, max_value=MAX_PATIENTS)
         concurrency = StrictIntegerField(required=False, default=4, min_value=1, max_value=256)
         arrival = serializers.ChoiceField(Scenario.Arrival.choices, required=False,
@@ -459,6 +463,14 @@ class ScenarioListCreateApi(APIView):
         return Response(ScenarioOutputSerializer(scenario).data, status=status.HTTP_201_CREATED)
 
 
+class StrictSlugField(StrictCharField, serializers.SlugField):
+    pass
+
+
+# A DNS name, IPv4 or IPv6 address: letters, digits, dots, hyphens, colons (no spaces, no control characters).
+HOST_VALIDATOR = RegexValidator(r"^[A-Za-z0-9._:\-\[\]%]+\Z",
+                                "Give a host name or IP address (letters, digits, '.', '-', ':').")
+
 ENDPOINT_FIELDS = ["name", "kind", "host", "port", "ae_title", "calling_ae_title", "hl7_receiving_application",
                    "hl7_receiving_facility", "hl7_version", "folder", "connect_timeout", "timeout", "tls",
                    "tls_verify", "tls_ca_file"]
@@ -478,9 +490,18 @@ class EndpointListCreateApi(APIView):
     permission_classes = [StaffWritesOnly]
 
     class InputSerializer(serializers.ModelSerializer):
+        # JSON types as the schema says them: "host": 123 or "tls": "yes" is a 400, not coerced.
+        serializer_field_mapping = {
+            **serializers.ModelSerializer.serializer_field_mapping,
+            models.CharField: StrictCharField, models.SlugField: StrictSlugField,
+            models.PositiveIntegerField: StrictIntegerField, models.FloatField: StrictFloatField,
+            models.BooleanField: StrictBooleanField,
+        }
+
         class Meta:
             model = Endpoint
             fields = ENDPOINT_FIELDS
+            extra_kwargs = {"host": {"validators": [HOST_VALIDATOR]}}
 
     @extend_schema(operation_id="endpoints_list", responses={200: EndpointOutputSerializer(many=True),
                                                              **error_responses()})

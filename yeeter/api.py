@@ -168,6 +168,16 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+class StrictCharField(serializers.CharField):
+    """A JSON string (``type: string``): never ``5``, ``1.5`` or ``true`` turned into text, as DRF's
+    field does (``"host": 123`` must be a 400, as the schema says)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class StrictFloatField(serializers.FloatField):
     """A JSON number (``type: number``), finite: never ``"1.5"``, ``true``, NaN or infinity."""
 
@@ -250,7 +260,16 @@ def reject_unknown_fields(data: Any, serializer: serializers.Serializer) -> None
 
 class AutoSchema(SpectacularAutoSchema):
     """drf-spectacular's schema, naming the nested serializers of the HackSoft style after their view
-    (``ExamListApi.OutputSerializer`` -> ``ExamListOutput``) so they do not collide as ``Output``."""
+    (``ExamListApi.OutputSerializer`` -> ``ExamListOutput``) so they do not collide as ``Output``, and
+    closing request bodies to unknown fields."""
+
+    def _map_basic_serializer(self, serializer, direction: str) -> dict:
+        """Request bodies say ``additionalProperties: false``: every operation refuses unknown fields
+        (:func:`reject_unknown_fields`), and the schema must not promise otherwise."""
+        schema = super()._map_basic_serializer(serializer, direction)
+        if direction == "request":
+            schema["additionalProperties"] = False
+        return schema
 
     def get_serializer_name(self, serializer: serializers.Serializer, direction: str) -> str:
         outer, _, inner = type(serializer).__qualname__.rpartition(".")
