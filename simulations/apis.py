@@ -261,6 +261,8 @@ class RunListCreateApi(APIView):
         url = serializers.URLField()
         events_url = serializers.URLField()
         cancel_url = serializers.URLField()
+        page_url = serializers.URLField(help_text="The run on the simulator page (login).")
+        files_url = serializers.URLField(help_text="Base URL of the run's files on the simulator page.")
 
     @extend_schema(operation_id="runs_list", parameters=[FilterSerializer],
                    responses={200: PageSerializer, **error_responses()})
