@@ -108,3 +108,41 @@ def test_the_limits_are_read_from_the_environment_and_bad_values_stop_start_up(t
     bad = subprocess.run([sys.executable, "manage.py", "check"], capture_output=True, text=True,
                          cwd=settings.BASE_DIR, timeout=60, env={**base, "YEETER_MAX_RUNS": "0"})
     assert bad.returncode != 0 and "YEETER_MAX_RUNS must be at least 1, got 0." in bad.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_starts_cannot_pass_the_in_flight_limit_together(catalog_tx, settings) -> None:
+    """Eight starts at once for one key with room for two: exactly two runs exist afterwards. The count
+    and the insert are one serialised step (SQLite's IMMEDIATE transaction, PostgreSQL's advisory lock)."""
+    import threading
+
+    from django.db import connection
+
+    from apikeys.authentication import ApiKeyClient
+    from apikeys.services import api_key_create
+    from simulations.endpoints import EndpointSet
+    from simulations.runner import RunOptions
+    from simulations.services import LimitExceeded, run_create
+
+    settings.LIMITS = {**settings.LIMITS, "RUNS_IN_FLIGHT_PER_OWNER": 2}
+    principal = ApiKeyClient(api_key_create(name="racer")[0])
+    barrier, outcomes = threading.Barrier(8), []
+
+    def start() -> None:
+        try:
+            barrier.wait(10)
+            run_create(steps_json=HL7_STEPS, patients=1, concurrency=1, endpoints=EndpointSet(),
+                       options=RunOptions(send=False), principal=principal, enforce_limits=True)
+            outcomes.append("created")
+        except LimitExceeded as exc:
+            outcomes.append(exc.limit)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(outcomes) == ["created"] * 2 + ["runs_in_flight_per_owner"] * 6, outcomes
+    assert Run.objects.filter(api_key=principal.key).count() == 2
