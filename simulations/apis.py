@@ -185,7 +185,8 @@ RUN_START_EXAMPLES = [
         "error": {"code": "limit_exceeded", "message": "You have too many runs in flight: wait for one to finish or "
                                                        "cancel one; the limit is 4 runs in flight per owner "
                                                        "(YEETER_MAX_RUNS_PER_OWNER).",
-                  "details": {"limit": "runs_in_flight_per_owner", "value": 4, "setting": "YEETER_MAX_RUNS_PER_OWNER"}}}),
+                  "details": {"limit": "runs_in_flight_per_owner", "value": 4,
+                              "setting": "YEETER_MAX_RUNS_PER_OWNER"}}}),
 ]
 
 

@@ -53,7 +53,8 @@ def test_a_body_nested_past_the_limit_is_a_parse_error_naming_where(clients, pat
 
 def test_ordinary_nesting_still_starts_a_run(clients) -> None:
     steps = [{"step_type": "REGISTER_PATIENT"},
-             {"step_type": "GENERATE_HL7", "exam_id": "MR-KNEE-RIGHT-WO", "indication": {"text": "Knee pain", "icd10": "M25.561"}},
+             {"step_type": "GENERATE_HL7", "exam_id": "MR-KNEE-RIGHT-WO",
+              "indication": {"text": "Knee pain", "icd10": "M25.561"}},
              {"step_type": "SEND_HL7"}]
     response = clients["key"].post(RUNS, {"steps": steps}, format="json")
     assert response.status_code == 202, response.content
