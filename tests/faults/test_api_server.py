@@ -192,3 +192,20 @@ def test_bad_deployment_values_stop_start_up_with_a_sentence(tmp_path, name: str
     result = manage("check", env={**base_env(tmp_path), name: value})
     assert result.returncode != 0 and message in result.stderr
     assert "Traceback" not in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(("line", "scrubbed"), [
+    ("GET /api/simulator/exams?api_key=yk_abc 401", "GET /api/simulator/exams?api_key=[redacted] 401"),
+    ("GET /x?modality=MR&API_KEY=yk_abc&seed=1", "GET /x?modality=MR&API_KEY=[redacted]&seed=1"),
+    ("GET /x?apikey=yk_a%2Fb&key=yk_c", "GET /x?apikey=[redacted]&key=[redacted]"),
+    ("WSCONNECT /ws/runs/1/?x-api-key=yk_abc", "WSCONNECT /ws/runs/1/?x-api-key=[redacted]"),
+    ("GET /x?monkey=banana&keyboard=1", "GET /x?monkey=banana&keyboard=1"),
+])
+def test_the_log_filter_redacts_only_key_parameters(line: str, scrubbed: str) -> None:
+    import logging
+
+    from yeeter.logfilters import ScrubQueryKeys
+
+    record = logging.LogRecord("django.channels.server", logging.INFO, __file__, 1, "%s", (line,), None)
+    assert ScrubQueryKeys().filter(record) is True
+    assert record.getMessage() == scrubbed
