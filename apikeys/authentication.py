@@ -15,6 +15,7 @@ from rest_framework.request import Request
 
 from apikeys.models import ApiKey
 from apikeys.services import PREFIX_LENGTH, api_key_authenticate
+from yeeter.logfilters import QUERY_KEY_PARAMS
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +54,18 @@ class ApiKeyClient:
         return False
 
 
+# A key in a URL is written to every access log, proxy log and browser history it passes: the query
+# parameters clients try for it are refused (401), never read, and scrubbed from our own log lines
+# (yeeter.logfilters.ScrubQueryKeys).
+
+
 def _raw_key(request: Request) -> tuple[str, str] | None:
     """(header form, key) from the request, or None when neither header is present."""
+    for name in QUERY_KEY_PARAMS:
+        if name in request.query_params:
+            raise exceptions.AuthenticationFailed(
+                f"API keys are not taken in the URL (?{name}=): send it as '{HEADER}: KEY'. A key in a URL "
+                "ends up in logs and browser history: revoke this one and create a new key.")
     header = request.META.get("HTTP_X_API_KEY")
     if header is not None:
         return HEADER, header.strip()
@@ -81,6 +92,9 @@ class ApiKeyAuthentication(BaseAuthentication):
         form, raw_key = found
         if not raw_key:
             raise exceptions.AuthenticationFailed(f"The {form} header is empty: send the API key in it.")
+        if not raw_key.isascii() or not raw_key.isprintable():
+            # Keys are URL-safe ASCII; a NUL would also be refused by PostgreSQL in the lookup (a 500).
+            raise exceptions.AuthenticationFailed("The API key contains characters an API key never has.")
         key = api_key_authenticate(raw_key)
         if key is None:
             # The prefix is public (shown in admin); the rest of the key never reaches a log.

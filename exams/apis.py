@@ -19,6 +19,7 @@ from exams.factory import STRATEGY_CPT, STRATEGY_EXAM_ID, STRATEGY_RANDOM, ExamF
 from exams.models import ExamSpec
 from generators import terms
 from yeeter.api import (
+    StrictCharField,
     StrictIntegerField,
     error_responses,
     reject_unknown_fields,
@@ -244,8 +245,8 @@ class ExamSelectApi(APIView):
     """The spec's unified selector: ``exam_id``, else ``cpt_code``, else weighted random over the filters."""
 
     class InputSerializer(FilterSerializer):
-        exam_id = serializers.CharField(required=False, max_length=40, help_text="Pick this exam (first priority).")
-        cpt_code = serializers.CharField(required=False, max_length=16,
+        exam_id = StrictCharField(required=False, max_length=40, help_text="Pick this exam (first priority).")
+        cpt_code = StrictCharField(required=False, max_length=16,
                                          help_text="Pick among the exams with this CPT code (second priority).")
         seed = StrictIntegerField(required=False, min_value=0, max_value=MAX_SEED,
                                         help_text="Seed of the weighted choice; the answer reports the one used.")

@@ -41,7 +41,8 @@ def run_visible_to(principal, run_id) -> Run | None:
         pk = run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(str(run_id))
     except (TypeError, ValueError, AttributeError):
         return None
-    return runs_visible_to(principal).filter(pk=pk).first()
+    # Its owner and key come along: every caller shows who started it.
+    return runs_visible_to(principal).select_related("owner", "api_key").filter(pk=pk).first()
 
 
 def run_owner_fields(principal) -> dict:

@@ -12,13 +12,14 @@ from pathlib import Path
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from simulations.endpoints import EndpointSet
 from simulations.events import EventRecorder
 from simulations.models import Run, Scenario
 from simulations.receivers import BuiltinReceivers
-from simulations.runner import RunOptions, SimulationRunner
+from simulations.runner import TRANSFER_SYNTAX_UIDS, RunOptions, SimulationRunner
+from simulations.selectors import run_owner_fields
 from simulations.steps import STEP_ENDPOINT_KIND, ScenarioError, Step, StepType, check_catalog_references, parse_steps
 
 logger = logging.getLogger(__name__)
@@ -99,11 +100,73 @@ def scenario_validate(*, steps_json, endpoints: EndpointSet | None = None, send:
     return steps
 
 
+class LimitExceeded(Exception):
+    """A run start asks for more than a limit of ``settings.LIMITS`` allows (README "Limits").
+
+    ``in_flight`` limits are about the moment (HTTP 429: try again when a run has ended); the others
+    about the request itself (HTTP 400: ask for less).
+    """
+
+    def __init__(self, message: str, *, limit: str, value: int, setting: str, in_flight: bool = False) -> None:
+        super().__init__(message)
+        self.message, self.limit, self.value, self.setting, self.in_flight = message, limit, value, setting, in_flight
+
+
+# settings.LIMITS key -> (environment variable, what it limits), for the messages.
+LIMIT_SETTINGS = {
+    "PATIENTS_PER_RUN": ("YEETER_MAX_PATIENTS_PER_RUN", "patients per run"),
+    "RUNS_IN_FLIGHT_PER_OWNER": ("YEETER_MAX_RUNS_PER_OWNER", "runs in flight per owner"),
+    "RUNS_IN_FLIGHT": ("YEETER_MAX_RUNS", "runs in flight on this server"),
+    "INSTANCES_PER_SERIES": ("YEETER_MAX_INSTANCES_PER_SERIES", "instances per series"),
+}
+IN_FLIGHT = (Run.Status.PENDING, Run.Status.RUNNING)
+
+
+def _limit(name: str) -> int:
+    return int(settings.LIMITS[name])
+
+
+def _over(name: str, asked: str, *, in_flight: bool = False) -> LimitExceeded:
+    variable, what = LIMIT_SETTINGS[name]
+    value = _limit(name)
+    return LimitExceeded(f"{asked}; the limit is {value} {what} ({variable}).", limit=name.lower(), value=value,
+                         setting=variable, in_flight=in_flight)
+
+
+def check_run_size(*, patients: int, max_instances_per_series: int | None) -> None:
+    """Patients per run and instances per series within ``settings.LIMITS`` (:class:`LimitExceeded`)."""
+    if patients > _limit("PATIENTS_PER_RUN"):
+        raise _over("PATIENTS_PER_RUN", f"patients: {patients} asked")
+    if max_instances_per_series is not None and max_instances_per_series > _limit("INSTANCES_PER_SERIES"):
+        raise _over("INSTANCES_PER_SERIES", f"max_instances_per_series: {max_instances_per_series} asked")
+
+
+def _check_runs_in_flight(owner: dict) -> None:
+    """Runs pending or running, for this owner and in total, below the limits. Called inside the
+    creating transaction, serialised: SQLite's IMMEDIATE transactions already hold the write lock,
+    PostgreSQL takes a transaction-scoped advisory lock, so two concurrent starts cannot both pass."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [0x59454554])  # "YEET"
+    in_flight = Run.objects.filter(status__in=IN_FLIGHT)
+    if in_flight.count() >= _limit("RUNS_IN_FLIGHT"):
+        raise _over("RUNS_IN_FLIGHT", "Too many runs in flight: wait for one to finish or cancel one",
+                    in_flight=True)
+    mine = {k: v for k, v in owner.items() if v is not None}
+    if mine and in_flight.filter(**mine).count() >= _limit("RUNS_IN_FLIGHT_PER_OWNER"):
+        raise _over("RUNS_IN_FLIGHT_PER_OWNER", "You have too many runs in flight: wait for one to finish or "
+                    "cancel one", in_flight=True)
+
+
 @transaction.atomic
 def run_create(*, steps_json, patients: int, concurrency: int, endpoints: EndpointSet, options: RunOptions | None,
                scenario: Scenario | None = None, seed: int | None = None, arrival: str = "all_at_once",
-               rate_per_hour: float | None = None) -> Run:
-    """Validate and record a run (status pending). ``options.output_dir`` defaults to the data dir."""
+               rate_per_hour: float | None = None, principal=None, enforce_limits: bool = False) -> Run:
+    """Validate and record a run (status pending). ``options.output_dir`` defaults to the data dir.
+
+    ``principal`` (a user or an API key client) becomes the run's owner; ``enforce_limits`` applies the
+    quotas of ``settings.LIMITS`` (API and page starts; ``runsim`` is the operator's own machine).
+    """
     scenario_validate(steps_json=steps_json, endpoints=endpoints, send=options.send if options else True,
                       builtin_kinds=options.builtin_kinds if options else ())
     if patients < 1:
@@ -112,7 +175,12 @@ def run_create(*, steps_json, patients: int, concurrency: int, endpoints: Endpoi
         raise ScenarioError(["concurrency: must be at least 1."])
     if arrival == Scenario.Arrival.POISSON and not rate_per_hour:
         raise ScenarioError(["rate_per_hour: Poisson arrivals need a rate (patients per hour)."])
-    run = Run(scenario=scenario, scenario_name=scenario.name if scenario else "", steps=steps_json,
+    owner = run_owner_fields(principal)
+    if enforce_limits:
+        check_run_size(patients=patients,
+                       max_instances_per_series=options.max_instances_per_series if options else None)
+        _check_runs_in_flight(owner)
+    run = Run(**owner, scenario=scenario, scenario_name=scenario.name if scenario else "", steps=steps_json,
               patient_count=patients, concurrency=concurrency, arrival=arrival, rate_per_hour=rate_per_hour,
               seed=seed if seed is not None else secrets.randbits(48), endpoints=endpoints.to_json())
     options = options or RunOptions()
@@ -183,9 +251,16 @@ def run_execute(run: Run, *, listeners: list[Callable[[dict], None]] | None = No
 
 def run_start(*, scenario: Scenario | None, steps_json=None, patients: int | None = None, concurrency: int | None = None,
               seed: int | None = None, endpoint_ids=(), send: bool = True, max_instances_per_series: int | None = None,
-              validate_hl7: bool = False) -> Run:
+              validate_hl7: bool = False, speed: float = 1.0, transfer_syntax: str = "explicit",
+              arrival: str | None = None, rate_per_hour: float | None = None, principal=None) -> Run:
     """Create a run from the API/web page and start it in the background (Celery when configured,
-    otherwise a thread of this process). Kinds no given endpoint serves use built-in receivers."""
+    otherwise a thread of this process). Kinds no given endpoint serves use built-in receivers.
+
+    ``principal`` owns the run (:func:`simulations.selectors.run_owner_fields`); the quotas of
+    ``settings.LIMITS`` apply (:class:`LimitExceeded`). Without ``max_instances_per_series`` series are
+    capped at the instances-per-series limit. ``arrival``/``rate_per_hour`` default to the scenario's;
+    a rate alone means Poisson arrivals.
+    """
     from simulations.endpoints import endpoint_set_from_rows
     from simulations.models import Endpoint
 
@@ -199,17 +274,27 @@ def run_start(*, scenario: Scenario | None, steps_json=None, patients: int | Non
         raise ScenarioError([f"endpoints: no endpoint with id {', '.join(map(str, sorted(missing_ids)))}."])
     defaults = chosen + (list(scenario.endpoints.all()) if scenario else [])
     endpoints = endpoint_set_from_rows(Endpoint.objects.all(), defaults=defaults)
-    options = RunOptions(send=send,
-                         validate_hl7=validate_hl7, max_instances_per_series=max_instances_per_series,
+    if transfer_syntax not in TRANSFER_SYNTAX_UIDS:
+        raise ScenarioError([f"transfer_syntax: use one of {', '.join(sorted(TRANSFER_SYNTAX_UIDS))}."])
+    if not (speed > 0 and speed < float("inf")):
+        raise ScenarioError(["speed: must be a finite number greater than 0."])
+    patients = patients or (scenario.default_patients if scenario else 1)
+    if arrival is None:
+        arrival = "poisson" if rate_per_hour else (scenario.arrival if scenario else "all_at_once")
+        if rate_per_hour is None and scenario is not None:
+            rate_per_hour = scenario.rate_per_hour
+    if arrival == Scenario.Arrival.ALL_AT_ONCE:
+        rate_per_hour = None
+    options = RunOptions(send=send, speed=speed, transfer_syntax=transfer_syntax,
+                         validate_hl7=validate_hl7,
+                         max_instances_per_series=max_instances_per_series or _limit("INSTANCES_PER_SERIES"),
                          pixel_workers=settings.YEETER["PIXEL_WORKERS"],
                          sending_application=settings.YEETER["HL7_SENDING_APPLICATION"],
                          sending_facility=settings.YEETER["HL7_SENDING_FACILITY"],
                          builtin_kinds=missing_kinds(endpoints) if send else ())
     run = run_create(steps_json=steps_json, scenario=scenario, endpoints=endpoints, options=options, seed=seed,
-                     patients=patients or (scenario.default_patients if scenario else 1),
-                     concurrency=concurrency or (scenario.concurrency if scenario else 4),
-                     arrival=scenario.arrival if scenario else "all_at_once",
-                     rate_per_hour=scenario.rate_per_hour if scenario else None)
+                     patients=patients, concurrency=concurrency or (scenario.concurrency if scenario else 4),
+                     arrival=arrival, rate_per_hour=rate_per_hour, principal=principal, enforce_limits=True)
     transaction.on_commit(lambda: run_dispatch(run_id=run.pk))
     return run
 

@@ -9,7 +9,7 @@ Every error answer of ``/api/`` is::
 ``not_authenticated``, ``authentication_failed``, ``permission_denied``, ``not_found``,
 ``method_not_allowed``, ``unsupported_media_type``, ``throttled`` — plus the domain's own:
 ``unknown_parameter``, ``invalid_filter``, ``exam_not_found``, ``no_matching_exam``,
-``invalid_scenario``, ``run_finished``); ``message`` is one sentence for people; ``details`` holds
+``invalid_scenario``, ``run_finished``, ``limit_exceeded``); ``message`` is one sentence for people; ``details`` holds
 per-field messages (``{"field": ["message", ...]}``), other structured context, or ``null``.
 Views never build error JSON themselves: they raise, and :func:`exception_handler` answers
 (HackSoft "Errors & exception handling").
@@ -17,10 +17,13 @@ Views never build error JSON themselves: they raise, and :func:`exception_handle
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
@@ -33,6 +36,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from exams.errors import CatalogLookupError, ExamNotFound, NoMatchingExam
 from exams.factory import InvalidFilter
+from simulations.services import LimitExceeded
+from yeeter.parsers import BodyTooLarge, body_too_large_message
 from simulations.steps import ScenarioError
 
 API_PREFIX = "/api/"
@@ -61,6 +66,12 @@ def _domain_error(exc: Exception) -> exceptions.APIException | None:
     if isinstance(exc, ScenarioError):
         return ApiError(f"The scenario is not valid: {exc.problems[0]}" if exc.problems else str(exc),
                         code="invalid_scenario", details={"problems": exc.problems})
+    if isinstance(exc, LimitExceeded):
+        return ApiError(exc.message, code="limit_exceeded",
+                        status_code=status.HTTP_429_TOO_MANY_REQUESTS if exc.in_flight else status.HTTP_400_BAD_REQUEST,
+                        details={"limit": exc.limit, "value": exc.value, "setting": exc.setting})
+    if isinstance(exc, RequestDataTooBig):
+        return BodyTooLarge(body_too_large_message(django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE))
     if isinstance(exc, Http404):
         return exceptions.NotFound(str(exc) or None)
     if isinstance(exc, DjangoPermissionDenied):
@@ -157,6 +168,31 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+class StrictCharField(serializers.CharField):
+    """A JSON string (``type: string``): never ``5``, ``1.5`` or ``true`` turned into text, as DRF's
+    field does (``"host": 123`` must be a 400, as the schema says)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictFloatField(serializers.FloatField):
+    """A JSON number (``type: number``), finite: never ``"1.5"``, ``true``, NaN or infinity."""
+
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            self.fail("invalid")
+        try:
+            value = float(data)
+        except OverflowError:  # an integer beyond any float
+            self.fail("invalid")
+        if not math.isfinite(value):
+            self.fail("invalid")
+        return super().to_internal_value(value)
+
+
 class StrictBooleanField(serializers.BooleanField):
     """``true`` or ``false`` only (DRF's field also takes "yes", "on", 1...)."""
 
@@ -224,7 +260,16 @@ def reject_unknown_fields(data: Any, serializer: serializers.Serializer) -> None
 
 class AutoSchema(SpectacularAutoSchema):
     """drf-spectacular's schema, naming the nested serializers of the HackSoft style after their view
-    (``ExamListApi.OutputSerializer`` -> ``ExamListOutput``) so they do not collide as ``Output``."""
+    (``ExamListApi.OutputSerializer`` -> ``ExamListOutput``) so they do not collide as ``Output``, and
+    closing request bodies to unknown fields."""
+
+    def _map_basic_serializer(self, serializer, direction: str) -> dict:
+        """Request bodies say ``additionalProperties: false``: every operation refuses unknown fields
+        (:func:`reject_unknown_fields`), and the schema must not promise otherwise."""
+        schema = super()._map_basic_serializer(serializer, direction)
+        if direction == "request":
+            schema["additionalProperties"] = False
+        return schema
 
     def get_serializer_name(self, serializer: serializers.Serializer, direction: str) -> str:
         outer, _, inner = type(serializer).__qualname__.rpartition(".")
@@ -251,7 +296,9 @@ _DESCRIPTIONS = {
     403: "Authenticated, but not allowed to do this.",
     404: "Not found (the message says what).",
     409: "Conflicts with the current state.",
+    413: "The request body is larger than the server takes (the message says the limit).",
     415: "Unsupported media type: send application/json.",
+    429: "A quota of runs in flight is reached (details name the limit and its setting); retry later.",
 }
 
 

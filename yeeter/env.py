@@ -7,6 +7,7 @@ a typo in deployment fails at start-up instead of deep inside a run.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -82,3 +83,32 @@ def env_database(name: str, default_sqlite: Path) -> dict:
     if engine == "django.db.backends.sqlite3":
         config["CONN_MAX_AGE"] = 0
     return config
+
+
+_HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
+
+
+def env_proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """``SECURE_PROXY_SSL_HEADER`` from ``"X-Forwarded-Proto: https"`` (or just the header name, value
+    ``https``): the header a TLS-terminating proxy sets, as Django's ``("HTTP_X_FORWARDED_PROTO", "https")``.
+    Unset: None (no proxy is trusted). Only set it behind a proxy that overwrites the header."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    header, _, value = raw.partition(":")
+    header, value = header.strip(), value.strip() or "https"
+    if not _HEADER_NAME.fullmatch(header) or not value.isprintable() or " " in value:
+        raise ImproperlyConfigured(f"{name} must be a header and its value, like 'X-Forwarded-Proto: https', "
+                                   f"got {raw!r}.")
+    return "HTTP_" + header.upper().replace("-", "_"), value
+
+
+def env_origins(name: str) -> list[str]:
+    """A comma-separated list of origins (``https://sim.example.org``), as ``CSRF_TRUSTED_ORIGINS`` needs."""
+    origins = env_list(name, [])
+    for origin in origins:
+        scheme, sep, rest = origin.partition("://")
+        if scheme not in {"http", "https"} or not sep or not rest or "/" in rest:
+            raise ImproperlyConfigured(f"{name} must list origins like https://sim.example.org (scheme and host, "
+                                       f"no path), got {origin!r}.")
+    return origins

@@ -12,7 +12,16 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.utils import get_random_secret_key
 
-from yeeter.env import env_bool, env_database, env_int, env_list, env_path, env_str
+from yeeter.env import (
+    env_bool,
+    env_database,
+    env_int,
+    env_list,
+    env_origins,
+    env_path,
+    env_proxy_ssl_header,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -30,6 +39,21 @@ if not SECRET_KEY:
     SECRET_KEY = "dev-" + get_random_secret_key()
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+
+# -- HTTPS, and the TLS proxy in front (README "Deploying"; `manage.py check --deploy` is clean with them)
+# YEETER_HTTPS=1 turns on the redirect to https and secure cookies; each can still be set on its own.
+HTTPS = env_bool("YEETER_HTTPS", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", HTTPS)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0, maximum=2 * 365 * 86400)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# Behind a proxy that terminates TLS: the header it sets ("X-Forwarded-Proto: https"), so Django knows
+# the request was https (CSRF's origin check, the redirect, secure cookies). Never set it without one.
+SECURE_PROXY_SSL_HEADER = env_proxy_ssl_header("SECURE_PROXY_SSL_HEADER")
+# Origins whose unsafe requests (POST...) are accepted besides the Host's own, e.g. https://sim.example.org
+CSRF_TRUSTED_ORIGINS = env_origins("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
     "daphne",
@@ -51,6 +75,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "yeeter.middleware.RequestLimitsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -133,7 +158,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["yeeter.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "yeeter.api.exception_handler",
 }
 
@@ -170,11 +195,27 @@ YEETER = {
     "PIXEL_WORKERS": env_int("YEETER_PIXEL_WORKERS", 2, minimum=1, maximum=64),
 }
 
+# -- limits: what one API request may ask of this machine (README "Limits") --------------------------
+# A run's patients, the runs in flight (pending or running) per owner and on the whole server, and the
+# instances per series are checked by simulations.services.run_start for every API/page start; a
+# request over them is a 400 (size) or 429 (in flight) naming the limit and the variable that sets it.
+LIMITS = {
+    "PATIENTS_PER_RUN": env_int("YEETER_MAX_PATIENTS_PER_RUN", 1000, minimum=1, maximum=100_000),
+    "RUNS_IN_FLIGHT_PER_OWNER": env_int("YEETER_MAX_RUNS_PER_OWNER", 4, minimum=1, maximum=1000),
+    "RUNS_IN_FLIGHT": env_int("YEETER_MAX_RUNS", 8, minimum=1, maximum=1000),
+    "INSTANCES_PER_SERIES": env_int("YEETER_MAX_INSTANCES_PER_SERIES", 500, minimum=1, maximum=5000),
+    "JSON_DEPTH": env_int("YEETER_MAX_JSON_DEPTH", 32, minimum=4, maximum=500),
+}
+# Request bodies (JSON) over this many bytes are a 413 in the API's error shape.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("YEETER_MAX_BODY_BYTES", 1_048_576, minimum=1024, maximum=1_073_741_824)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Every line goes through the scrubber: an API key sent in a URL never reaches the log.
+    "filters": {"scrub_keys": {"()": "yeeter.logfilters.ScrubQueryKeys"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["scrub_keys"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
     "loggers": {"pynetdicom": {"level": env_str("PYNETDICOM_LOG_LEVEL", "WARNING")}},
 }

@@ -58,12 +58,12 @@ def test_a_throttled_answer_keeps_its_retry_after_header() -> None:
     assert response["Retry-After"] == "7"
 
 
-def test_an_oversized_body_is_a_400_in_the_error_shape(catalog, client_with_key: APIClient, settings) -> None:
+def test_an_oversized_body_is_a_413_in_the_error_shape(catalog, client_with_key: APIClient, settings) -> None:
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     response = client_with_key.post("/api/simulator/exams/select", data='{"modality": "' + "M" * 5000 + '"}',
                                     content_type="application/json")
-    assert response.status_code == 400
-    assert response.json()["error"]["code"] in {"bad_request", "parse_error"}
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
 
 
 @pytest.mark.parametrize("client_fixture", ["staff_client", "client_with_key"])

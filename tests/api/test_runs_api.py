@@ -84,7 +84,11 @@ def test_a_run_created_over_the_api_reports_its_events_and_patients(catalog, cli
         detail = client_with_key.get(created["url"]).json()
     assert detail["status"] == "succeeded", detail
     assert detail["scenario"] == "HL7 only" and detail["steps"] == HL7_STEPS
-    assert [p["index"] for p in detail["patients"]] == [0, 1]
+    assert [p["number"] for p in detail["patients"]] == [1, 2]
+    assert detail["page_url"] == f"http://testserver/simulator/runs/{run.pk}/"
+    assert detail["files_url"] == f"http://testserver/simulator/runs/{run.pk}/files/"
+    assert detail["patients"][1]["page_url"] == f"http://testserver/simulator/runs/{run.pk}/patients/2/"
+    assert detail["output_dir"] == run.output_dir and detail["owner"] == "apikey:tests"
     for row in detail["patients"]:
         assert row["exam_id"] == "MR-KNEE-RIGHT-WO" and row["modality"] == "MR" and row["cpt_code"] == "73721"
         assert row["status"] == "passed" and row["accession_number"]
@@ -137,7 +141,16 @@ def test_it_rejects_an_invalid_scenario_with_step_and_field_errors(catalog, clie
     ({"scenario": "HL7 only", "concurrency": "many"}, "concurrency"),
     ({"scenario": "HL7 only", "seed": -5}, "seed"),
     ({"scenario": "HL7 only", "endpoints": ["pacs"]}, "endpoints"),
-    ({"scenario": "HL7 only", "speed": 2}, "speed"),
+    ({"scenario": "HL7 only", "sped": 2}, "sped"),
+    ({"scenario": "HL7 only", "speed": "2"}, "speed"),
+    ({"scenario": "HL7 only", "speed": 0}, "speed"),
+    ({"scenario": "HL7 only", "rate_per_hour": -1}, "rate_per_hour"),
+    ({"scenario": "HL7 only", "arrival": "poisson"}, "rate_per_hour"),
+    ({"scenario": "HL7 only", "arrival": "sometimes"}, "arrival"),
+    ({"scenario": "HL7 only", "transfer_syntax": "jpeg2000"}, "transfer_syntax"),
+    ({"steps": None}, "steps"),
+    ({"steps": "string"}, "steps"),
+    ({"steps": []}, "steps"),
 ])
 def test_it_rejects_bad_run_requests_naming_the_field(scenario: Scenario, client_with_key: APIClient, body: dict,
                                                       field: str) -> None:
@@ -282,3 +295,77 @@ def test_the_endpoint_check_answers_404_for_unknown_ids(db, client_with_key: API
     response = client_with_key.post(f"/api/simulator/endpoints/{endpoint_id}/check")
     assert response.status_code == 404
     assert "No endpoint with id" in error_of(response)["message"]
+
+
+# -- what the launch form has ----------------------------------------------------------------------
+
+def test_it_starts_a_run_with_poisson_arrivals_speed_and_transfer_syntax(scenario: Scenario,
+                                                                         client_with_key: APIClient) -> None:
+    response = client_with_key.post(RUNS, {"scenario": scenario.name, "arrival": "poisson", "rate_per_hour": 90.5,
+                                           "speed": 60, "transfer_syntax": "jpegls", "max_instances_per_series": 3},
+                                    format="json")
+    assert response.status_code == 202, response.content
+    run = Run.objects.get(pk=response.json()["id"])
+    assert (run.arrival, run.rate_per_hour) == ("poisson", 90.5)
+    assert run.options["speed"] == 60 and run.options["transfer_syntax"] == "jpegls"
+    detail = client_with_key.get(response.json()["url"]).json()
+    assert (detail["arrival"], detail["rate_per_hour"], detail["speed"]) == ("poisson", 90.5, 60.0)
+    assert (detail["transfer_syntax"], detail["max_instances_per_series"]) == ("jpegls", 3)
+
+
+def test_a_rate_alone_means_poisson_and_all_at_once_drops_the_rate(scenario: Scenario,
+                                                                   client_with_key: APIClient) -> None:
+    poisson = client_with_key.post(RUNS, {"scenario": scenario.name, "rate_per_hour": 30}, format="json").json()
+    assert Run.objects.get(pk=poisson["id"]).arrival == "poisson"
+    burst = client_with_key.post(RUNS, {"scenario": scenario.name, "arrival": "all_at_once", "rate_per_hour": 30},
+                                 format="json").json()
+    assert (Run.objects.get(pk=burst["id"]).arrival, Run.objects.get(pk=burst["id"]).rate_per_hour) == (
+        "all_at_once", None)
+
+
+def _request_examples() -> list[dict]:
+    from tests.api.test_schema import generated_schema
+
+    operation = generated_schema()["paths"][RUNS]["post"]
+    return [example["value"] for example in operation["requestBody"]["content"]["application/json"]["examples"]
+            .values()]
+
+
+def load_shipped() -> None:
+    from django.conf import settings
+
+    from exams.catalog_io import load_catalog, read_catalog_file
+    from simulations.scenario_io import load_scenarios
+
+    load_catalog(read_catalog_file(settings.BASE_DIR / "exams" / "fixtures" / "catalog.json"))
+    load_scenarios()
+
+
+@pytest.fixture
+def shipped(db) -> None:
+    load_shipped()
+
+
+def test_every_openapi_example_of_post_runs_starts_a_run_on_the_shipped_catalog(shipped,
+                                                                                 client_with_key: APIClient) -> None:
+    examples = _request_examples()
+    assert len(examples) >= 3
+    for body in examples:
+        assert body.get("patients", 1) <= 5 and "string" not in str(body)
+        response = client_with_key.post(RUNS, body, format="json")
+        assert response.status_code == 202, (body, response.content)
+        Run.objects.filter(pk=response.json()["id"]).update(status=Run.Status.SUCCEEDED)  # not in flight
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_inline_openapi_example_runs_to_success_on_the_builtin_receivers(client_with_key: APIClient) -> None:
+    load_shipped()
+    body = next(b for b in _request_examples() if "steps" in b and b.get("send", True))
+    created = client_with_key.post(RUNS, body, format="json").json()
+    poll_until_finished(client_with_key, created["events_url"])
+    for thread in threading.enumerate():
+        if thread.name == f"run-{created['id']}":
+            thread.join(30)
+    detail = client_with_key.get(created["url"]).json()
+    assert detail["status"] == "succeeded", detail
+    assert [p["status"] for p in detail["patients"]] == ["passed"] * body["patients"]
