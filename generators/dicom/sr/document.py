@@ -29,6 +29,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 
 from generators.dicom import iods
+from generators.dicom.sr import items
 from generators.dicom.study import InstanceRecord
 from generators.dicom.writer import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from generators.terms import Modality
@@ -212,6 +213,15 @@ def evidence(order: Order, references: Seq[tuple[str, ImageRef]]) -> Sequence:
         series_items.append(series)
     study.ReferencedSeriesSequence = Sequence(series_items)
     return Sequence([study])
+
+
+def attach_content(ds: Dataset, title: tuple[str, str, str], content: list[Dataset], *, template: str) -> Dataset:
+    """The SR Document Content module (C.17.3): the root CONTAINER ``title`` of template ``template``
+    (Content Template Sequence, DCMR) with ``content`` as its children, written into ``ds`` itself."""
+    root = items.container(None, title, content, template=template)
+    for element in root:
+        ds[element.tag] = element
+    return ds
 
 
 def with_file_meta(ds: Dataset) -> Dataset:

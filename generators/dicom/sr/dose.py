@@ -42,6 +42,7 @@ from generators.dicom.sr.document import (
     AcquiredSeries,
     DocumentSeries,
     StudyContext,
+    attach_content,
     base_dataset,
     device_serial,
     device_uid,
@@ -282,10 +283,7 @@ def _document(order: Order, study: StudyContext, doc: DocumentSeries, content: l
         (order.procedure_code.code, order.procedure_code.scheme.value, order.procedure_code.display))])
     if study.images:
         ds.CurrentRequestedProcedureEvidenceSequence = evidence(order, study.images)
-    root = sr.container(None, REPORT, content, template=template)
-    for keyword in ("ValueType", "ConceptNameCodeSequence", "ContinuityOfContent", "ContentTemplateSequence",
-                    "ContentSequence"):
-        setattr(ds, keyword, root[keyword].value)
+    attach_content(ds, REPORT, content, template=template)
     return ds
 
 
