@@ -8,9 +8,9 @@ Content (C.17.3) and SOP Common.
 
 TID 2000 Basic Diagnostic Imaging Report: root (18748-4, LN, "Diagnostic Imaging Report"); TID 1001
 observation context (a person observer, TID 1003: the radiologist); section containers from CID 7001
-(Indications for Procedure, Current Procedure Descriptions, Findings, Impressions) each holding TID 2002 Report Narrative TEXT items
-(CID 7002: Procedure Description, Finding, Impression, Recommendation); the findings cite images with IMAGE items of purpose
-(121080, DCM, "Best illustration of finding") (CID 7003). The text is the report the ORU carries
+(Indications for Procedure, Current Procedure Descriptions, Findings, Impressions) each holding TID 2002
+Report Narrative TEXT items (CID 7002: Procedure Description, Finding, Impression, Recommendation); the
+findings cite images with IMAGE items of purpose (121080, DCM, "Best illustration of finding") (CID 7003). The text is the report the ORU carries
 (:func:`generators.reports.build_report`), line for line.
 """
 
@@ -92,7 +92,8 @@ def build_text_sr(order: Order, study: StudyContext, doc: DocumentSeries, report
         sr.pname(sr.HAS_OBS_CONTEXT, PERSON_OBSERVER_NAME, radiologist),
         sr.container(sr.CONTAINS, INDICATIONS, [sr.text(sr.CONTAINS, INDICATIONS, order.indication.text)]),
         *([sr.container(sr.CONTAINS, PROCEDURE_DESCRIPTIONS,
-                        [sr.text(sr.CONTAINS, PROCEDURE_DESCRIPTION, line) for line in technique])] if technique else []),
+                        [sr.text(sr.CONTAINS, PROCEDURE_DESCRIPTION, line) for line in technique])]
+          if technique else []),
         sr.container(sr.CONTAINS, FINDINGS, finding_items),
         sr.container(sr.CONTAINS, IMPRESSIONS, [
             sr.text(sr.CONTAINS, RECOMMENDATION, line.removeprefix("Recommendation:").strip())
