@@ -303,3 +303,34 @@ def test_the_same_seed_gives_the_same_documents(tmp_path: Path) -> None:
     b = _write(order_for(Modality.CT), tmp_path / "b", seed=9)
     for name in ("dose", "kos", "text"):
         assert pydicom.dcmread(a.objects[name]) == pydicom.dcmread(b.objects[name])
+
+
+# Mandatory content items (PS3.16 TID 10011-10013, 10001-10003, requirement M) by the concept of their parent.
+# The installed dciodvfy checks the IOD and the SR content macros but not these templates, so they are
+# checked here, row by row.
+_REQUIRED: dict[str, set[str]] = {
+    "113701/10011": {"121058", "121005", "121012", "113809", "113810", "113705", "113811", "113819", "113854"},
+    "113811": {"113812", "113813"},
+    "113819": {"123014", "113820", "113769", "113822", "113829"},
+    "113822": {"113824", "113825", "113826", "113827", "113823", "113831"},
+    "113831": {"113832", "113733", "113734"},
+    "113829": {"113830", "113835", "113838"},
+    "113701/10001": {"121058", "121005", "121012", "113705", "113702", "113706", "113854"},
+    "113702": {"113764"},
+    "113706": {"113764", "113769", "111526", "113721", "123014", "122130"},
+}
+
+
+@pytest.mark.parametrize("modality", [m for m in MODALITIES if m in dose.DOSE_MODALITIES])
+def test_dose_report_has_every_mandatory_content_item_of_its_templates(written, modality: Modality) -> None:
+    ds = pydicom.dcmread(written[modality].objects["dose"])
+    root = f"113701/{ds.ContentTemplateSequence[0].TemplateIdentifier}"
+    checked = 0
+    for item in sr.walk(ds):
+        concept = sr.concept_of(item)
+        key = root if item is ds else (concept[0] if concept else "")
+        if key in _REQUIRED:
+            present = {sr.concept_of(child)[0] for child in item.ContentSequence}
+            assert _REQUIRED[key] <= present, (key, _REQUIRED[key] - present)
+            checked += 1
+    assert checked > 2
