@@ -1,1 +1,72 @@
-"""The non-image objects of a study: dose reports, key images, the report as SR and as PDF."""
+"""The non-image objects of a study: dose reports, key images, and the report as SR and as PDF.
+
+Modules (one IOD each; every module docstring names its PS3.3 IOD and PS3.16 templates):
+
+* :mod:`~generators.dicom.sr.dose` — X-Ray Radiation Dose SR (A.35.8): TID 10011 for CT, TID 10001 for
+  DX/CR/MG (:func:`~generators.dicom.sr.dose.build_dose_sr` picks; ``None`` for MR/US/NM).
+* :mod:`~generators.dicom.sr.kos` — Key Object Selection Document (A.35.4), TID 2010.
+* :mod:`~generators.dicom.sr.text` — Basic Text SR (A.35.1), TID 2000, the signed report.
+* :mod:`~generators.dicom.sr.pdf` — Encapsulated PDF (A.45.1), the same report as a PDF.
+* :mod:`~generators.dicom.sr.document` — the input records (:class:`ImageRef`, :class:`AcquiredSeries`,
+  :class:`StudyContext`, :class:`DocumentSeries`), the Patient/Study modules shared with the images,
+  and :func:`write_part10` (atomic PS3.10 file).
+* :mod:`~generators.dicom.sr.items` — SR content item builders.
+
+Wiring
+------
+How the runner and study generator should call these (not wired yet; nothing here touches the ORM,
+the network or the images):
+
+1. After ``GENERATE_DICOM`` (``write_study`` / ``iter_study``), build the context from the instance records
+   the generator yielded — never by globbing or re-reading headers::
+
+       study = study_context(order, records, started_at=now_used_for_the_images,
+                             mpps_uid=ctx.mpps_uid, manufacturer_model=...)
+
+   ``started_at`` must be the ``now`` passed to ``write_study`` (it is the images' Study Date/Time).
+   ``write_study`` returns only a summary today: collect the records with ``on_instance=records.append``
+   (or add them, and each series' acquisition time, to ``StudyResult``/``SeriesRecord``; then
+   :func:`~generators.dicom.sr.document.study_context` can drop its copy of the series spacing rule).
+2. Draw every document UID and value from the patient's plan RNG (``ctx.rng``) or a stream derived from
+   it — **never** ``random.Random(pixel_seed)``: that is the image generator's UID stream, and reusing it
+   mints the images' own Series/SOP UIDs again (dcentvfy catches it; the tests show how). One
+   :class:`DocumentSeries` per object: a new Series Instance UID, a SOP Instance UID and a series number
+   after the protocol's (suggested: 990 dose, 991 KOS, 992 text SR, 993 PDF).
+3. Build: ``build_dose_sr(order, study, doc, rng=..., now=...)`` for every CT/DX/CR/MG study (it returns
+   None otherwise); ``choose_key_images(study, rng=...)`` then ``build_kos(...)``; ``build_text_sr(order,
+   study, doc, report, key_images, now=...)`` and ``build_encapsulated_pdf(order, study, doc, report,
+   now=...)`` with the same :class:`~generators.reports.Report` the ORU^R01 carries (build it once, in the
+   plan, and hand it to both).
+4. Write each with ``write_part10(ds, study_dir / f"{number:03d}_0001.dcm")`` beside the images: the file
+   name keeps the runner's ``<series>_<instance>.dcm`` convention so ``_performed_series`` and the sender
+   pick them up, and the study's series list needs a ``SeriesRecord`` for each (modality SR/KO/DOC).
+5. Send them after the images in the same C-STORE association (the Storage SCU must propose the
+   X-Ray Radiation Dose SR, Key Object Selection, Basic Text SR and Encapsulated PDF storage SOP classes;
+   the built-in Storage SCP must accept them); include them in the MPPS N-SET Performed Series Sequence
+   (the dose SR, KOS and SR are evidence of the procedure step; PS3.3 C.4.15 puts non-image instances in
+   Referenced Non-Image Composite SOP Instance Sequence, not Referenced Image Sequence) and in the storage
+   commitment request; verification compares their identity like the images'. The text SR and PDF are
+   made at report time (``SEND_REPORT``), so they go in a second association after the report, or with the
+   images if the report is made first.
+"""
+
+from __future__ import annotations
+
+from generators.dicom.sr.document import (
+    AcquiredSeries,
+    DocumentSeries,
+    ImageRef,
+    StudyContext,
+    study_context,
+    write_part10,
+)
+from generators.dicom.sr.dose import build_ct_dose_sr, build_dose_sr, build_projection_dose_sr
+from generators.dicom.sr.kos import build_kos, choose_key_images
+from generators.dicom.sr.pdf import build_encapsulated_pdf
+from generators.dicom.sr.text import build_text_sr
+
+__all__ = [
+    "AcquiredSeries", "DocumentSeries", "ImageRef", "StudyContext", "build_ct_dose_sr", "build_dose_sr",
+    "build_encapsulated_pdf", "build_kos", "build_projection_dose_sr", "build_text_sr", "choose_key_images",
+    "study_context", "write_part10",
+]

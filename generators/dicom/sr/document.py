@@ -115,6 +115,12 @@ def study_context(order: Order, records: Iterable[InstanceRecord], *, started_at
     return StudyContext(started_at, tuple(series), mpps_uid, manufacturer_model)
 
 
+def model_name(order: Order, study: StudyContext) -> str:
+    """The modality's model name as its images carry it (Manufacturer's Model Name, Type 1 for a dose SR)."""
+    modality = Modality(order.modality)
+    return study.manufacturer_model or iods.DEFAULT_MODELS.get(modality) or f"Yeeter {modality.value}"
+
+
 def device_uid(order: Order) -> str:
     """A stable UID of the modality (Device UID, Device Observer UID): the same station gives the same UID."""
     return "2.25." + str(uuid.uuid5(uuid.NAMESPACE_OID, f"yeeter-device:{order.station_ae_title}").int)
@@ -149,7 +155,7 @@ def base_dataset(order: Order, study: StudyContext, doc: DocumentSeries, *, sop_
     if doc.description:
         ds.SeriesDescription = doc.description[:64]
     ds.AdmittingDiagnosesDescription = order.indication.text[:64]
-    ds.ManufacturerModelName = study.manufacturer_model or iods.DEFAULT_MODELS[Modality(order.modality)]
+    ds.ManufacturerModelName = model_name(order, study)
     patient = order.patient
     ds.PatientName = patient.name.dicom
     ds.PatientID = patient.mrn

@@ -47,6 +47,7 @@ from generators.dicom.sr.document import (
     device_serial,
     device_uid,
     evidence,
+    model_name,
     referenced_request,
 )
 from generators.terms import Laterality, Modality, SeriesRole
@@ -254,7 +255,7 @@ def _procedure_reported(order: Order, procedure: sr.CodeTriple) -> Dataset:
 
 def _device_observer(order: Order, study: StudyContext) -> list[Dataset]:
     """TID 1002 Observer Context with a device observer (TID 1004): the modality that irradiated."""
-    model = study.manufacturer_model or iods.DEFAULT_MODELS[Modality(order.modality)]
+    model = model_name(order, study)
     return [
         sr.code_item(sr.HAS_OBS_CONTEXT, OBSERVER_TYPE, DEVICE),
         sr.uidref(sr.HAS_OBS_CONTEXT, DEVICE_OBSERVER_UID, device_uid(order)),
