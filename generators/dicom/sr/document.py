@@ -20,7 +20,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterable, Sequence as Seq
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import dcmwrite
@@ -83,7 +83,6 @@ class DocumentSeries:
     sop_instance_uid: str
     number: int
     description: str = ""
-    extra_text: tuple[str, ...] = field(default=())  # free text the document carries (character set choice)
 
 
 def series_interval(order: Order) -> dt.timedelta:
@@ -131,13 +130,15 @@ def device_serial(order: Order) -> str:
 
 
 def base_dataset(order: Order, study: StudyContext, doc: DocumentSeries, *, sop_class_uid: str,
-                 modality: str, now: dt.datetime) -> Dataset:
-    """Patient, General Study, Patient Study, General + Enhanced General Equipment, SOP Common and the
-    series identifiers of a document created at ``now`` in its own series ``doc``."""
+                 modality: str, now: dt.datetime, texts: Iterable[str] = ()) -> Dataset:
+    """Patient, General Study, Patient Study, General + Enhanced General Equipment, SOP Common, the
+    series identifiers of a document created at ``now`` in its own series ``doc``, and its Instance
+    Number and Content Date/Time. ``texts`` is the free text the document carries besides the order's
+    (UTF-8, ISO_IR 192, is declared when any of it is not ASCII)."""
     ds = Dataset()
-    texts = [order.patient.name.dicom, order.referring.name.dicom, order.exam.description, order.indication.text,
-             order.facility, order.patient.issuer, doc.description, *doc.extra_text]
-    if any(not t.isascii() for t in texts):
+    carried = [order.patient.name.dicom, order.referring.name.dicom, order.exam.description, order.indication.text,
+               order.facility, order.patient.issuer, doc.description, *texts]
+    if any(not t.isascii() for t in carried):
         ds.SpecificCharacterSet = "ISO_IR 192"
     ds.InstanceCreationDate, ds.InstanceCreationTime = iods._da(now), iods._tm(now)
     ds.SOPClassUID = sop_class_uid
@@ -171,6 +172,25 @@ def base_dataset(order: Order, study: StudyContext, doc: DocumentSeries, *, sop_
     ds.SeriesNumber = doc.number
     ds.SeriesDate, ds.SeriesTime = iods._da(now), iods._tm(now)
     ds.ReferencedPerformedProcedureStepSequence = Sequence(_pps_reference(study))
+    ds.InstanceNumber = 1
+    ds.ContentDate, ds.ContentTime = iods._da(now), iods._tm(now)
+    return ds
+
+
+def sr_document_general(ds: Dataset, order: Order, *, references: Seq[tuple[str, ImageRef]],
+                        verifying: Dataset | None = None) -> Dataset:
+    """The rest of the SR Document General module (C.17.2): a complete document answering the order,
+    VERIFIED when ``verifying`` (a Verifying Observer Sequence item) is given, with the instances it
+    references as evidence (Type 1C: required when the content references instances)."""
+    ds.CompletionFlag = "COMPLETE"
+    ds.VerificationFlag = "VERIFIED" if verifying is not None else "UNVERIFIED"
+    if verifying is not None:
+        ds.VerifyingObserverSequence = Sequence([verifying])
+    ds.ReferencedRequestSequence = Sequence([referenced_request(order)])
+    code = order.procedure_code
+    ds.PerformedProcedureCodeSequence = Sequence([items.code((code.code, code.scheme.value, code.display))])
+    if references:
+        ds.CurrentRequestedProcedureEvidenceSequence = evidence(order, references)
     return ds
 
 

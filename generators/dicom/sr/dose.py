@@ -34,7 +34,6 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
 
 from generators.dicom import iods
 from generators.dicom.sr import items as sr
@@ -46,9 +45,8 @@ from generators.dicom.sr.document import (
     base_dataset,
     device_serial,
     device_uid,
-    evidence,
     model_name,
-    referenced_request,
+    sr_document_general,
 )
 from generators.terms import Laterality, Modality, SeriesRole
 from generators.types import Order, Patient, SeriesSpec
@@ -275,15 +273,8 @@ def _document(order: Order, study: StudyContext, doc: DocumentSeries, content: l
               template: str, *, now: dt.datetime) -> Dataset:
     """The SR Document General (C.17.2) and Content (C.17.3) modules around a dose report's items."""
     ds = base_dataset(order, study, doc, sop_class_uid=XRAY_RADIATION_DOSE_SR, modality="SR", now=now)
-    ds.InstanceNumber = 1
-    ds.ContentDate, ds.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
-    ds.CompletionFlag = "COMPLETE"
-    ds.VerificationFlag = "UNVERIFIED"
-    ds.ReferencedRequestSequence = Sequence([referenced_request(order)])
-    ds.PerformedProcedureCodeSequence = Sequence([sr.code(
-        (order.procedure_code.code, order.procedure_code.scheme.value, order.procedure_code.display))])
-    if study.images:
-        ds.CurrentRequestedProcedureEvidenceSequence = evidence(order, study.images)
+    # the dose applies to every image of the study: they are its evidence
+    sr_document_general(ds, order, references=study.images)
     attach_content(ds, REPORT, content, template=template)
     return ds
 

@@ -60,10 +60,8 @@ def build_kos(order: Order, study: StudyContext, doc: DocumentSeries, references
     """A Key Object Selection document flagging ``references`` ((Series Instance UID, instance) pairs)."""
     if not references:
         raise ValueError("a key object selection references at least one instance")
-    ds = base_dataset(order, study, doc, sop_class_uid=KEY_OBJECT_SELECTION, modality="KO", now=now)
-    del ds.DeviceSerialNumber, ds.SoftwareVersions  # Enhanced General Equipment is not part of the KOS IOD
-    ds.InstanceNumber = 1
-    ds.ContentDate, ds.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    ds = base_dataset(order, study, doc, sop_class_uid=KEY_OBJECT_SELECTION, modality="KO", now=now,
+                      texts=[description])
     ds.ReferencedRequestSequence = Sequence([referenced_request(order)])
     ds.CurrentRequestedProcedureEvidenceSequence = evidence(order, references)
     content = []

@@ -110,10 +110,7 @@ def build_encapsulated_pdf(order: Order, study: StudyContext, doc: DocumentSerie
     data = pdf_bytes if pdf_bytes is not None else render_report_pdf(order, report)
     title = f"Radiology report {order.accession_number}"
     ds = base_dataset(order, study, doc, sop_class_uid=ENCAPSULATED_PDF, modality="DOC", now=now)
-    del ds.DeviceSerialNumber, ds.SoftwareVersions
     ds.ConversionType = "WSD"
-    ds.InstanceNumber = 1
-    ds.ContentDate, ds.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     ds.AcquisitionDateTime = report.signed_at.strftime("%Y%m%d%H%M%S")
     ds.BurnedInAnnotation = "YES"
     ds.DocumentTitle = title

@@ -29,8 +29,7 @@ from generators.dicom.sr.document import (
     StudyContext,
     attach_content,
     base_dataset,
-    evidence,
-    referenced_request,
+    sr_document_general,
 )
 from generators.reports import Report
 from generators.types import Order
@@ -60,27 +59,16 @@ def build_text_sr(order: Order, study: StudyContext, doc: DocumentSeries, report
     """``report`` as a verified Basic Text SR citing ``references`` (key images) under its findings."""
     radiologist = report.radiologist.name.dicom
     findings, impressions = _lines(report.findings), _lines(report.impression)
-    doc_texts = DocumentSeries(doc.series_instance_uid, doc.sop_instance_uid, doc.number, doc.description,
-                               (*doc.extra_text, radiologist, *findings, *impressions))
-    ds = base_dataset(order, study, doc_texts, sop_class_uid=BASIC_TEXT_SR, modality="SR", now=now)
-    del ds.DeviceSerialNumber  # Enhanced General Equipment is not part of the Basic Text SR IOD
-    ds.InstanceNumber = 1
-    ds.ContentDate, ds.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
-    ds.CompletionFlag = "COMPLETE"
-    verified = report.status == "F"
-    ds.VerificationFlag = "VERIFIED" if verified else "UNVERIFIED"
-    if verified:
-        observer = Dataset()
-        observer.VerifyingObserverName = radiologist
-        observer.VerifyingObserverIdentificationCodeSequence = Sequence([])
-        observer.VerifyingOrganization = order.facility[:64]
-        observer.VerificationDateTime = report.signed_at.strftime("%Y%m%d%H%M%S")
-        ds.VerifyingObserverSequence = Sequence([observer])
-    ds.ReferencedRequestSequence = Sequence([referenced_request(order)])
-    code = order.procedure_code
-    ds.PerformedProcedureCodeSequence = Sequence([sr.code((code.code, code.scheme.value, code.display))])
-    if references:
-        ds.CurrentRequestedProcedureEvidenceSequence = evidence(order, references)
+    ds = base_dataset(order, study, doc, sop_class_uid=BASIC_TEXT_SR, modality="SR", now=now,
+                      texts=[radiologist, *findings, *impressions])
+    verifying = None
+    if report.status == "F":
+        verifying = Dataset()
+        verifying.VerifyingObserverName = radiologist
+        verifying.VerifyingObserverIdentificationCodeSequence = Sequence([])
+        verifying.VerifyingOrganization = order.facility[:64]
+        verifying.VerificationDateTime = report.signed_at.strftime("%Y%m%d%H%M%S")
+    sr_document_general(ds, order, references=references, verifying=verifying)
     technique = [line.removeprefix("TECHNIQUE:").strip() for line in findings if line.startswith("TECHNIQUE:")]
     # the section words of the ORU text become the SR's section containers
     finding_items = [sr.text(sr.CONTAINS, FINDING, line) for line in findings
