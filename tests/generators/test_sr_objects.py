@@ -334,3 +334,50 @@ def test_dose_report_has_every_mandatory_content_item_of_its_templates(written, 
             assert _REQUIRED[key] <= present, (key, _REQUIRED[key] - present)
             checked += 1
     assert checked > 2
+
+
+def test_dx_dose_values_are_plausible_for_the_view_and_grow_with_the_patient() -> None:
+    """Adult chest PA about 0.1 Gy.cm2 and 0.1-0.2 mGy entrance dose; the lateral view several times more."""
+    order = order_for(Modality.DX)
+    study = _fake_study(order)
+    pa, lateral = [], []
+    for seed in range(40):
+        events = dose.projection_events(order, study, rng=random.Random(seed))
+        pa.append(events[0].dap_gy_m2 * 10_000)  # Gy.cm2
+        lateral.append(events[1].dap_gy_m2 * 10_000)
+    assert Decimal("0.05") < sum(pa) / len(pa) < Decimal("0.2")
+    assert sum(lateral) > 2 * sum(pa)
+    child = dataclasses.replace(order, patient=dataclasses.replace(PATIENT, age=4, birth_date=dt.date(2022, 1, 5)))
+    child_pa = [dose.projection_events(child, study, rng=random.Random(s))[0].dap_gy_m2 * 10_000 for s in range(40)]
+    assert sum(child_pa) < sum(pa) / 2
+
+
+def test_a_ct_study_with_no_acquired_series_is_refused_with_a_reason() -> None:
+    order = order_for(Modality.CT)
+    only_reformat = StudyContext(FIXED_NOW, tuple(s for s in _fake_study(order).series
+                                                  if s.spec.role == SeriesRole.REFORMAT))
+    rng = random.Random(1)
+    with pytest.raises(ValueError, match="at least one acquired"):
+        dose.build_ct_dose_sr(order, only_reformat, _doc(rng, 990, "Dose"), rng=rng, now=LATER)
+    with pytest.raises(ValueError, match="not projection radiography"):
+        dose.build_projection_dose_sr(order, only_reformat, _doc(rng, 990, "Dose"), rng=rng, now=LATER)
+
+
+def test_a_key_object_selection_without_references_is_refused() -> None:
+    order = order_for(Modality.CT)
+    rng = random.Random(1)
+    with pytest.raises(ValueError, match="at least one instance"):
+        kos.build_kos(order, _fake_study(order), _doc(rng, 991, "Key images"), [], now=LATER)
+
+
+def test_a_document_is_written_whole_under_its_name_and_nothing_else_is_left(tmp_path: Path) -> None:
+    order = order_for(Modality.CT)
+    rng = random.Random(1)
+    study = _fake_study(order)
+    keys = kos.choose_key_images(study, rng=rng)
+    ds = kos.build_kos(order, study, _doc(rng, 991, "Key images"), keys, now=LATER)
+    path = write_part10(ds, tmp_path / "991_0001.dcm")
+    assert [p.name for p in tmp_path.iterdir()] == ["991_0001.dcm"]
+    back = pydicom.dcmread(path)
+    assert back.preamble == b"\x00" * 128 and back.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    assert back.SOPInstanceUID == ds.SOPInstanceUID
