@@ -71,8 +71,7 @@ def _write(order: Order, root: Path, seed: int = 3) -> Written:
     dose_sr = dose.build_dose_sr(order, study, _doc(rng, 990, "Radiation Dose Report"), rng=rng, now=LATER)
     if dose_sr is not None:
         made["dose"] = dose_sr
-    objects = {name: write_part10(ds, folder / f"{number}_0001.dcm")
-               for number, (name, ds) in enumerate(made.items(), start=990)}
+    objects = {name: write_part10(ds, folder / f"{ds.SeriesNumber:03d}_0001.dcm") for name, ds in made.items()}
     return Written(order, study, folder, [r.path for r in records], objects)
 
 
@@ -381,3 +380,20 @@ def test_a_document_is_written_whole_under_its_name_and_nothing_else_is_left(tmp
     back = pydicom.dcmread(path)
     assert back.preamble == b"\x00" * 128 and back.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
     assert back.SOPInstanceUID == ds.SOPInstanceUID
+
+
+@pytest.mark.parametrize("modality", [Modality.DX, Modality.CR, Modality.MG])
+def test_each_projection_event_repeats_the_exposure_factors_of_its_image(written, modality: Modality) -> None:
+    w = written[modality]
+    events = _events(pydicom.dcmread(w.objects["dose"]), dose.IRRADIATION_EVENT)
+    images = [pydicom.dcmread(w.folder / f"{s.spec.number:03d}_{i + 1:04d}.dcm", stop_before_pixels=True)
+              for s in w.study.series for i in range(len(s.instances))]
+    assert len(events) == len(images)
+    for event, image in zip(events, images, strict=True):
+        assert _num(event, dose.KVP) == Decimal(str(image.KVP))
+        assert _num(event, dose.TUBE_CURRENT) == image.XRayTubeCurrent
+        assert _num(event, ("113824", "DCM")) == Decimal(str(image.ExposureTime))
+        assert _num(event, dose.EXPOSURE) == image.Exposure * 1000  # mAs in the image, uA.s in the report
+        if "ViewCodeSequence" in image:
+            view = next(i for i in event.ContentSequence if sr.concept_of(i)[:2] == dose.IMAGE_VIEW[:2])
+            assert view.ConceptCodeSequence[0].CodeValue == image.ViewCodeSequence[0].CodeValue

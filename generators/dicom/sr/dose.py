@@ -13,8 +13,10 @@ Templates (PS3.16):
   TID 10002 Accumulated X-Ray Dose Data (single plane; TID 10007 integrated-projection totals for DX/CR:
   Dose Area Product Total, Dose (RP) Total, Total Number of Radiographic Frames; TID 10005 Accumulated
   Average Glandular Dose per breast for MG), and one TID 10003 Irradiation Event X-Ray Data per acquired
-  image (one exposure per view: Stationary Acquisition) with Dose Area Product, Entrance Exposure at
-  RP / Dose (RP), and Average Glandular Dose for mammography.
+  image (one exposure per view: Stationary Acquisition) with Target Region and its laterality, Image
+  View, Dose Area Product, Entrance Exposure at RP / Dose (RP), Average Glandular Dose for mammography,
+  and the TID 10003b source data (KVP, X-Ray Tube Current, Exposure Time, Exposure) exactly as the
+  image header of that view carries them.
 
 Values are plausible for the protocol and the patient: each body region has a reference adult exposure
 (CTDIvol per region with the head or body dosimetry phantom, DAP and entrance dose per radiographic
@@ -128,6 +130,8 @@ DAP = ("122130", "DCM", "Dose Area Product")
 ENTRANCE_EXPOSURE = ("111636", "DCM", "Entrance Exposure at RP")
 DOSE_RP = ("113738", "DCM", "Dose (RP)")
 AGD = ("111631", "DCM", "Average Glandular Dose")
+IMAGE_VIEW = ("111031", "DCM", "Image View")
+EXPOSURE = ("113736", "DCM", "Exposure")
 RIGHT = ("24028007", "SCT", "Right")
 LEFT = ("7771000", "SCT", "Left")
 # UCUM units
@@ -139,6 +143,8 @@ MM = ("mm", "UCUM", "mm")
 SECONDS = ("s", "UCUM", "s")
 KV = ("kV", "UCUM", "kV")
 MA = ("mA", "UCUM", "mA")
+MS = ("ms", "UCUM", "ms")
+UAS = ("uA.s", "UCUM", "uA.s")
 RATIO = ("{ratio}", "UCUM", "ratio")
 EVENTS = ("{events}", "UCUM", "events")
 XRAY_SOURCES = ("{X-Ray sources}", "UCUM", "X-Ray sources")
@@ -478,6 +484,32 @@ def projection_events(order: Order, study: StudyContext, *, rng: random.Random) 
     return events
 
 
+@dataclass(frozen=True, slots=True)
+class ExposureFactors:
+    """kV, mA, exposure time and mAs of a radiograph, as its image header (X-Ray Acquisition Dose, C.8.7.8) says."""
+
+    kvp: Decimal
+    tube_current_ma: int
+    exposure_time_ms: Decimal
+    exposure_mas: Decimal
+    view: sr.CodeTriple | None
+
+
+def image_exposure(order: Order, spec: SeriesSpec) -> ExposureFactors:
+    """The exposure factors and view code the image generator writes for ``spec`` (one source of truth:
+    :func:`generators.dicom.iods.series_dataset` fills them, the dose report repeats them)."""
+    header = Dataset()
+    context = iods.SeriesContext(spec, "", "", dt.datetime.min, None)  # type: ignore[arg-type]  # no pixels read
+    iods._projection_common(header, order, context)
+    views = iods._MG_VIEWS if order.modality == Modality.MG else iods._DX_VIEWS
+    default = "CC" if order.modality == Modality.MG else "PA"
+    view = views.get((spec.view_position or default).upper())
+    return ExposureFactors(
+        kvp=Decimal(str(header.KVP)), tube_current_ma=int(header.XRayTubeCurrent),
+        exposure_time_ms=Decimal(str(header.ExposureTime)), exposure_mas=Decimal(int(header.Exposure)),
+        view=(view[0], "SCT", view[1]) if view else None)
+
+
 def _side_code(side: Laterality) -> sr.CodeTriple | None:
     return {Laterality.RIGHT: RIGHT, Laterality.LEFT: LEFT}.get(side)
 
@@ -499,6 +531,11 @@ def _projection_event_item(order: Order, event: ProjectionEvent, mammography: bo
         sr.code_item(sr.CONTAINS, IRRADIATION_EVENT_TYPE, STATIONARY),
         sr.text(sr.CONTAINS, ACQUISITION_PROTOCOL, spec.protocol_name or spec.description),
         sr.code_item(sr.CONTAINS, TARGET_REGION, region, region_children),
+    ]
+    factors = image_exposure(order, spec)
+    if factors.view is not None:
+        children.append(sr.code_item(sr.CONTAINS, IMAGE_VIEW, factors.view))
+    children += [
         sr.num(sr.CONTAINS, DAP, event.dap_gy_m2, GY_M2),
         sr.num(sr.CONTAINS, ENTRANCE_EXPOSURE, event.entrance_mgy, MGY),
     ]
@@ -506,6 +543,13 @@ def _projection_event_item(order: Order, event: ProjectionEvent, mammography: bo
         children.append(sr.num(sr.CONTAINS, AGD, event.agd_mgy, MGY))
     else:
         children.append(sr.num(sr.CONTAINS, DOSE_RP, event.entrance_mgy / 1000, GY))
+    # TID 10003b Irradiation Event X-Ray Source Data, inline in the event
+    children += [
+        sr.num(sr.CONTAINS, KVP, factors.kvp, KV),
+        sr.num(sr.CONTAINS, TUBE_CURRENT, factors.tube_current_ma, MA),
+        sr.num(sr.CONTAINS, EXPOSURE_TIME, factors.exposure_time_ms, MS),
+        sr.num(sr.CONTAINS, EXPOSURE, factors.exposure_mas * 1000, UAS),
+    ]
     return sr.container(sr.CONTAINS, IRRADIATION_EVENT, children)
 
 
