@@ -22,6 +22,7 @@ from pypdf import PdfReader
 
 from generators.dicom.sr import dose, kos, pdf, text
 from generators.dicom.sr import items as sr
+from generators.dicom.sr.bundle import SERIES_NUMBERS, build_study_documents
 from generators.dicom.sr.document import (
     AcquiredSeries,
     DocumentSeries,
@@ -62,16 +63,8 @@ def _write(order: Order, root: Path, seed: int = 3) -> Written:
     study = study_context(order, records, started_at=FIXED_NOW, mpps_uid=new_uid(rng))
     folder = root / order.study_instance_uid
     report = build_report(order, random.Random(seed), now=LATER)
-    keys = kos.choose_key_images(study, rng=rng)
-    made = {
-        "kos": kos.build_kos(order, study, _doc(rng, 991, "Key images"), keys, now=LATER, description="Key images"),
-        "text": text.build_text_sr(order, study, _doc(rng, 992, "Radiology report"), report, keys, now=LATER),
-        "pdf": pdf.build_encapsulated_pdf(order, study, _doc(rng, 993, "Radiology report (PDF)"), report, now=LATER),
-    }
-    dose_sr = dose.build_dose_sr(order, study, _doc(rng, 990, "Radiation Dose Report"), rng=rng, now=LATER)
-    if dose_sr is not None:
-        made["dose"] = dose_sr
-    objects = {name: write_part10(ds, folder / f"{ds.SeriesNumber:03d}_0001.dcm") for name, ds in made.items()}
+    documents = build_study_documents(order, study, rng=rng, now=LATER, report=report)
+    objects = {d.kind: write_part10(d.dataset, folder / d.file_name) for d in documents}
     return Written(order, study, folder, [r.path for r in records], objects)
 
 
@@ -397,3 +390,34 @@ def test_each_projection_event_repeats_the_exposure_factors_of_its_image(written
         if "ViewCodeSequence" in image:
             view = next(i for i in event.ContentSequence if sr.concept_of(i)[:2] == dose.IMAGE_VIEW[:2])
             assert view.ConceptCodeSequence[0].CodeValue == image.ViewCodeSequence[0].CodeValue
+
+
+def test_a_study_gets_a_dose_report_only_when_ionising_and_the_report_forms_only_with_a_report() -> None:
+    for modality, with_report, expected in [
+        (Modality.MR, False, ["kos"]), (Modality.CT, False, ["dose", "kos"]),
+        (Modality.MG, True, ["dose", "kos", "text", "pdf"]),
+    ]:
+        order = order_for(modality)
+        report = build_report(order, random.Random(1), now=LATER) if with_report else None
+        documents = build_study_documents(order, _fake_study(order), rng=random.Random(2), now=LATER, report=report)
+        assert [d.kind for d in documents] == expected
+        assert len({d.series.series_instance_uid for d in documents}) == len(documents)
+        assert [d.dataset.SeriesNumber for d in documents] == [SERIES_NUMBERS[k][0] for k in expected]
+
+
+@pytest.mark.interop
+def test_dcmtk_storescp_stores_the_documents_sent_after_the_images_in_one_association(written,
+                                                                                       tmp_path: Path) -> None:
+    from simulations.transport.dimse.store import send_instances
+    from tests.dcmtk import storescp
+
+    w = written[Modality.CT]
+    files = [*w.images, *w.objects.values()]
+    with storescp(tmp_path / "received") as pacs:
+        results = send_instances(pacs, files)
+    assert [r.status for r in results] == [0x0000] * len(files)
+    received = {pydicom.dcmread(p).SOPInstanceUID: pydicom.dcmread(p).SOPClassUID
+                for p in (tmp_path / "received").iterdir()}
+    for path in w.objects.values():
+        sent = pydicom.dcmread(path)
+        assert received[sent.SOPInstanceUID] == sent.SOPClassUID

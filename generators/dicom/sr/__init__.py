@@ -11,6 +11,7 @@ Modules (one IOD each; every module docstring names its PS3.3 IOD and PS3.16 tem
   :class:`StudyContext`, :class:`DocumentSeries`), the Patient/Study modules shared with the images,
   and :func:`write_part10` (atomic PS3.10 file).
 * :mod:`~generators.dicom.sr.items` — SR content item builders.
+* :mod:`~generators.dicom.sr.bundle` — :func:`build_study_documents`: all of the above for one study.
 
 Wiring
 ------
@@ -29,20 +30,23 @@ the network or the images):
    :func:`~generators.dicom.sr.document.study_context` can drop its copy of the series spacing rule).
 2. Draw every document UID and value from the patient's plan RNG (``ctx.rng``) or a stream derived from
    it — **never** ``random.Random(pixel_seed)``: that is the image generator's UID stream, and reusing it
-   mints the images' own Series/SOP UIDs again (dcentvfy catches it; the tests show how). One
-   :class:`DocumentSeries` per object: a new Series Instance UID, a SOP Instance UID and a series number
-   after the protocol's (suggested: 990 dose, 991 KOS, 992 text SR, 993 PDF).
-3. Build: ``build_dose_sr(order, study, doc, rng=..., now=...)`` for every CT/DX/CR/MG study (it returns
-   None otherwise); ``choose_key_images(study, rng=...)`` then ``build_kos(...)``; ``build_text_sr(order,
-   study, doc, report, key_images, now=...)`` and ``build_encapsulated_pdf(order, study, doc, report,
-   now=...)`` with the same :class:`~generators.reports.Report` the ORU^R01 carries (build it once, in the
-   plan, and hand it to both).
-4. Write each with ``write_part10(ds, study_dir / f"{number:03d}_0001.dcm")`` beside the images: the file
-   name keeps the runner's ``<series>_<instance>.dcm`` convention so ``_performed_series`` and the sender
-   pick them up, and the study's series list needs a ``SeriesRecord`` for each (modality SR/KO/DOC).
-5. Send them after the images in the same C-STORE association (the Storage SCU must propose the
-   X-Ray Radiation Dose SR, Key Object Selection, Basic Text SR and Encapsulated PDF storage SOP classes;
-   the built-in Storage SCP must accept them); include them in the MPPS N-SET Performed Series Sequence
+   mints the images' own Series/SOP UIDs again (dcentvfy catches it; the tests show how). Each document
+   gets a :class:`DocumentSeries` of its own: new Series and SOP Instance UIDs and a series number after
+   the protocol's (:data:`~generators.dicom.sr.bundle.SERIES_NUMBERS`: 990 dose, 991 KOS, 992 text SR,
+   993 PDF).
+3. Build them all with ``build_study_documents(order, study, rng=..., now=..., report=report)``: the dose
+   SR for every CT/DX/CR/MG study, the KOS, and — given the :class:`~generators.reports.Report` the
+   ORU^R01 carries (build it once, in the plan, and hand it to both) — the text SR and the PDF. The
+   single builders (``build_dose_sr``, ``build_kos``, ``build_text_sr``, ``build_encapsulated_pdf``) are
+   there for a step that makes only one of them.
+4. Write each with ``write_part10(document.dataset, study_dir / document.file_name)`` beside the images
+   (``<series>_0001.dcm``, series 990-993): the name keeps the runner's ``<series>_<instance>.dcm``
+   convention so ``_performed_series`` and the sender pick them up; the study's series list needs a
+   ``SeriesRecord`` for each (modality SR/KO/DOC), and previews none.
+5. Send them after the images in the same C-STORE association: ``send_instances`` proposes contexts for
+   the SOP classes of the files it is given and the built-in Storage SCP accepts every storage class, so
+   nothing changes there (dcmtk storescp stores all four, ``tests/generators/test_sr_objects.py``). Include
+   them in the MPPS N-SET Performed Series Sequence
    (the dose SR, KOS and SR are evidence of the procedure step; PS3.3 C.4.15 puts non-image instances in
    Referenced Non-Image Composite SOP Instance Sequence, not Referenced Image Sequence) and in the storage
    commitment request; verification compares their identity like the images'. The text SR and PDF are
@@ -52,6 +56,7 @@ the network or the images):
 
 from __future__ import annotations
 
+from generators.dicom.sr.bundle import SERIES_NUMBERS, StudyDocument, build_study_documents
 from generators.dicom.sr.document import (
     AcquiredSeries,
     DocumentSeries,
@@ -66,7 +71,7 @@ from generators.dicom.sr.pdf import build_encapsulated_pdf
 from generators.dicom.sr.text import build_text_sr
 
 __all__ = [
-    "AcquiredSeries", "DocumentSeries", "ImageRef", "StudyContext", "build_ct_dose_sr", "build_dose_sr",
-    "build_encapsulated_pdf", "build_kos", "build_projection_dose_sr", "build_text_sr", "choose_key_images",
-    "study_context", "write_part10",
+    "SERIES_NUMBERS", "AcquiredSeries", "DocumentSeries", "ImageRef", "StudyContext", "StudyDocument",
+    "build_ct_dose_sr", "build_dose_sr", "build_encapsulated_pdf", "build_kos", "build_projection_dose_sr",
+    "build_study_documents", "build_text_sr", "choose_key_images", "study_context", "write_part10",
 ]
