@@ -10,8 +10,8 @@ TID 2000 Basic Diagnostic Imaging Report: root (18748-4, LN, "Diagnostic Imaging
 observation context (a person observer, TID 1003: the radiologist); section containers from CID 7001
 (Indications for Procedure, Current Procedure Descriptions, Findings, Impressions) each holding TID 2002
 Report Narrative TEXT items (CID 7002: Procedure Description, Finding, Impression, Recommendation); the
-findings cite images with IMAGE items of purpose (121080, DCM, "Best illustration of finding") (CID 7003). The text is the report the ORU carries
-(:func:`generators.reports.build_report`), line for line.
+findings cite images with IMAGE items of purpose (121080, DCM, "Best illustration of finding") (CID
+7003). The text is the report the ORU carries (:func:`generators.reports.build_report`), line for line.
 """
 
 from __future__ import annotations
