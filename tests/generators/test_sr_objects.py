@@ -293,7 +293,7 @@ def test_the_pdf_without_a_unicode_font_folds_names_to_latin_1() -> None:
 def test_the_same_seed_gives_the_same_documents(tmp_path: Path) -> None:
     a = _write(order_for(Modality.CT), tmp_path / "a", seed=9)
     b = _write(order_for(Modality.CT), tmp_path / "b", seed=9)
-    for name in ("dose", "kos", "text"):
+    for name in ("dose", "kos", "text", "pdf"):
         assert pydicom.dcmread(a.objects[name]) == pydicom.dcmread(b.objects[name])
 
 
