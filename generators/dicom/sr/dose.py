@@ -50,7 +50,7 @@ from generators.dicom.sr.document import (
     model_name,
     sr_document_general,
 )
-from generators.terms import Laterality, Modality, SeriesRole
+from generators.terms import Laterality, Modality, SeriesRole, Sex
 from generators.types import Order, Patient, SeriesSpec
 from generators.uids import new_uid
 
@@ -232,7 +232,7 @@ def patient_diameter_cm(patient: Patient, rng: random.Random) -> float:
     if patient.age < 18:
         mean = 12.0 + 0.95 * patient.age
         return max(10.0, rng.gauss(mean, 1.5))
-    mean = 31.0 if patient.sex.value == "M" else 29.0
+    mean = 31.0 if patient.sex == Sex.MALE else 29.0
     return min(45.0, max(20.0, rng.gauss(mean, 3.5)))
 
 
