@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.db import transaction
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -22,6 +23,7 @@ from rest_framework.views import APIView
 from apikeys.permissions import StaffWritesOnly
 from simulations.events import event_dict
 from simulations.models import Endpoint, Run, RunEvent, Scenario
+from simulations.selectors import run_owner_fields
 from simulations.services import endpoint_check, endpoint_create, run_cancel, run_start, scenario_create
 from yeeter.api import (
     ApiError,
@@ -162,20 +164,35 @@ class RunListCreateApi(APIView):
     @extend_schema(operation_id="runs_create", request=InputSerializer,
                    responses={202: CreatedSerializer, **error_responses()})
     def post(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=request.data)
-        reject_unknown_fields(request.data, serializer)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        scenario = data.get("scenario")
+        run = run_start_from_input(request.data, principal=request.user)
+        links = _run_links(request, run)
+        return Response({"id": run.pk, "status": run.status, **links}, status=status.HTTP_202_ACCEPTED,
+                        headers={"Location": links["url"]})
+
+
+def run_start_from_input(body, *, principal) -> Run:
+    """Validate a runs API body and start the run for ``principal``: the one path for the API, the
+    simulator page's launch form and the WebSocket's start action (same fields, same messages).
+
+    Raises DRF's ``ValidationError`` (per-field messages) or :class:`ScenarioError` (per step and field).
+    """
+    serializer = RunListCreateApi.InputSerializer(data=body)
+    reject_unknown_fields(body, serializer)
+    serializer.is_valid(raise_exception=True)
+    data = serializer.validated_data
+    scenario = data.get("scenario")
+    with transaction.atomic():  # the run is dispatched on commit, with its owner already recorded
         run = run_start(
             scenario=scenario, steps_json=scenario.steps if scenario else data["steps"],
             patients=data.get("patients"), concurrency=data.get("concurrency"), seed=data.get("seed"),
             endpoint_ids=data.get("endpoints", []), send=data["send"],
             max_instances_per_series=data.get("max_instances_per_series"), validate_hl7=data["validate_hl7"],
         )
-        links = _run_links(request, run)
-        return Response({"id": run.pk, "status": run.status, **links}, status=status.HTTP_202_ACCEPTED,
-                        headers={"Location": links["url"]})
+        owner = run_owner_fields(principal)
+        Run.objects.filter(pk=run.pk).update(**owner)
+        for name, value in owner.items():
+            setattr(run, name, value)
+    return run
 
 
 class RunPatientOutputSerializer(serializers.Serializer):
