@@ -248,6 +248,22 @@ def _visible_run_or_404(request: HttpRequest, run_id: str) -> Run:
     return run
 
 
+def run_label(run: Run) -> str:
+    """What a run simulates, in a few words: its scenario, or the exam / filters its order step names."""
+    if run.scenario_name:
+        return run.scenario_name
+    order = next((s for s in run.steps if isinstance(s, dict) and s.get("step_type") == "GENERATE_HL7"), None) \
+        if isinstance(run.steps, list) else None
+    if order is None:
+        return "inline steps"
+    if order.get("exam_id"):
+        return f"exam {order['exam_id']}"
+    if order.get("cpt_code"):
+        return f"CPT {order['cpt_code']}"
+    filters = " ".join(str(order[k]) for k in ("modality", "body_part", "laterality", "setting") if order.get(k))
+    return f"weighted random {filters}".strip()
+
+
 def _step_columns(run: Run) -> list[dict[str, Any]]:
     try:
         steps = parse_steps(run.steps)
@@ -272,7 +288,8 @@ def run_view(request: HttpRequest, run_id: str) -> HttpResponse:
                       "exam": p.exam_code, "accession": p.accession_number, "error": p.error} for p in patients],
     }
     return render(request, "simulator/run.html", {"run": run, "patients": patients, "page_data": page_data,
-                                                  "steps": page_data["steps"], "nav": "runs"})
+                                                  "steps": page_data["steps"], "nav": "runs",
+                                                  "label": run_label(run)})
 
 
 @login_required
@@ -322,6 +339,8 @@ def history(request: HttpRequest) -> HttpResponse:
     """Past runs the user may see: status, scenario, patients, duration and outcome; run again."""
     runs = runs_visible_to(request.user).select_related("owner", "api_key").order_by("-created_at", "pk")
     page = Paginator(runs, 50).get_page(request.GET.get("page"))
+    for run in page:
+        run.label = run_label(run)
     return render(request, "simulator/history.html", {"page": page, "nav": "runs"})
 
 
@@ -482,6 +501,13 @@ def dataset_rows(ds: Dataset, depth: int = 0) -> list[dict[str, Any]]:
     return rows
 
 
+def _read_text(files: PatientFiles, name: str) -> str | None:
+    try:
+        return files.read_text(name)
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"ZZZ|could not read {name}: {exc}"
+
+
 def _json_dataset_rows(files: PatientFiles, name: str) -> list[dict[str, Any]] | None:
     try:
         ds = files.read_dataset(name)
@@ -548,10 +574,13 @@ def patient_story(request: HttpRequest, run_id: str, number: int) -> HttpRespons
         files = PatientFiles.for_order(Path(run.output_dir), patient.index, patient.accession_number)
         if files.root.is_dir() and not files.root.is_symlink():
             context["folder"] = files.root.relative_to(Path(run.output_dir)).as_posix()
-            context["identity"] = files.read_json("order.json")
+            try:
+                context["identity"] = files.read_json("order.json")
+            except (ValueError, OSError):  # a damaged file is shown as missing, never a 500
+                context["identity"] = None
             acks = _acks(patient)
             for name, title, step_type in MESSAGE_FILES:
-                text = files.read_text(name)
+                text = _read_text(files, name)
                 if text is not None:
                     context["messages_"].append({"name": name, "title": title, "lines": hl7_lines(text),
                                                  "acks": acks.get(step_type.value, []),

@@ -240,3 +240,41 @@ def test_admin_records_are_read_only_with_readable_json_and_links(staff_client, 
     assert 'name="_save"' not in patient_page and "patient 1 of" in patient_page
     assert staff_client.post(reverse("admin:simulations_run_delete", args=[run.pk]), {"post": "yes"}).status_code == 403
     assert Run.objects.filter(pk=run.pk).exists()
+
+
+def test_the_forms_check_button_echoes_a_dicom_peer_and_reports_one_that_is_gone(user_client, tmp_path):
+    from simulations.models import Endpoint
+    from simulations.transport.dimse.storage_scp import StorageScp
+    from tests.conftest import free_port
+
+    scp = StorageScp(storage_dir=tmp_path / "store")
+    scp.start()
+    try:
+        up = Endpoint.objects.create(name="pacs", kind="storage", host="127.0.0.1", port=scp.port,
+                                     ae_title=scp.ae_title)
+        gone = Endpoint.objects.create(name="gone", kind="mwl", host="127.0.0.1", port=free_port(), ae_title="MWL",
+                                       timeout=3)
+        launch = user_client.get("/simulator/launch/").content.decode()
+        assert f'data-check-url="/simulator/endpoints/{up.pk}/check/"' in launch
+        ok = user_client.post(f"/simulator/endpoints/{up.pk}/check/").json()
+        assert (ok["ok"], ok["method"], ok["error"]) == (True, "C-ECHO", None) and 0 < ok["latency_ms"] < 1000
+        failed = user_client.post(f"/simulator/endpoints/{gone.pk}/check/").json()
+        assert failed["ok"] is False and f"MWL@127.0.0.1:{gone.port}" in failed["error"]
+        assert user_client.get(f"/simulator/endpoints/{up.pk}/check/").status_code == 405
+        assert user_client.post("/simulator/endpoints/999999/check/").status_code == 404
+    finally:
+        scp.stop()
+
+
+def test_a_damaged_patient_folder_is_shown_not_a_500(staff_client, run_dir):
+    run = _run(output_dir=run_dir)
+    RunPatient.objects.create(run=run, index=0, accession_number="A1", status="failed")
+    folder = run_dir / "patients" / "00000-A1"
+    folder.mkdir(parents=True)
+    (folder / "order.json").write_text("{not json")
+    (folder / "orm.hl7").write_bytes(b"MSH|\xff\xfe|broken")
+    (folder / "worklist.json").write_text('{"00100010": {"vr": "XX"}}')
+    response = staff_client.get(f"/simulator/runs/{RUN_ID}/patients/1/")
+    assert response.status_code == 200
+    assert response.context["identity"] is None
+    assert "could not read orm.hl7" in response.content.decode()
