@@ -9,7 +9,8 @@ cannot cross processes.
 
 Refusals are distinguishable close codes: **4401** not logged in, **4404** no such run or not one
 this user may see (:mod:`simulations.selectors`, the same rule as REST and the pages; a malformed id
-is simply not found). Actions (JSON frames; each answered with ``{"reply": action, "ok": ...}``)::
+is simply not found). The socket is accepted and then closed with the code: a close before accepting
+is an HTTP 403 to a browser, which cannot tell the reasons apart. Actions (JSON frames; each answered with ``{"reply": action, "ok": ...}``)::
 
     {"action": "start", ...runs API fields...}   same validation and messages as POST /api/simulator/runs
     {"action": "cancel"}                          ask the run to stop
@@ -52,6 +53,12 @@ POLL_S_FINISHED = 5.0
 HOLE_GRACE_S = 3.0
 
 
+async def refuse(consumer, code: int) -> None:
+    """Accept, then close with ``code``, so the browser sees the code (a pre-accept close is a 403)."""
+    await consumer.accept()
+    await consumer.close(code=code)
+
+
 def _frame(event: RunEvent) -> dict[str, Any]:
     data = event_dict(event, event.patient.index if event.patient is not None else None)
     data["patient_number"] = event.patient.number if event.patient is not None else None
@@ -64,7 +71,7 @@ class RunEventsConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            await refuse(self, CLOSE_UNAUTHENTICATED)
             return
         run_id = self.scope["url_route"]["kwargs"].get("run_id")
         if run_id is None:  # ws/runs/: a socket to start runs from
@@ -72,7 +79,7 @@ class RunEventsConsumer(AsyncJsonWebsocketConsumer):
             return
         run = await self._visible_run(run_id)
         if run is None:
-            await self.close(code=CLOSE_NOT_FOUND)
+            await refuse(self, CLOSE_NOT_FOUND)
             return
         self.run_pk = run.pk
         self.last_seq = self._after()
@@ -233,4 +240,4 @@ class NoRouteConsumer(AsyncWebsocketConsumer):
     """Any other ``ws/`` path: refused as not found (never an error in the server log)."""
 
     async def connect(self) -> None:
-        await self.close(code=CLOSE_NOT_FOUND)
+        await refuse(self, CLOSE_NOT_FOUND)

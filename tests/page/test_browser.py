@@ -195,4 +195,10 @@ def test_an_engineer_cancels_a_second_run_from_its_page(asgi_server, page, tmp_p
     page.goto(base + "/simulator/runs/")
     assert page.locator("table.runs tbody tr").first.locator(".badge").inner_text() == "Cancelled"
     page.screenshot(path=tmp_path / "history.png")
+    # The browser itself sees why a socket is refused (not a bare handshake failure).
+    code = page.evaluate("""() => new Promise((done) => {
+        const ws = new WebSocket(`ws://${location.host}/ws/runs/not-a-uuid/`);
+        ws.onclose = (ev) => done(ev.code);
+    })""")
+    assert code == 4404
     assert page.js_errors == []
