@@ -278,3 +278,16 @@ def test_a_damaged_patient_folder_is_shown_not_a_500(staff_client, run_dir):
     assert response.status_code == 200
     assert response.context["identity"] is None
     assert "could not read orm.hl7" in response.content.decode()
+
+
+def test_the_exam_list_in_admin_links_each_active_exam_to_the_launch_form(staff_client, catalog):
+    page = staff_client.get(reverse("admin:exams_examspec_changelist")).content.decode()
+    assert 'href="/simulator/launch/?source=exam&amp;exam_id=MR-KNEE-RIGHT-WO">simulate</a>' in page
+
+
+def test_launch_errors_are_tied_to_their_field_for_assistive_technology(user_client, catalog):
+    html = user_client.post("/simulator/launch/", {"source": "exam", "exam_id": "MR-KNEE-RIGHT-WO",
+                                                   "patients": "0"}).content.decode()
+    assert 'id="id_patients" name="patients" aria-invalid="true" aria-describedby="id_patients-error"' in html
+    assert '<div id="id_patients-error"><p class="error">Ensure this value' in html
+    assert 'id="id_seed" name="seed" aria-invalid' not in html
