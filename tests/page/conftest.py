@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -32,21 +33,24 @@ def staff_client(client, staff):
 
 
 def execute_small_run(*, owner, exam_id: str = "MR-KNEE-RIGHT-WO", patients: int = 1):
-    """A real run on the built-in receivers (loopback), executed to the end in this thread."""
+    """A real run on the built-in receivers (loopback), started as the page starts it (dispatched to a
+    background thread on commit: use a transactional test) and waited for until it ends."""
     from simulations.apis import run_start_from_input
     from simulations.models import Run
-    from simulations.services import run_execute
 
     body = {"steps": [{"step_type": t} for t in ("REGISTER_PATIENT", "GENERATE_HL7", "SEND_HL7", "SEND_DMWL",
                                                   "MPPS_IN_PROGRESS", "GENERATE_DICOM", "SEND_DICOM",
                                                   "STORAGE_COMMIT", "MPPS_COMPLETED", "SEND_REPORT")],
             "patients": patients, "max_instances_per_series": 1, "seed": 7}
     body["steps"][1]["exam_id"] = exam_id
-    # Started through the API's path, then executed here (the on-commit dispatch does not fire in a test
-    # transaction, so nothing else runs it).
     run = run_start_from_input(body, principal=owner)
-    run_execute(Run.objects.get(pk=run.pk))
-    return Run.objects.get(pk=run.pk)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        run.refresh_from_db()
+        if run.is_finished and run.events.filter(type__in=["run.finished", "run.cancelled"]).exists():
+            return run
+        time.sleep(0.1)
+    raise AssertionError(f"run {run.pk} did not finish: {run.status}")
 
 
 @pytest.fixture
