@@ -111,6 +111,8 @@ function onEvent(ev) {
     p.steps.set(ev.step_index, step);
     p.steps.lastTitle = ev.message;
   }
+  if (ev.patient_number != null) dirty.add(ev.patient_number);
+  if (ev.type === "run.cancelled") for (const n of state.patients.keys()) dirty.add(n);
   scheduleRender();
   appendEvent(ev);
 }
@@ -143,6 +145,7 @@ function onReply(frame) {
 
 // -- rendering ----------------------------------------------------------------------------------
 let pending = false;
+const dirty = new Set(state.patients.keys()); // patient rows to redraw on the next frame
 function scheduleRender() {
   if (pending) return;
   pending = true;
@@ -187,6 +190,7 @@ function render() {
     else if (p.status === "failed") counts.failed += 1;
     else if (p.status === "running") counts.inflight += 1;
     else if (p.status === "pending") counts.waiting += 1;
+    if (!dirty.has(number)) continue;
     const row = ensureRow(number);
     const badge = $(".pstatus .badge", row);
     badge.textContent = p.status;
@@ -206,6 +210,7 @@ function render() {
       cell.setAttribute("aria-label", cell.title);
     }
   }
+  dirty.clear();
   counts.waiting += Math.max(0, data.patient_count - known);
   const c = state.counters;
   const end = state.endedAt || Date.now();
@@ -223,6 +228,7 @@ setInterval(() => { if (!state.finished && state.startedAt) scheduleRender(); },
 
 // -- event log ----------------------------------------------------------------------------------
 const filters = {patient: "", step: "", errors: false};
+const LOG_ROWS = 3000; // the newest rows matching the filters stay in the page
 function matches(ev) {
   if (filters.patient === "run" && ev.patient_number != null) return false;
   if (filters.patient && filters.patient !== "run" && String(ev.patient_number) !== filters.patient) return false;
@@ -248,19 +254,22 @@ function appendEvent(ev) {
   if (!matches(ev)) { updateCount(); return; }
   const log = $("#event-log");
   const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
-  $("#events").append(eventRow(ev));
+  const body = $("#events");
+  body.append(eventRow(ev));
+  if (body.childElementCount > LOG_ROWS) body.firstElementChild.remove();
   if (atBottom) log.scrollTop = log.scrollHeight;
   updateCount();
 }
 
 function updateCount() {
   const shown = $("#events").childElementCount;
-  $("#ev-count").textContent = `${shown} of ${state.events.length} events`;
+  $("#ev-count").textContent = `${shown} of ${state.events.length} events`
+    + (shown === LOG_ROWS ? " (the newest shown)" : "");
 }
 
 function rerenderLog() {
   const body = $("#events");
-  body.replaceChildren(...state.events.filter(matches).map(eventRow));
+  body.replaceChildren(...state.events.filter(matches).slice(-LOG_ROWS).map(eventRow));
   updateCount();
 }
 
