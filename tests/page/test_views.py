@@ -291,3 +291,15 @@ def test_launch_errors_are_tied_to_their_field_for_assistive_technology(user_cli
     assert 'id="id_patients" name="patients" aria-invalid="true" aria-describedby="id_patients-error"' in html
     assert '<div id="id_patients-error"><p class="error">Ensure this value' in html
     assert 'id="id_seed" name="seed" aria-invalid' not in html
+
+
+def test_the_endpoint_check_action_in_admin_reports_each_peer(staff_client):
+    from simulations.models import Endpoint
+    from tests.conftest import free_port
+
+    gone = Endpoint.objects.create(name="gone", kind="mpps", host="127.0.0.1", port=free_port(), ae_title="MPPS",
+                                   timeout=2)
+    response = staff_client.post(reverse("admin:simulations_endpoint_changelist"),
+                                 {"action": "check_endpoints", "_selected_action": [gone.pk]}, follow=True)
+    text = response.content.decode()
+    assert f'<li class="error">Gone (MPPS@127.0.0.1:{gone.port}): C-ECHO failed: MPPS@127.0.0.1:{gone.port}' in text
