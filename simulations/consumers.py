@@ -38,6 +38,7 @@ from simulations.models import Run, RunEvent
 from simulations.selectors import run_visible_to
 from simulations.services import run_cancel, run_set_rate
 from simulations.steps import ScenarioError
+from simulations.views import START_REFUSALS
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +193,10 @@ class RunEventsConsumer(AsyncJsonWebsocketConsumer):
         except ScenarioError as exc:
             await self._refuse("start", "invalid_scenario", f"The scenario is not valid: {exc.problems[0]}",
                                {"problems": exc.problems})
+            return
+        except START_REFUSALS as exc:  # a quota of the runs API, named (LimitExceeded)
+            await self._refuse("start", "limit_exceeded", exc.message,
+                               {"limit": exc.limit, "value": exc.value, "setting": exc.setting})
             return
         await self.send_json({"reply": "start", "ok": True, "run": str(run.pk), "status": run.status,
                               "url": reverse("simulator:run", kwargs={"run_id": str(run.pk)}),

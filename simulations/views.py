@@ -34,6 +34,7 @@ from simulations.apis import CHECK_TIMEOUT_CAP_S, RunListCreateApi, run_start_fr
 from simulations.artifacts import PatientFiles
 from simulations.models import Endpoint, Run, RunEvent, RunPatient, Scenario
 from simulations.selectors import run_visible_to, runs_visible_to
+from simulations import services
 from simulations.services import endpoint_check, run_cancel
 from simulations.steps import TRANSFER_SYNTAXES, ScenarioError, StepType, parse_steps
 from simulations.verification import verify_patient
@@ -121,6 +122,13 @@ def _filter_choices() -> dict[str, list[str]]:
 
 # -- launch ------------------------------------------------------------------------------------
 
+# The runs API's refusals of a start: per field, per step and field, and (with the quotas of issue 13,
+# simulations.services.LimitExceeded) a named limit.
+START_REFUSALS: tuple[type[Exception], ...] = (
+    exceptions.ValidationError, ScenarioError,
+    *((services.LimitExceeded,) if hasattr(services, "LimitExceeded") else ()))
+_LIMIT_FIELD = {"patients_per_run": "patients", "instances_per_series": "max_instances_per_series"}
+
 # Where a scenario problem ("step 2 (GENERATE_HL7): field exam_id: ...") belongs on the form.
 _STEP_FIELD_TO_FORM = {"exam_id": "exam_id", "modality": "modality", "body_part": "body_part", "setting": "setting",
                        "laterality": "laterality", "sex": "patient_sex", "age": "patient_age",
@@ -133,6 +141,10 @@ def _launch_body(post) -> dict[str, Any]:
     source = post.get("source", "scenario")
     body: dict[str, Any] = {}
     transfer_syntax = post.get("transfer_syntax", "")
+    api_fields = RunListCreateApi.InputSerializer().fields
+    if transfer_syntax and "transfer_syntax" in api_fields:
+        body["transfer_syntax"] = transfer_syntax
+        transfer_syntax = ""  # the API applies it; the steps stay as they are
     if source == "scenario":
         name = post.get("scenario", "")
         scenario = Scenario.objects.filter(name=name).first() if name else None
@@ -162,7 +174,6 @@ def _launch_body(post) -> dict[str, Any]:
             steps[FULL_CHAIN.index("GENERATE_DICOM")] = {"step_type": "GENERATE_DICOM",
                                                          "transfer_syntax": transfer_syntax}
         body["steps"] = steps
-    api_fields = RunListCreateApi.InputSerializer().fields
     for name in ("patients", "concurrency", "seed", "max_instances_per_series", "speed", "rate_per_hour"):
         value = post.get(name, "").strip()
         if value and name in api_fields:
@@ -182,6 +193,8 @@ def _form_errors(exc: Exception) -> dict[str, list[str]]:
         for name, value in detail.items():
             key = "form" if name in ("non_field_errors", "steps") else name
             errors.setdefault(key, []).extend(_error_messages(value))
+    elif hasattr(exc, "limit") and hasattr(exc, "message"):  # a quota (LimitExceeded), named
+        errors.setdefault(_LIMIT_FIELD.get(exc.limit, "form"), []).append(exc.message)
     elif isinstance(exc, ScenarioError):
         for problem in exc.problems:
             found = _PROBLEM_FIELD.search(problem)
@@ -204,7 +217,7 @@ def launch(request: HttpRequest) -> HttpResponse:
         values = request.POST
         try:
             run = run_start_from_input(_launch_body(request.POST), principal=request.user)
-        except (exceptions.ValidationError, ScenarioError) as exc:
+        except START_REFUSALS as exc:
             errors = _form_errors(exc)
         else:
             return redirect("simulator:run", run_id=run.pk)
@@ -327,7 +340,7 @@ def run_again(request: HttpRequest, run_id: str) -> HttpResponse:
     run = _visible_run_or_404(request, run_id)
     try:
         new = run_start_from_input(again_body(run), principal=request.user)
-    except (exceptions.ValidationError, ScenarioError) as exc:
+    except START_REFUSALS as exc:
         problems = _form_errors(exc)
         messages.error(request, "Could not start it again: " + "; ".join(m for v in problems.values() for m in v))
         return redirect("simulator:history")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -48,9 +49,18 @@ def execute_small_run(*, owner, exam_id: str = "MR-KNEE-RIGHT-WO", patients: int
     while time.monotonic() < deadline:
         run.refresh_from_db()
         if run.is_finished and run.events.filter(type__in=["run.finished", "run.cancelled"]).exists():
+            join_run_threads()
             return run
         time.sleep(0.1)
     raise AssertionError(f"run {run.pk} did not finish: {run.status}")
+
+
+def join_run_threads(timeout: float = 60) -> None:
+    """Wait for the background run threads of this process (``run-<id>``) to end: receivers stopped,
+    database connection closed, before the test database goes away."""
+    for thread in threading.enumerate():
+        if thread.name.startswith("run-") and thread is not threading.current_thread():
+            thread.join(timeout=timeout)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from simulations.events import EventRecorder, group_name
 from simulations.models import Run, RunEvent, Scenario
 from simulations.routing import websocket_urlpatterns
+from tests.page.conftest import join_run_threads
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -144,6 +145,7 @@ async def test_replay_then_live_has_no_gap_and_no_duplicate_under_a_concurrent_r
     finally:
         await early.disconnect()
         await late.disconnect()
+        await sync_to_async(join_run_threads)()
 
 
 async def test_a_run_started_by_runsim_in_another_process_is_seen_live_on_the_in_memory_layer(catalog_tx):
@@ -215,6 +217,7 @@ async def test_start_over_the_socket_uses_the_apis_validation_and_a_run_never_ne
         await asyncio.sleep(0.2)
         run = await sync_to_async(Run.objects.get)(pk=run.pk)
     assert run.status == Run.Status.SUCCEEDED
+    await sync_to_async(join_run_threads)()
 
 
 async def test_cancel_over_the_socket_stops_the_run_and_a_finished_run_says_so(catalog_tx):
@@ -246,6 +249,7 @@ async def test_cancel_over_the_socket_stops_the_run_and_a_finished_run_says_so(c
         assert frame["ok"] is False and frame["error"]["code"] == "run_finished"
     finally:
         await communicator.disconnect()
+        await sync_to_async(join_run_threads)()
 
 
 async def test_a_rate_change_over_the_socket_applies_to_the_next_arrivals_and_is_an_event(catalog_tx):
@@ -281,6 +285,7 @@ async def test_a_rate_change_over_the_socket_applies_to_the_next_arrivals_and_is
         assert [e["type"] for e in events].count("patient.passed") == 2
     finally:
         await communicator.disconnect()
+    await sync_to_async(join_run_threads)()
     run = await sync_to_async(Run.objects.get)(pk=run_id)
     assert (run.status, run.rate_per_hour) == (Run.Status.SUCCEEDED, 360000.0)
 
