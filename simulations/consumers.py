@@ -54,6 +54,10 @@ POLL_S_FINISHED = 5.0
 HOLE_GRACE_S = 3.0
 
 
+class RunGone(Exception):
+    """The watched run was deleted."""
+
+
 async def refuse(consumer, code: int) -> None:
     """Accept, then close with ``code``, so the browser sees the code (a pre-accept close is a 403)."""
     await consumer.accept()
@@ -123,6 +127,8 @@ class RunEventsConsumer(AsyncJsonWebsocketConsumer):
                 self.wake.clear()
         except asyncio.CancelledError:
             raise
+        except RunGone:  # deleted while watched
+            await self.close(code=CLOSE_NOT_FOUND)
         except Exception:  # noqa: BLE001 - a broken tail must end the socket, not hang it silently
             logger.exception("event tail of run %s failed", self.run_pk)
             await self.close(code=1011)
@@ -150,7 +156,9 @@ class RunEventsConsumer(AsyncJsonWebsocketConsumer):
     def _rows_after(self, after: int) -> tuple[list[dict], tuple[str, bool, str]]:
         rows = (RunEvent.objects.filter(run_id=self.run_pk, seq__gt=after).select_related("patient")
                 .order_by("seq")[:BATCH])
-        run = Run.objects.only("status", "error").get(pk=self.run_pk)
+        run = Run.objects.only("status", "error").filter(pk=self.run_pk).first()
+        if run is None:
+            raise RunGone
         return [_frame(e) for e in rows], (run.status, run.is_finished, run.error)
 
     @database_sync_to_async

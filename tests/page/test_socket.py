@@ -299,3 +299,14 @@ async def test_a_disconnected_socket_leaves_no_group_behind():
     assert len(layer.groups.get(group_name(run.pk), {})) == 1
     await communicator.disconnect()
     assert not layer.groups.get(group_name(run.pk))
+
+
+async def test_a_run_deleted_while_watched_closes_the_socket_as_not_found():
+    user = await _user("deleter", staff=True)
+    run = await sync_to_async(Run.objects.create)(steps=[], patient_count=1, seed=1)
+    communicator = _socket(f"/ws/runs/{run.pk}/", user)
+    assert (await communicator.connect())[0]
+    assert "run_status" in await communicator.receive_json_from(timeout=5)
+    await sync_to_async(Run.objects.filter(pk=run.pk).delete)()
+    assert await communicator.receive_output(timeout=10) == {"type": "websocket.close", "code": 4404}
+    await communicator.disconnect()
