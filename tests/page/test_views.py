@@ -303,3 +303,27 @@ def test_the_endpoint_check_action_in_admin_reports_each_peer(staff_client):
                                  {"action": "check_endpoints", "_selected_action": [gone.pk]}, follow=True)
     text = response.content.decode()
     assert f'<li class="error">Gone (MPPS@127.0.0.1:{gone.port}): C-ECHO failed: MPPS@127.0.0.1:{gone.port}' in text
+
+
+def test_the_launch_form_builds_the_runs_api_body_for_scenarios_and_filters(user_client, user, catalog):
+    from simulations.scenario_io import load_scenarios
+
+    load_scenarios()
+    user_client.post("/simulator/launch/", {"source": "scenario", "scenario": "Outpatient MR knee", "patients": "2",
+                                            "send": "on"})
+    by_name = Run.objects.get()
+    assert (by_name.scenario_name, by_name.patient_count) == ("Outpatient MR knee", 2)
+    user_client.post("/simulator/launch/", {"source": "scenario", "scenario": "Outpatient MR knee",
+                                            "transfer_syntax": "jpegls", "send": "on"})
+    with_syntax = Run.objects.exclude(pk=by_name.pk).get()
+    generate = [s for s in with_syntax.steps if s["step_type"] == "GENERATE_DICOM"]
+    assert generate == [{"step_type": "GENERATE_DICOM", "transfer_syntax": "jpegls"}]
+    Run.objects.all().delete()
+    response = user_client.post("/simulator/launch/", {"source": "filters", "modality": "MR", "body_part": "KNEE",
+                                                       "laterality": "any", "setting": "any", "patient_sex": "F",
+                                                       "patient_age": "40", "send": "on"})
+    assert response.status_code == 302, response.context["errors"]
+    assert Run.objects.get().steps[1] == {"step_type": "GENERATE_HL7", "modality": "MR", "body_part": "KNEE",
+                                         "sex": "F", "age": 40}
+    unknown = user_client.post("/simulator/launch/", {"source": "scenario", "scenario": "Nope", "send": "on"})
+    assert unknown.context["errors"]["scenario"] == ["No scenario named 'Nope'."]
