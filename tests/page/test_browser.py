@@ -97,9 +97,11 @@ def page(engineer):
 def _log_in(page, base: str, path: str = "/simulator/") -> None:
     page.goto(base + path)
     assert "/accounts/login/" in page.url  # login required
-    page.fill("#id_username", "engineer")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    # By keyboard alone: the user name has the focus, Tab reaches the password, Enter logs in.
+    page.keyboard.type("engineer")
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"/simulator/"))
 
 
