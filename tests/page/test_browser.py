@@ -204,3 +204,23 @@ def test_an_engineer_cancels_a_second_run_from_its_page(asgi_server, page, tmp_p
     })""")
     assert code == 4404
     assert page.js_errors == []
+
+
+def test_the_arrival_rate_of_a_poisson_run_changes_from_its_page(asgi_server, page, tmp_path):
+    base = asgi_server
+    _log_in(page, base, "/simulator/launch/?source=scenario&scenario=Hospital+day+mix")
+    page.select_option("#id_scenario", "Hospital day mix")
+    page.fill("#id_patients", "3")
+    page.fill("#id_max_instances_per_series", "1")
+    page.click("button:has-text('Start the run')")
+    page.wait_for_url(re.compile(r"/simulator/runs/[0-9a-f-]{36}/$"))
+    page.wait_for_selector("#patients tr[data-patient='1'] .badge.status-passed", timeout=60000)
+    assert page.input_value("#rate") == "60.0"  # the scenario's: about a minute to the next patient
+    page.fill("#rate", "360000")
+    page.click("#rate-form button")
+    page.wait_for_function("document.querySelector('#run-status').textContent === 'succeeded'", timeout=60000)
+    assert "Arrival rate set to 360000 patients per hour." in page.inner_text("#action-result")
+    assert "Arrival rate changed from 60 to 360000 patients per hour" in page.inner_text("#events")
+    assert page.inner_text('[data-c="passed"]') == "3"
+    page.screenshot(path=tmp_path / "rate-changed.png")
+    assert page.js_errors == []
