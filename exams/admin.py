@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from exams import rules
@@ -87,7 +90,7 @@ class CareSettingFilter(admin.SimpleListFilter):
 @admin.register(ExamSpec)
 class ExamSpecAdmin(admin.ModelAdmin):
     list_display = ("id", "name", "modality", "body_part", "laterality", "purpose", "contrast", "settings", "weight",
-                    "primary_cpt", "active")
+                    "primary_cpt", "active", "simulate")
     list_filter = ("modality", "body_part", "purpose", CareSettingFilter, "contrast", "active")
     search_fields = ("id", "name", "description", "codes__code")
     list_per_page = 100
@@ -131,6 +134,14 @@ class ExamSpecAdmin(admin.ModelAdmin):
     @admin.display(description="settings")
     def settings(self, exam: ExamSpec) -> str:
         return ", ".join(exam.care_settings)
+
+    @admin.display(description="simulator")
+    def simulate(self, exam: ExamSpec) -> str:
+        """Launch this exam on the simulator page (pinned)."""
+        if not exam.active:
+            return "–"
+        url = reverse("simulator:launch") + "?" + urlencode({"source": "exam", "exam_id": exam.id})
+        return format_html('<a href="{}">simulate</a>', url)
 
     @admin.display(description="CPT")
     def primary_cpt(self, exam: ExamSpec) -> str:

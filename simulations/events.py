@@ -21,6 +21,7 @@ class EventType:
     RUN_STARTED = "run.started"
     RUN_FINISHED = "run.finished"
     RUN_CANCELLED = "run.cancelled"
+    RATE_CHANGED = "run.rate_changed"
     PATIENT_STARTED = "patient.started"
     PATIENT_PASSED = "patient.passed"
     PATIENT_FAILED = "patient.failed"

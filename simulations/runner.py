@@ -168,10 +168,8 @@ class SimulationRunner:
                                                              "send": self.options.send})
         watcher = asyncio.create_task(self._watch_cancel())
         semaphore = asyncio.Semaphore(run.concurrency)
-        offsets = self._arrival_offsets()
         try:
-            await asyncio.gather(*(self._patient(rows[i], offsets[i], semaphore, started)
-                                   for i in range(run.patient_count)))
+            await self._arrivals(rows, semaphore, started)
         finally:
             watcher.cancel()
             await self._close()
@@ -184,17 +182,31 @@ class SimulationRunner:
             [RunPatient(run=self.run, index=i) for i in range(self.run.patient_count)]
         )
 
-    def _arrival_offsets(self) -> list[float]:
-        """Seconds after the start at which each patient arrives (Poisson process when asked)."""
-        n = self.run.patient_count
+    async def _arrivals(self, rows: list[RunPatient], semaphore: asyncio.Semaphore, t0: float) -> None:
+        """Start each patient when it arrives: all at once, or as a Poisson process of ``rate_per_hour``
+        (time scaled by the speed factor). The rate is re-read from the run every second, so a change
+        (the simulator page's rate control) applies to the next arrivals: the gap being waited is
+        redrawn at the new rate (exponential gaps are memoryless) and the change is an event."""
         if self.run.arrival != "poisson" or not self.run.rate_per_hour:
-            return [0.0] * n
+            await asyncio.gather(*(self._patient(row, 0.0, semaphore, t0) for row in rows))
+            return
         rng = random.Random(f"{self.run.seed}/arrivals")
-        t, offsets = 0.0, []
-        for _ in range(n):
-            offsets.append(t / self.options.speed)
-            t += rng.expovariate(self.run.rate_per_hour / 3600.0)
-        return offsets
+        rate = self.run.rate_per_hour
+        tasks = []
+        for i, row in enumerate(rows):
+            remaining = rng.expovariate(rate / 3600.0) / self.options.speed if i else 0.0
+            while remaining > 0 and await self._sleep(min(remaining, 1.0)):
+                remaining -= 1.0
+                current = await sync_to_async(
+                    lambda: Run.objects.filter(pk=self.run.pk).values_list("rate_per_hour", flat=True).first()
+                )()
+                if current and current != rate:
+                    await self.recorder.emit(EventType.RATE_CHANGED, f"Arrival rate changed from {rate:g} to "
+                                             f"{current:g} patients per hour", payload={"from": rate, "to": current})
+                    rate = self.run.rate_per_hour = current
+                    remaining = rng.expovariate(rate / 3600.0) / self.options.speed
+            tasks.append(asyncio.create_task(self._patient(row, 0.0, semaphore, t0)))
+        await asyncio.gather(*tasks)
 
     async def _watch_cancel(self) -> None:
         """Cancellation from elsewhere (API, admin) arrives as a flag on the run row."""
@@ -471,7 +483,8 @@ class SimulationRunner:
         self.counters["hl7_sent"] += 1
         self.acks[ack.code] += 1
         await self._emit(ctx, EventType.HL7_SENT, f"{what} sent to {target}: ACK {ack.code}", step,
-                         ack_code=ack.code, control_id=ack.control_id, latency_ms=round(ack.latency_s * 1000, 2))
+                         ack_code=ack.code, control_id=ack.control_id, latency_ms=round(ack.latency_s * 1000, 2),
+                         ack=ack.raw)
 
     async def handle_register_patient(self, step: Step, ctx: PatientContext) -> None:
         """ADT^A04 (outpatient/emergency registration) or ADT^A01 (inpatient admission), IHE RAD-1."""

@@ -382,3 +382,24 @@ def endpoint_check(*, endpoint, timeout_cap: float) -> tuple[str, float | None, 
         return "C-ECHO", echo(peer), None
     except SendError as exc:
         return "C-ECHO", None, exc.message
+
+
+MAX_RATE_PER_HOUR = 1e6
+
+
+def run_set_rate(*, run: Run, rate_per_hour: float) -> Run:
+    """Change a Poisson run's arrival rate while it runs; the runner picks it up before the next
+    arrival and records the change as a ``run.rate_changed`` event (:class:`ScenarioError` if refused)."""
+    import math
+
+    if isinstance(rate_per_hour, bool) or not isinstance(rate_per_hour, (int, float)) \
+            or not math.isfinite(rate_per_hour) or not 0 < rate_per_hour <= MAX_RATE_PER_HOUR:
+        raise ScenarioError([f"rate_per_hour: give patients per hour, a number above 0 and at most "
+                             f"{MAX_RATE_PER_HOUR:g}, got {rate_per_hour!r}."])
+    if run.arrival != Scenario.Arrival.POISSON:
+        raise ScenarioError(["rate_per_hour: this run's patients arrive all at once; only Poisson runs have a rate."])
+    if run.is_finished:
+        raise ScenarioError([f"rate_per_hour: run {run.pk} already finished ({run.status})."])
+    Run.objects.filter(pk=run.pk).update(rate_per_hour=float(rate_per_hour))
+    run.rate_per_hour = float(rate_per_hour)
+    return run

@@ -28,13 +28,18 @@ _DICOM_TAGS = ["PatientID", "PatientName", "PatientBirthDate", "PatientSex", "Ac
 class Verification:
     mismatches: list[dict[str, str]] = field(default_factory=list)
     checked: dict[str, int] = field(default_factory=dict)
+    # Every comparison made, matching or not (the simulator page shows expected vs found for each).
+    checks: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.mismatches
 
     def expect(self, artifact: str, name: str, expected: Any, actual: Any) -> None:
-        if str(expected or "") != str(actual or ""):
+        ok = str(expected or "") == str(actual or "")
+        self.checks.append({"artifact": artifact, "field": name, "expected": str(expected or ""),
+                            "actual": str(actual or ""), "ok": ok})
+        if not ok:
             self.mismatches.append({"artifact": artifact, "field": name, "expected": str(expected or ""),
                                     "actual": str(actual or "")})
 

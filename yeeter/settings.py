@@ -130,6 +130,18 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "templates" / "static"]
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
+# The simulator page: Django logins, and static files served by WhiteNoise in any mode (daphne,
+# runserver, production); after `collectstatic` it serves STATIC_ROOT, before it the finders' files.
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+                  "whitenoise.middleware.WhiteNoiseMiddleware")
+STORAGES = {"default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+            "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"}}
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "simulator:catalog"
+LOGOUT_REDIRECT_URL = "login"
 
 # Channels: in-memory layer for the embedded default, Redis when REDIS_URL is set.
 REDIS_URL = env_str("REDIS_URL")

@@ -1,12 +1,16 @@
-"""Admin, the simulator API (/api/simulator/...), its OpenAPI schema and Swagger UI (served locally)."""
+"""The simulator page, logins, admin, the simulator API (/api/simulator/...), its OpenAPI schema and Swagger UI (served locally)."""
 
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
+    path("", include("simulations.page_urls")),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/simulator/", include("exams.urls")),
     path("api/simulator/", include("simulations.urls")),

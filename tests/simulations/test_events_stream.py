@@ -14,7 +14,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, User
 
 from simulations.events import EventRecorder
-from simulations.models import Run
+from simulations.models import Run, RunPatient
 from simulations.routing import websocket_urlpatterns
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -41,9 +41,17 @@ def layer(request, settings):
 
 
 async def _run_and_user():
-    run = await sync_to_async(Run.objects.create)(steps=[{"step_type": "WAIT"}], patient_count=1, seed=1)
     user = await sync_to_async(User.objects.create_user)("watcher", password="x" * 12)
+    run = await sync_to_async(Run.objects.create)(steps=[{"step_type": "WAIT"}], patient_count=1, seed=1, owner=user)
     return run, user
+
+
+async def _next_event(communicator) -> dict:
+    """The next event frame (run status frames, which carry no seq, are skipped)."""
+    while True:
+        frame = await communicator.receive_json_from(timeout=5)
+        if "seq" in frame:
+            return frame
 
 
 def _communicator(path: str, user) -> WebsocketCommunicator:
@@ -61,11 +69,12 @@ async def test_a_client_gets_the_backlog_then_live_events(layer):
     connected, _ = await communicator.connect()
     try:
         assert connected
-        backlog = await communicator.receive_json_from(timeout=5)
+        backlog = await _next_event(communicator)
         assert (backlog["seq"], backlog["type"], backlog["payload"]) == (2, "exam.bound", {"exam_id": "CT-HEAD-WO"})
-        await recorder.emit("patient.passed", "Patient 1 passed", patient_index=0)
-        live = await communicator.receive_json_from(timeout=5)
-        assert (live["seq"], live["type"], live["patient"]) == (3, "patient.passed", 0)
+        patient = await sync_to_async(RunPatient.objects.create)(run=run, index=0)
+        await recorder.emit("patient.passed", "Patient 1 passed", patient_pk=patient.pk, patient_index=0)
+        live = await _next_event(communicator)
+        assert (live["seq"], live["type"], live["patient"], live["patient_number"]) == (3, "patient.passed", 0, 1)
         assert await communicator.receive_nothing(timeout=0.2)
     finally:
         await communicator.disconnect()
@@ -73,9 +82,9 @@ async def test_a_client_gets_the_backlog_then_live_events(layer):
 
 async def test_anonymous_clients_and_unknown_runs_are_refused(layer):
     run, user = await _run_and_user()
-    communicator = _communicator(f"/ws/runs/{run.pk}/", AnonymousUser())
-    connected, code = await communicator.connect()
-    assert (connected, code) == (False, 4401)
-    communicator = _communicator("/ws/runs/00000000-0000-0000-0000-000000000000/", user)
-    connected, code = await communicator.connect()
-    assert (connected, code) == (False, 4404)
+    # Accepted, then closed with the code: a browser cannot see the code of a close before accepting.
+    for path, who, code in ((f"/ws/runs/{run.pk}/", AnonymousUser(), 4401),
+                            ("/ws/runs/00000000-0000-0000-0000-000000000000/", user, 4404)):
+        communicator = _communicator(path, who)
+        assert (await communicator.connect())[0]
+        assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": code}
