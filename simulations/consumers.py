@@ -38,7 +38,6 @@ from simulations.models import Run, RunEvent
 from simulations.selectors import run_visible_to
 from simulations.services import LimitExceeded, run_cancel, run_set_rate
 from simulations.steps import ScenarioError
-from simulations.views import START_REFUSALS
 
 logger = logging.getLogger(__name__)
 

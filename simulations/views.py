@@ -30,7 +30,7 @@ from rest_framework import exceptions
 
 from exams.apis import FILTER_NAMES, BODY_PARTS, LATERALITIES, MODALITIES, SETTINGS, SEXES, FilterSerializer
 from exams.factory import ExamFactory, ExamFilters
-from simulations.apis import CHECK_TIMEOUT_CAP_S, RunListCreateApi, run_start_from_input
+from simulations.apis import CHECK_TIMEOUT_CAP_S, run_start_from_input
 from simulations.artifacts import PatientFiles
 from simulations.models import Endpoint, Run, RunEvent, RunPatient, Scenario
 from simulations.selectors import run_visible_to, runs_visible_to
@@ -137,21 +137,10 @@ def _launch_body(post) -> dict[str, Any]:
     """The runs API body the launch form means (the API validates it, not this function)."""
     source = post.get("source", "scenario")
     body: dict[str, Any] = {}
-    transfer_syntax = post.get("transfer_syntax", "")
-    api_fields = RunListCreateApi.InputSerializer().fields
-    if transfer_syntax and "transfer_syntax" in api_fields:
-        body["transfer_syntax"] = transfer_syntax
-        transfer_syntax = ""  # the API applies it; the steps stay as they are
+    if post.get("transfer_syntax"):
+        body["transfer_syntax"] = post["transfer_syntax"]  # a run option: the steps stay as they are
     if source == "scenario":
-        name = post.get("scenario", "")
-        scenario = Scenario.objects.filter(name=name).first() if name else None
-        if transfer_syntax and scenario is not None and isinstance(scenario.steps, list):
-            # A transfer syntax chosen here overrides the scenario's GENERATE_DICOM steps.
-            body["steps"] = [{**s, "transfer_syntax": transfer_syntax}
-                             if isinstance(s, dict) and s.get("step_type") == "GENERATE_DICOM" else s
-                             for s in scenario.steps]
-        else:
-            body["scenario"] = name
+        body["scenario"] = post.get("scenario", "")
     else:
         order: dict[str, Any] = {"step_type": "GENERATE_HL7"}
         if source == "exam":
@@ -167,15 +156,12 @@ def _launch_body(post) -> dict[str, Any]:
                 order["age"] = filters["patient_age"]
         steps = [{"step_type": t} for t in FULL_CHAIN]
         steps[FULL_CHAIN.index("GENERATE_HL7")] = order
-        if transfer_syntax:
-            steps[FULL_CHAIN.index("GENERATE_DICOM")] = {"step_type": "GENERATE_DICOM",
-                                                         "transfer_syntax": transfer_syntax}
         body["steps"] = steps
     for name in ("patients", "concurrency", "seed", "max_instances_per_series", "speed", "rate_per_hour"):
         value = post.get(name, "").strip()
-        if value and name in api_fields:
+        if value:
             body[name] = _json_value(value)
-    if "arrival" in api_fields and post.get("arrival"):
+    if post.get("arrival"):
         body["arrival"] = post["arrival"]
     body["endpoints"] = [_json_value(v) for v in post.getlist("endpoints")]
     body["send"] = post.get("send") == "on"
@@ -224,14 +210,12 @@ def launch(request: HttpRequest) -> HttpResponse:
                                       "filters" if any(values.get(n) for n in FILTER_NAMES) else "scenario")
     scenarios = list(Scenario.objects.order_by("name"))
     chosen = next((s for s in scenarios if s.name == values.get("scenario")), None)
-    api_fields = RunListCreateApi.InputSerializer().fields
     return render(request, "simulator/launch.html", {
         "values": values, "source": source, "errors": errors, "scenarios": scenarios, "chosen": chosen,
         "endpoints": Endpoint.objects.order_by("kind", "name"),
         "chosen_endpoints": [str(v) for v in values.getlist("endpoints")] if hasattr(values, "getlist") else [],
         "send": values.get("send", "on") == "on" if request.method == "GET" else values.get("send") == "on",
         "choices": _filter_choices(), "transfer_syntaxes": TRANSFER_SYNTAXES,
-        "arrival_supported": "arrival" in api_fields, "speed_supported": "speed" in api_fields,
         "laterality": values.get("laterality", "any"), "nav": "launch",
     }, status=400 if errors else 200)
 
@@ -321,13 +305,13 @@ def again_body(run: Run) -> dict[str, Any]:
     body.update(patients=run.patient_count, concurrency=run.concurrency, send=run.options.get("send", True))
     if run.options.get("max_instances_per_series"):
         body["max_instances_per_series"] = run.options["max_instances_per_series"]
-    api_fields = RunListCreateApi.InputSerializer().fields
-    if "arrival" in api_fields:
-        body["arrival"] = run.arrival
-        if run.rate_per_hour:
-            body["rate_per_hour"] = run.rate_per_hour
-    if "speed" in api_fields and run.options.get("speed"):
+    body["arrival"] = run.arrival
+    if run.rate_per_hour:
+        body["rate_per_hour"] = run.rate_per_hour
+    if run.options.get("speed"):
         body["speed"] = run.options["speed"]
+    if run.options.get("transfer_syntax"):
+        body["transfer_syntax"] = run.options["transfer_syntax"]
     return body
 
 

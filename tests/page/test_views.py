@@ -114,7 +114,8 @@ def test_the_launch_form_starts_a_run_owned_by_the_user(user_client, user, catal
     assert (run.owner, run.api_key, run.patient_count) == (user, None, 3)
     assert run.options["max_instances_per_series"] == 2
     assert run.steps[1] == {"step_type": "GENERATE_HL7", "exam_id": "MR-KNEE-RIGHT-WO"}
-    assert run.steps[5] == {"step_type": "GENERATE_DICOM", "transfer_syntax": "rle"}
+    assert run.steps[5] == {"step_type": "GENERATE_DICOM"}
+    assert run.options["transfer_syntax"] == "rle"
     assert set(run.options["builtin_kinds"]) == {"hl7", "storage", "mwl", "mpps"}
 
 
@@ -152,7 +153,8 @@ def test_file_views_serve_only_from_inside_the_run_folder(staff_client, run_dir,
                "patients%00/orm.hl7", "patients\\orm.hl7"]
     for path in refused:
         response = staff_client.get(base + path)
-        assert response.status_code == 404, path
+        # a NUL anywhere in a URL is refused before any view (yeeter/middleware.py): 400
+        assert response.status_code == (400 if "%00" in path else 404), path
         assert b"not for you" not in response.content
 
 
@@ -316,8 +318,7 @@ def test_the_launch_form_builds_the_runs_api_body_for_scenarios_and_filters(user
     user_client.post("/simulator/launch/", {"source": "scenario", "scenario": "Outpatient MR knee",
                                             "transfer_syntax": "jpegls", "send": "on"})
     with_syntax = Run.objects.exclude(pk=by_name.pk).get()
-    generate = [s for s in with_syntax.steps if s["step_type"] == "GENERATE_DICOM"]
-    assert generate == [{"step_type": "GENERATE_DICOM", "transfer_syntax": "jpegls"}]
+    assert (with_syntax.scenario_name, with_syntax.options["transfer_syntax"]) == ("Outpatient MR knee", "jpegls")
     Run.objects.all().delete()
     response = user_client.post("/simulator/launch/", {"source": "filters", "modality": "MR", "body_part": "KNEE",
                                                        "laterality": "any", "setting": "any", "patient_sex": "F",
