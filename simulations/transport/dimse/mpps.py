@@ -252,8 +252,11 @@ class MppsScp(PynetdicomScp):
         host: str = "127.0.0.1",
         port: int = 0,
         on_event: Callable[[MppsEvent], None] | None = None,
+        **limits: float,
     ) -> None:
-        super().__init__(ae_title=ae_title, host=host, port=port)
+        """``limits``: ``artim_timeout``, ``network_timeout``, ``dimse_timeout``, ``max_associations``,
+        ``max_per_peer`` (see :class:`~simulations.transport.dimse.common.PynetdicomScp`)."""
+        super().__init__(ae_title=ae_title, host=host, port=port, **limits)  # type: ignore[arg-type]
         self.on_event = on_event
         self.registry = MppsRegistry()
 
