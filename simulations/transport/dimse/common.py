@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -173,6 +173,28 @@ class _PerPeerLimitedServer(ThreadedAssociationServer):
                            host, held, self.ae_title)
             return False
         return True
+
+
+_STRICT_UI = _config.VALIDATORS["UI"]
+
+
+def _validate_ui(value: Any) -> tuple[bool, str]:
+    """pynetdicom's UI validator, lenient only inside our own SCPs' associations.
+
+    pynetdicom refuses to decode a command whose UID breaks the rules (over 64 characters, say): it
+    logs a traceback and aborts the association instead of answering. Our SCPs validate those UIDs
+    themselves and answer with a status (PS3.7 C.5.9 Invalid Object Instance), so in their
+    association and DUL threads any value passes here; everywhere else (our SCUs) the check is
+    pynetdicom's own.
+    """
+    thread = threading.current_thread()
+    assoc = getattr(thread, "assoc", thread)  # a DUL reactor thread knows its association
+    if isinstance(getattr(assoc, "_server", None), _PerPeerLimitedServer):
+        return True, ""
+    return _STRICT_UI(value)
+
+
+_config.VALIDATORS["UI"] = _validate_ui
 
 
 class PynetdicomScp(ABC):
