@@ -225,8 +225,9 @@ def _resend_changed(tmp_path: Path, peer: DicomPeer) -> tuple[Path, list[int]]:
     ds.SeriesDescription = "RESENT COPY"
     again = tmp_path / "again.dcm"
     ds.save_as(again, enforce_file_format=True)
-    statuses = [send_instances(peer, [p])[0].status or 0 for p in (path, again)]
-    return path, statuses
+    results = [send_instances(peer, [p], retries=2)[0] for p in (path, again)]
+    assert results[1].attempts == 1  # a duplicate's answer is final: never retried
+    return path, [r.status or 0 for r in results]
 
 
 def test_a_resent_instance_keeps_the_first_copy_by_default_and_answers_a_warning(

@@ -73,7 +73,7 @@ _COALESCE_LIMIT = 64 * 1024
 
 # Failures a retry cannot cure (PS3.4 B.2.3, PS3.7 C): the peer would answer the same again.
 _PERMANENT_FAILURE_RANGES = ((0xA900, 0xA9FF),)
-_PERMANENT_FAILURES = frozenset({0x0117, 0x0122, 0x0124, 0x0211})
+_PERMANENT_FAILURES = frozenset({0x0111, 0x0117, 0x0122, 0x0124, 0x0211})  # 0x0111: a duplicate refused
 _WARNINGS = frozenset({0x0001, 0x0107, 0x0116})
 
 
