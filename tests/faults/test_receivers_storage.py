@@ -29,6 +29,8 @@ from simulations.transport.dimse.store import (
     encode_command,
     send_instances,
 )
+from tests.conftest import require_binary
+from tests.dcmtk import DCMTK_ENV
 from tests.transport.dicom_files import ct_dataset, dataset_bytes, write_ct_series, write_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -282,3 +284,20 @@ def test_the_same_instance_arriving_at_two_scps_at_once_is_kept_once(tmp_path: P
     assert statuses == [0x0000] * 20 + [0xB006] * 20  # each instance stored once, the other copy said so
     assert duplicates == 20
     assert len(list(folder.glob("*/*.dcm"))) == 20
+
+
+@pytest.mark.interop
+def test_dcmtk_storescu_sending_a_file_twice_is_told_the_first_copy_is_kept(tmp_path: Path, scp: StorageScp) -> None:
+    binary = require_binary("storescu")
+    [path] = write_ct_series(tmp_path / "series", count=1)
+
+    done = subprocess.run(
+        [binary, "-v", "-aet", "MODALITY1", "-aec", scp.ae_title, "127.0.0.1", str(scp.port), str(path), str(path)],
+        env=DCMTK_ENV, capture_output=True, text=True, timeout=30,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "Warning: ElementsDiscarded" in done.stderr  # storescu reports the 0xB006 warning
+    assert len(list(scp.storage_dir.glob("*/*.dcm"))) == 1
+    [duplicate] = scp.duplicates()
+    assert duplicate.calling_ae_title == "MODALITY1"

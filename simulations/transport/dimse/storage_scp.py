@@ -208,8 +208,8 @@ class SpooledDataSet:
         fd, self._fd = self._fd, None
         if fd is not None:
             try:
-                if self.durable:
-                    os.fsync(fd)
+                if self.durable:  # the data (and the size that makes it readable); a rename needs no more
+                    getattr(os, "fdatasync", os.fsync)(fd)
             except OSError as exc:
                 self._fail(exc)
             try:
