@@ -131,6 +131,11 @@ _STORAGE_SYNTAXES = frozenset(str(ts) for ts in ALL_TRANSFER_SYNTAXES)
 CommitmentReply = Literal["same", "new"]
 DuplicatePolicy = Literal["keep-first", "keep-last", "reject"]
 DUPLICATE_POLICIES: tuple[DuplicatePolicy, ...] = ("keep-first", "keep-last", "reject")
+_DUPLICATE_OUTCOMES = {
+    "kept-first": "the copy received first is kept and this one discarded",
+    "replaced": "this copy replaced the earlier one",
+    "rejected": "this copy is refused",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,8 +429,9 @@ class StorageScp:
             return status, comment
         sop_instance = instance.sop_instance_uid
         if instance.duplicate:
-            LOGGER.warning("C-STORE %s from %s: SOP Instance UID received again; %s (duplicates policy %s)",
-                           sop_instance, instance.calling_ae_title, comment, self.duplicate_policy)
+            LOGGER.warning("C-STORE %s from %s: SOP Instance UID received again, %s (duplicates policy %s)",
+                           sop_instance, instance.calling_ae_title, _DUPLICATE_OUTCOMES[instance.duplicate],
+                           self.duplicate_policy)
             with self._lock:
                 self._duplicates.append(instance)
                 del self._duplicates[: -self.history or None]
