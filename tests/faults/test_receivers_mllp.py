@@ -9,8 +9,12 @@ codes of table 0357. Raw sockets on a real listener; the ACKs parsed with python
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import hl7
 import pytest
@@ -123,3 +127,55 @@ def test_partial_blocks_of_all_connections_together_stay_within_the_buffer_budge
     while listener.server.buffered and time.monotonic() < deadline:
         time.sleep(0.05)
     assert listener.server.buffered == 0  # every byte given back when the peers went away
+
+
+_LISTENER_PROCESS = """
+import sys
+from simulations.transport.mllp_server import MllpServer
+handle = MllpServer().start_in_thread()
+print(handle.port, flush=True)
+sys.stdin.read()
+handle.stop()
+"""
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_twenty_connections_of_15_mb_partial_messages_do_not_grow_the_listener_past_its_budget() -> None:
+    """The issue's measurement: 20 × 15 MB took a listener from 135 to 442 MB. With the default budget
+    (64 MiB) the process grows by about the budget, whatever the number of connections."""
+    proc = subprocess.Popen([sys.executable, "-c", _LISTENER_PROCESS], cwd=Path(__file__).resolve().parents[2],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    peers: list[socket.socket] = []
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        before = _rss_mb(proc.pid)
+        block = VT + message("BIG", body="OBX|1|ED|PDF||" + "C" * (15 * 1024 * 1024))
+
+        def send(sock: socket.socket) -> None:
+            try:
+                sock.sendall(block)
+            except OSError:
+                pass  # refused and closed by the listener part-way: expected beyond the budget
+
+        peers = [connect(port) for _ in range(20)]
+        senders = [threading.Thread(target=send, args=(sock,)) for sock in peers]
+        for thread in senders:
+            thread.start()
+        for thread in senders:
+            thread.join(timeout=60)
+        time.sleep(0.5)
+        grown = _rss_mb(proc.pid) - before
+    finally:
+        for sock in peers:
+            sock.close()
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.wait(timeout=10)
+    assert grown < 140, f"the listener grew by {grown:.0f} MB"
