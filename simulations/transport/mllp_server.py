@@ -6,9 +6,10 @@ with an ERR segment (2.15.5) when it cannot be read, ``AR`` when it fails the ac
 2.9.2.2 — MSH-12 version not supported (ERR-3 203, table 0357), MSH-11 processing ID not
 supported (202), MSH-9 message type (200) or trigger event (201) not supported — or when the
 receiver cannot take it at all (207: a block over the size limit, or the listener's buffer
-budget exhausted), in which case the AR comes just before that connection is closed. The ACK's MSH swaps the sender's and receiver's application and
-facility, carries ``ACK^<trigger>^ACK`` in MSH-9 and the incoming MSH-11/MSH-12, and MSA-2 echoes
-the incoming MSH-10.
+budget exhausted), in which case the AR comes just before that connection is closed. The ACK's
+MSH swaps the sender's and receiver's application and facility, carries ``ACK^<trigger>^ACK`` in
+MSH-9 and the incoming MSH-11/MSH-12 (v2.5.1 and P when those were refused), and MSA-2 echoes the
+incoming MSH-10.
 
 The hot path reads only the MSH (:func:`~simulations.transport.mllp.parse_msh`) and builds the ACK
 with string formatting: a receiver that ran a full HL7 parse per message would be the bottleneck of

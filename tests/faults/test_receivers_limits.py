@@ -55,9 +55,6 @@ def closed_by_server(sock: socket.socket, within: float) -> bool:
     return True
 
 
-ServerFactory = Callable[..., object]
-
-
 def _storage(tmp_path: Path, **limits: float) -> StorageScp:
     return StorageScp(storage_dir=tmp_path / "store", **limits)  # type: ignore[arg-type]
 

@@ -20,7 +20,7 @@ import hl7
 import pytest
 
 from simulations.transport.mllp_server import MllpServer, MllpServerThread
-from tests.transport.test_mllp_server import FS_CR, VT, closed_by_peer, connect, read_ack, read_acks
+from tests.transport.test_mllp_server import FS_CR, VT, closed_by_peer, connect, read_ack
 
 
 def message(control_id: str = "MSG1", *, message_type: str = "ORM^O01^ORM_O01", processing: str = "P",

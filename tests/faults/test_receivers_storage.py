@@ -7,7 +7,7 @@ duplicate policy and says so. Peers are our own SCU and raw sockets for what no 
 
 from __future__ import annotations
 
-import os
+import random
 import struct
 import subprocess
 import sys
@@ -173,10 +173,8 @@ def test_a_data_set_cut_at_60_percent_is_refused_and_nothing_is_kept(tmp_path: P
 def test_pixel_data_shorter_than_rows_times_columns_is_refused_and_nothing_is_kept(
     tmp_path: Path, scp: StorageScp
 ) -> None:
-    import random
-
-    ds = ct_dataset(rng=random.Random(5), study_uid="1.2.826.0.1.3680043.10.1.5", series_uid="1.2.826.0.1.3680043.10.1.6",
-                    instance_number=1, rows=64, columns=64)
+    ds = ct_dataset(rng=random.Random(5), study_uid="1.2.826.0.1.3680043.10.1.5",
+                    series_uid="1.2.826.0.1.3680043.10.1.6", instance_number=1, rows=64, columns=64)
     ds.PixelData = ds.PixelData[: 64 * 64]  # half the pixels, a well-formed element
     path = write_file(tmp_path / "short.dcm", ds)
 
@@ -191,7 +189,9 @@ def test_an_undefined_length_sequence_without_its_end_is_refused(tmp_path: Path,
     [path] = write_ct_series(tmp_path / "series", count=1)
     whole = dataset_bytes(path)
     # An undefined-length sequence after the last element, cut before its delimiter
-    broken = whole + struct.pack("<HH2sHI", 0x0040, 0x0275, b"SQ", 0, 0xFFFFFFFF) + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+    sequence = struct.pack("<HH2sHI", 0x0040, 0x0275, b"SQ", 0, 0xFFFFFFFF)
+    item = struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+    broken = whole + sequence + item
 
     status, _ = _send_raw(scp.peer, path, broken)
 

@@ -494,7 +494,8 @@ class StorageScp:
             duplicate=duplicate,
         )
         if duplicate == "kept-first":
-            return ELEMENTS_DISCARDED, "duplicate SOP Instance UID: the copy received first is kept, this one discarded", instance
+            comment = "duplicate SOP Instance UID: the copy received first is kept, this one discarded"
+            return ELEMENTS_DISCARDED, comment, instance
         if duplicate == "rejected":
             return DUPLICATE_SOP_INSTANCE, "duplicate SOP Instance UID: already stored, refused", instance
         if duplicate == "replaced":
