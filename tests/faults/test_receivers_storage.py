@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.uid import ImplicitVRLittleEndian, RLELossless
 
 from simulations.transport.dimse.common import DicomPeer
 from simulations.transport.dimse.storage_scp import StorageScp
@@ -301,3 +302,30 @@ def test_dcmtk_storescu_sending_a_file_twice_is_told_the_first_copy_is_kept(tmp_
     assert len(list(scp.storage_dir.glob("*/*.dcm"))) == 1
     [duplicate] = scp.duplicates()
     assert duplicate.calling_ae_title == "MODALITY1"
+
+
+def test_sequences_nested_without_end_are_refused_without_a_traceback(
+    tmp_path: Path, scp: StorageScp, caplog: pytest.LogCaptureFixture
+) -> None:
+    [path] = write_ct_series(tmp_path / "series", count=1)
+    sequence = struct.pack("<HH2sHI", 0x0040, 0x0275, b"SQ", 0, 0xFFFFFFFF)
+    item = struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+    hostile = dataset_bytes(path) + (sequence + item) * 5000  # 5,000 levels deep, never closed
+
+    status, _ = _send_raw(scp.peer, path, hostile)
+
+    assert status == 0xC000
+    assert _nothing_kept(scp)
+    assert not any(record.exc_info for record in caplog.records)
+
+
+@pytest.mark.parametrize("transfer_syntax", [ImplicitVRLittleEndian, RLELossless], ids=["implicit", "rle"])
+def test_a_data_set_cut_short_is_refused_in_other_transfer_syntaxes_too(
+    tmp_path: Path, scp: StorageScp, transfer_syntax: str
+) -> None:
+    [path] = write_ct_series(tmp_path / "series", count=1, rows=128, columns=128, transfer_syntax=transfer_syntax)
+    whole = dataset_bytes(path)
+
+    assert _send_raw(scp.peer, path, whole[: len(whole) * 6 // 10])[0] == 0xC000
+    assert _nothing_kept(scp)
+    assert _send_raw(scp.peer, path, whole)[0] == 0x0000  # and the whole one is stored

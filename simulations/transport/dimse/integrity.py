@@ -31,6 +31,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 # VRs whose explicit-VR header has 2 reserved bytes and a 4-byte length (PS3.5 Table 7.1-1)
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
 _UNDEFINED = 0xFFFFFFFF
+_MAX_DEPTH = 32  # nested undefined-length sequences; real IODs nest a handful
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xE000, 0xE00D, 0xE0DD
 
 # Top-level elements whose values the checks need (tag -> name), read as they pass by
@@ -97,7 +98,7 @@ def check_dataset(
                         encapsulated = length == _UNDEFINED
                         pixel_length = length
                     if length == _UNDEFINED:
-                        pos = _skip_undefined(data, start, size, implicit or vr == b"UN", tag)
+                        pos = _skip_undefined(data, start, size, implicit or vr == b"UN", tag, 1)
                         continue
                     end = start + length
                     if end > size:
@@ -137,9 +138,11 @@ def _header(data: mmap.mmap, pos: int, size: int, implicit: bool) -> tuple[int, 
     return tag, length, pos + 8, vr
 
 
-def _skip_undefined(data: mmap.mmap, pos: int, size: int, implicit: bool, owner: int) -> int:
+def _skip_undefined(data: mmap.mmap, pos: int, size: int, implicit: bool, owner: int, depth: int) -> int:
     """Skip the items of an undefined-length sequence or encapsulated Pixel Data; return the position
     after its Sequence Delimitation Item (PS3.5 §7.5.2, §A.4)."""
+    if depth > _MAX_DEPTH:
+        raise _Truncated(f"sequences nested more than {_MAX_DEPTH} deep in {_tag(owner)}")
     while True:
         tag, length, start, _ = _header(data, pos, size, True)
         if tag == 0xFFFE0000 | _SEQUENCE_END:
@@ -147,14 +150,14 @@ def _skip_undefined(data: mmap.mmap, pos: int, size: int, implicit: bool, owner:
         if tag != 0xFFFE0000 | _ITEM:
             raise _Truncated(f"{_tag(owner)} holds {_tag(tag)} where an item or its end should be")
         if length == _UNDEFINED:
-            pos = _skip_item(data, start, size, implicit, owner)
+            pos = _skip_item(data, start, size, implicit, owner, depth)
             continue
         if start + length > size:
             raise _Truncated(f"cut short: an item of {_tag(owner)} has {size - start} of its {length} bytes")
         pos = start + length
 
 
-def _skip_item(data: mmap.mmap, pos: int, size: int, implicit: bool, owner: int) -> int:
+def _skip_item(data: mmap.mmap, pos: int, size: int, implicit: bool, owner: int, depth: int) -> int:
     """Skip the elements of an undefined-length item; return the position after its delimiter."""
     while True:
         if pos >= size:
@@ -163,7 +166,7 @@ def _skip_item(data: mmap.mmap, pos: int, size: int, implicit: bool, owner: int)
         if tag == 0xFFFE0000 | _ITEM_END:
             return start
         if length == _UNDEFINED:
-            pos = _skip_undefined(data, start, size, implicit or vr == b"UN", tag)
+            pos = _skip_undefined(data, start, size, implicit or vr == b"UN", tag, depth + 1)
             continue
         if start + length > size:
             raise _Truncated(f"cut short: {_tag(tag)} in {_tag(owner)} has {size - start} of its {length} bytes")
@@ -176,9 +179,9 @@ def _pixel_problem(values: dict[int, bytes], length: int) -> DatasetProblem | No
         rows = _us(values[_ROWS])
         columns = _us(values[_COLUMNS])
         bits = _us(values[_BITS])
+        samples = _us(values[_SAMPLES]) if _SAMPLES in values else 1
     except (KeyError, struct.error):
         return None  # without them there is nothing to compare with; the IOD check is not ours
-    samples = _us(values[_SAMPLES]) if _SAMPLES in values else 1
     frames_text = _text(values.get(_FRAMES, b"1")) or "1"
     try:
         frames = int(frames_text)
