@@ -7,6 +7,7 @@ duplicate policy and says so. Peers are our own SCU and raw sockets for what no 
 
 from __future__ import annotations
 
+import os
 import random
 import struct
 import subprocess
@@ -329,3 +330,42 @@ def test_a_data_set_cut_short_is_refused_in_other_transfer_syntaxes_too(
     assert _send_raw(scp.peer, path, whole[: len(whole) * 6 // 10])[0] == 0xC000
     assert _nothing_kept(scp)
     assert _send_raw(scp.peer, path, whole)[0] == 0x0000  # and the whole one is stored
+
+
+def test_spool_files_of_a_killed_scp_on_this_host_are_swept_at_start_and_no_others(tmp_path: Path) -> None:
+    from simulations.transport.dimse.storage_scp import _HOST
+
+    folder = tmp_path / "shared"
+    with StorageScp(storage_dir=folder) as first:
+        spool = first.spool_dir
+    # A real SCP process killed with SIGKILL in the middle of a transfer leaves its spool file behind
+    victim = subprocess.Popen([sys.executable, "-c", _SCP_PROCESS, str(folder)], cwd=REPO, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert victim.stdout is not None
+    port = int(victim.stdout.readline())
+    [path] = write_ct_series(tmp_path / "series", count=1, rows=128, columns=128)
+    ref = InstanceRef.from_file(path)
+    link = _Link(DicomPeer("127.0.0.1", port, "SHARED_PACS"), max_pdu=16384)
+    accepted = link.associate(_propose([ref]))
+    context_id = min(cx for cx, (_, ts) in accepted.items() if ts == ref.transfer_syntax_uid)
+    command = encode_command(((0x0002, ref.sop_class_uid), (0x0100, 0x0001), (0x0110, 1), (0x0700, 0),
+                              (0x0800, 0), (0x1000, ref.sop_instance_uid)))
+    assert link.wire is not None
+    link.wire.send(dimse_buffers(context_id, command, dataset_bytes(path), 8192)[:4])
+    deadline = time.monotonic() + 5
+    while not list(spool.glob(f"{_HOST}-{victim.pid}-*.part")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    victim.kill()
+    victim.wait()
+    link.close()
+    [orphan] = spool.glob(f"{_HOST}-{victim.pid}-*.part")
+    other_host = spool / "another-host-1-0123456789abcdef.part"
+    other_host.write_bytes(b"being written elsewhere")
+    living = spool / f"{_HOST}-{os.getpid()}-0123456789abcdef.part"
+    living.write_bytes(b"being written by a live process")
+
+    with StorageScp(storage_dir=folder):
+        pass
+
+    assert not orphan.exists()
+    assert other_host.exists() and living.exists()

@@ -332,6 +332,7 @@ class StorageScp:
         if self._listener is not None:
             return
         self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self._sweep_orphans()
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # Accepted sockets inherit TCP_NODELAY from the listening socket on Linux; PduStream sets
@@ -342,6 +343,24 @@ class StorageScp:
         self._listener = listener
         self._acceptor = threading.Thread(target=self._accept_loop, name=f"storage-scp-{self.port}", daemon=True)
         self._acceptor.start()
+
+    def _sweep_orphans(self) -> None:
+        """Remove spool files left by SCP processes of this host that died mid-transfer (``kill -9``).
+
+        The name says which host and process wrote a file: only this host's files whose process is
+        gone are removed, never another host's nor a living process's.
+        """
+        for path in self.spool_dir.glob(f"{_HOST}-*.part"):
+            pid_text = path.name[len(_HOST) + 1 :].split("-", 1)[0]
+            if not pid_text.isdigit() or _alive(int(pid_text)):
+                continue
+            try:
+                path.unlink()
+                LOGGER.info("removed %s, left by a process that is gone", path)
+            except FileNotFoundError:
+                pass  # another SCP starting at the same time swept it first
+            except OSError as exc:
+                LOGGER.warning("cannot remove the orphaned spool file %s: %s", path, exc)
 
     def stop(self) -> None:
         """Stop listening and abort associations still open."""
@@ -910,6 +929,16 @@ class _Association:
                 "%s answered our message %s (command 0x%04X) with status %r",
                 self.calling_ae_title, fields.get(0x0120), int(fields.get(0x0100, 0) or 0), status,
             )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
 
 
 def _notify(callback: Callable[[StoredInstance], None] | None, instance: StoredInstance, name: str) -> None:
