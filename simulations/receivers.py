@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.conf import settings
 from django.db import close_old_connections
 from pydicom import Dataset
 
@@ -50,6 +51,20 @@ class ReceiverPorts:
 ALL_KINDS = ("hl7", "storage", "mwl", "mpps")
 
 
+def _limits() -> tuple[dict, dict]:
+    """(DICOM SCP options, MLLP listener options) from ``settings.RECEIVERS``."""
+    limits = settings.RECEIVERS
+    dicom = {"artim_timeout": limits["ARTIM_TIMEOUT"], "network_timeout": limits["IDLE_TIMEOUT"],
+             "max_associations": limits["MAX_ASSOCIATIONS"], "max_per_peer": limits["MAX_PER_PEER"]}
+    mllp = {"max_message_bytes": limits["MLLP_MAX_MESSAGE_BYTES"], "buffer_budget": limits["MLLP_BUFFER_BUDGET"],
+            "idle_timeout": limits["MLLP_IDLE_TIMEOUT"]}
+    if limits["MLLP_VERSIONS"]:
+        mllp["versions"] = frozenset(limits["MLLP_VERSIONS"])
+    if limits["MLLP_MESSAGE_TYPES"]:
+        mllp["message_types"] = frozenset(limits["MLLP_MESSAGE_TYPES"])
+    return dicom, mllp
+
+
 class BuiltinReceivers:
     """Start/stop the receivers of ``kinds`` together (a context manager); ports 0 pick free ones."""
 
@@ -61,12 +76,15 @@ class BuiltinReceivers:
         self.host = host
         self.kinds = tuple(k for k in ALL_KINDS if k in kinds)
         self.storage_dir = storage_dir
-        self.mllp = MllpServer(host, ports.hl7, application=f"{ae_prefix}_RIS", facility=f"{ae_prefix}_HOSP")
+        dicom, mllp = _limits()
+        self.mllp = MllpServer(host, ports.hl7, application=f"{ae_prefix}_RIS", facility=f"{ae_prefix}_HOSP",
+                               **mllp)
         self.storage = StorageScp(ae_title=f"{ae_prefix}_PACS", host=host, port=ports.storage,
-                                  storage_dir=storage_dir)
+                                  storage_dir=storage_dir, duplicates=settings.RECEIVERS["STORE_DUPLICATES"],
+                                  durable=settings.RECEIVERS["STORE_FSYNC"], **dicom)
         self.mwl = WorklistScp(provider=scheduled_worklist_items, ae_title=f"{ae_prefix}_MWL", host=host,
-                               port=ports.mwl)
-        self.mpps = MppsScp(ae_title=f"{ae_prefix}_MPPS", host=host, port=ports.mpps)
+                               port=ports.mwl, **dicom)
+        self.mpps = MppsScp(ae_title=f"{ae_prefix}_MPPS", host=host, port=ports.mpps, **dicom)
         self._mllp_thread: MllpServerThread | None = None
 
     def _dicom_servers(self) -> list:

@@ -231,3 +231,41 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
     "loggers": {"pynetdicom": {"level": env_str("PYNETDICOM_LOG_LEVEL", "WARNING")}},
 }
+
+# --- Built-in receivers: limits against silent, greedy or careless peers (issue 13) -------------
+# Used by the receivers that `runsim` and `manage.py serve` start (simulations.receivers); the README's
+# "Receivers: limits" section lists them. Timeouts in seconds, sizes in bytes.
+STORE_DUPLICATE_POLICIES = ("keep-first", "keep-last", "reject")
+RECEIVERS = {
+    # DICOM (Storage, MWL, MPPS SCPs), PS3.8 §9.1.5: a connection that sends no A-ASSOCIATE-RQ is
+    # closed after ARTIM_TIMEOUT; an association silent for IDLE_TIMEOUT is aborted.
+    "ARTIM_TIMEOUT": env_int("YEETER_DICOM_ARTIM_TIMEOUT", 10, minimum=1, maximum=600),
+    "IDLE_TIMEOUT": env_int("YEETER_DICOM_IDLE_TIMEOUT", 60, minimum=1, maximum=86400),
+    "MAX_ASSOCIATIONS": env_int("YEETER_DICOM_MAX_ASSOCIATIONS", 64, minimum=1, maximum=4096),
+    "MAX_PER_PEER": env_int("YEETER_DICOM_MAX_PER_PEER", 32, minimum=1, maximum=4096),
+    # A SOP Instance UID received again: keep-first (what PACS do by default), keep-last, or reject.
+    "STORE_DUPLICATES": env_str("YEETER_STORE_DUPLICATES", "keep-first").strip().lower(),
+    # fsync every received file before it is moved into place and answered.
+    "STORE_FSYNC": env_bool("YEETER_STORE_FSYNC", True),
+    # HL7 MLLP listener: one message at most MLLP_MAX_MESSAGE_BYTES, the partial messages of all
+    # connections together at most MLLP_BUFFER_BUDGET; accepted MSH-12 versions and MSH-9 message
+    # types (empty: HL7 tables 0104 and 0076).
+    "MLLP_MAX_MESSAGE_BYTES": env_int("YEETER_MLLP_MAX_MESSAGE_BYTES", 16 * 1024 * 1024, minimum=1024,
+                                      maximum=1024 * 1024 * 1024),
+    "MLLP_BUFFER_BUDGET": env_int("YEETER_MLLP_BUFFER_BUDGET", 64 * 1024 * 1024, minimum=1024,
+                                  maximum=16 * 1024 * 1024 * 1024),
+    "MLLP_IDLE_TIMEOUT": env_int("YEETER_MLLP_IDLE_TIMEOUT", 300, minimum=1, maximum=86400),
+    "MLLP_VERSIONS": env_list("YEETER_MLLP_VERSIONS", []),
+    "MLLP_MESSAGE_TYPES": [kind.upper() for kind in env_list("YEETER_MLLP_MESSAGE_TYPES", [])],
+}
+if RECEIVERS["STORE_DUPLICATES"] not in STORE_DUPLICATE_POLICIES:
+    raise ImproperlyConfigured(
+        f"YEETER_STORE_DUPLICATES must be one of {', '.join(STORE_DUPLICATE_POLICIES)}, "
+        f"got {RECEIVERS['STORE_DUPLICATES']!r}."
+    )
+if RECEIVERS["MLLP_BUFFER_BUDGET"] < RECEIVERS["MLLP_MAX_MESSAGE_BYTES"]:
+    raise ImproperlyConfigured(
+        f"YEETER_MLLP_BUFFER_BUDGET ({RECEIVERS['MLLP_BUFFER_BUDGET']}) must be at least "
+        f"YEETER_MLLP_MAX_MESSAGE_BYTES ({RECEIVERS['MLLP_MAX_MESSAGE_BYTES']}): a message of the largest "
+        "size would always be refused."
+    )

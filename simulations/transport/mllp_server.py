@@ -1,16 +1,22 @@
 """HL7 v2 MLLP listener (receiving side): asyncio server that acknowledges and records every message.
 
 Framing is HL7 v2.5.1 Appendix C (``VT message FS CR``); every block received is answered with an
-original-mode acknowledgment (chapter 2.9.2): ``AA`` when the MSH can be read, ``AE`` with an ERR
-segment (2.15.5) when it cannot. The ACK's MSH swaps the sender's and receiver's application and
-facility, carries ``ACK^<trigger>^ACK`` in MSH-9 and the incoming MSH-11/MSH-12, and MSA-2 echoes
-the incoming MSH-10.
+original-mode acknowledgment (chapter 2.9.2): ``AA`` when the MSH can be read and accepted, ``AE``
+with an ERR segment (2.15.5) when it cannot be read, ``AR`` when it fails the acceptance checks of
+2.9.2.2 — MSH-12 version not supported (ERR-3 203, table 0357), MSH-11 processing ID not
+supported (202), MSH-9 message type (200) or trigger event (201) not supported — or when the
+receiver cannot take it at all (207: a block over the size limit, or the listener's buffer
+budget exhausted), in which case the AR comes just before that connection is closed. The ACK's
+MSH swaps the sender's and receiver's application and facility, carries ``ACK^<trigger>^ACK`` in
+MSH-9 and the incoming MSH-11/MSH-12 (v2.5.1 and P when those were refused), and MSA-2 echoes the
+incoming MSH-10.
 
 The hot path reads only the MSH (:func:`~simulations.transport.mllp.parse_msh`) and builds the ACK
 with string formatting: a receiver that ran a full HL7 parse per message would be the bottleneck of
 every simulation run. It is tolerant where a sender may be sloppy (bytes between blocks are skipped,
 FS without CR is accepted) and bounded where a peer may be hostile (oversize blocks close that one
-connection, idle connections time out, a slow reader pauses reading until it drains its ACKs).
+connection, idle connections time out, a slow reader pauses reading until it drains its ACKs, and
+the partial blocks of all connections together never hold more than ``buffer_budget`` bytes).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -40,6 +47,29 @@ _BETWEEN_BLOCKS = b"\r\n"  # the CR of an FS CR split across reads, LF from slop
 ERR_SEGMENT_SEQUENCE = ("100", "Segment sequence error")
 ERR_REQUIRED_FIELD_MISSING = ("101", "Required field missing")
 ERR_DATA_TYPE = ("102", "Data type error")
+ERR_UNSUPPORTED_MESSAGE_TYPE = ("200", "Unsupported message type")
+ERR_UNSUPPORTED_EVENT = ("201", "Unsupported event code")
+ERR_UNSUPPORTED_PROCESSING_ID = ("202", "Unsupported processing id")
+ERR_UNSUPPORTED_VERSION = ("203", "Unsupported version id")
+ERR_INTERNAL = ("207", "Application internal error")
+
+# HL7 table 0104 (version ID): every published v2 version; the listener reads only the MSH.
+HL7_VERSIONS = frozenset({"2.0", "2.0D", "2.1", "2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7",
+                          "2.7.1", "2.8", "2.8.1", "2.8.2", "2.9"})
+# HL7 table 0103 (processing ID): debugging, production, training.
+PROCESSING_IDS = frozenset({"D", "P", "T"})
+# HL7 v2.5.1 table 0076 (message type). Z types are site-defined: not supported unless configured.
+MESSAGE_TYPES = frozenset(
+    "ACK ADR ADT BAR BPS BRP BRT BTS CRM CSU DFT DOC DSR EAC EAN EAR ERP ESR ESU INR INU LSR LSU MDM MFD "
+    "MFK MFN MFQ MFR NMD NMQ NMR OMB OMD OMG OMI OML OMN OMP OMS ORB ORD ORF ORG ORI ORL ORM ORN ORP ORR "
+    "ORS ORU OSQ OSR OUL PEX PGL PIN PMU PPG PPP PPR PPT PPV PRR PTR QBP QCK QCN QRY QSB QSX QVR RAR RAS "
+    "RCI RCL RDE RDR RDS RDY REF RER RGR RGV ROC ROR RPA RPI RPL RPR RQA RQC RQI RQP RRA RRD RRE RRG RRI "
+    "RSP RTB SCN SDN SDR SIU SLN SLR SMD SQM SQR SRM SRR SSR SSU STC STI SUR TBR TCR TCU UDM VQQ VXQ VXR "
+    "VXU VXX".split()
+)
+DEFAULT_BUFFER_BUDGET = 64 * 1024 * 1024
+_EVENT = re.compile(r"[A-Z][A-Z0-9]{2}")  # the shape of HL7 table 0003 trigger events
+_HEAD = 4096  # bytes of a refused block read for its MSH
 
 # MSH-18 character set names (HL7 table 0211) a sender may declare, as Python codec names.
 _CHARSETS = {
@@ -54,7 +84,7 @@ _CHARSETS = {
 
 @dataclass(frozen=True, slots=True)
 class ReceivedMessage:
-    """One message the listener received, with what it answered (``ack_code`` AA or AE)."""
+    """One message the listener received, with what it answered (``ack_code`` AA, AE or AR)."""
 
     raw: str
     peer: str
@@ -103,6 +133,12 @@ class MllpServer:
     ``history`` messages are kept for :attr:`messages`. With ``ssl_context`` (a server context,
     e.g. :func:`simulations.transport.tls.server_context`) every connection is MLLP inside TLS;
     a client whose handshake does not complete within ``handshake_timeout`` seconds is dropped.
+
+    ``versions``, ``processing_ids`` and ``message_types`` are what it accepts (MSH-12, MSH-11.1,
+    MSH-9.1; defaults: HL7 tables 0104, 0103 and 0076); a trigger event (MSH-9.2) must look like one
+    of table 0003 (``A04``, ``O01``…) and not be a site-defined ``Z`` event unless its type is one of
+    ``message_types`` starting with Z. ``buffer_budget`` bounds the bytes held for partial blocks over
+    all connections: the block that would exceed it gets an AR and its connection is closed.
     """
 
     def __init__(
@@ -120,8 +156,17 @@ class MllpServer:
         backlog: int = 128,
         ssl_context: ssl.SSLContext | None = None,
         handshake_timeout: float = 10.0,
+        versions: frozenset[str] | set[str] = HL7_VERSIONS,
+        processing_ids: frozenset[str] | set[str] = PROCESSING_IDS,
+        message_types: frozenset[str] | set[str] = MESSAGE_TYPES,
+        buffer_budget: int = DEFAULT_BUFFER_BUDGET,
     ) -> None:
         self.host = host
+        self.versions = frozenset(versions)
+        self.processing_ids = frozenset(processing_ids)
+        self.message_types = frozenset(message_types)
+        self.buffer_budget = buffer_budget
+        self.buffered = 0  # bytes of partial blocks held by all connections (the event loop's thread only)
         self.ssl_context = ssl_context
         self.handshake_timeout = handshake_timeout
         self._port = port
@@ -240,15 +285,18 @@ class MllpServer:
             elif not msh.message_type or not msh.control_id:
                 missing = "MSH-9 message type" if not msh.message_type else "MSH-10 message control id"
                 error, detail = ERR_REQUIRED_FIELD_MISSING, f"{missing} is empty"
+        code = "AE"
+        if error is None and msh is not None:
+            error, detail = self._unsupported(msh)
+            code = "AR"
         if error is None and msh is not None:
             ack = self._accept(msh)
             code, control_id, message_type = "AA", msh.control_id, msh.message_type
         else:
             control_id = msh.control_id if msh is not None else _salvage_control_id(text)
             message_type = msh.message_type if msh is not None else ""
-            ack = self._error(msh, control_id, error or ERR_DATA_TYPE, detail)
-            code = "AE"
-            logger.warning("MLLP message from %s answered AE: %s", peer, detail)
+            ack = self._error(msh, control_id, error or ERR_DATA_TYPE, detail, code=code)
+            logger.warning("MLLP message from %s answered %s: %s", peer, code, detail)
         received = ReceivedMessage(
             raw=text,
             peer=peer,
@@ -267,6 +315,41 @@ class MllpServer:
                 logger.exception("MLLP on_message callback failed for message %s", control_id)
         return ack.encode(encoding, errors="replace")
 
+    def _unsupported(self, msh: Msh) -> tuple[tuple[str, str] | None, str]:
+        """HL7 v2.5.1 2.9.2.2 acceptance: MSH-12, MSH-11 and MSH-9 must be ones we support (else AR)."""
+        comp = msh.component_separator
+        version = msh.version.split(comp, 1)[0]
+        if version and version not in self.versions:
+            return ERR_UNSUPPORTED_VERSION, f"MSH-12 version {version!r} is not supported"
+        processing = msh.processing_id.split(comp, 1)[0]
+        if processing and processing not in self.processing_ids:
+            return ERR_UNSUPPORTED_PROCESSING_ID, f"MSH-11 processing ID {processing!r} is not supported (D, P or T)"
+        parts = msh.message_type.split(comp)
+        kind = parts[0]
+        if kind not in self.message_types:
+            return ERR_UNSUPPORTED_MESSAGE_TYPE, f"MSH-9 message type {kind!r} is not supported"
+        event = parts[1] if len(parts) > 1 else ""
+        if event and (not _EVENT.fullmatch(event) or (event[0] == "Z" and kind[0] != "Z")):
+            return ERR_UNSUPPORTED_EVENT, f"MSH-9 trigger event {event!r} is not supported for {kind}"
+        return None, ""
+
+    def refusal(self, head: bytes | bytearray, error: tuple[str, str], detail: str, peer: str) -> bytes:
+        """The AR for a block we will not take at all (too big, no buffer left), built from its first
+        bytes; recorded like any other answer."""
+        text = bytes(head).decode(self.encoding, errors="replace")
+        try:
+            msh: Msh | None = parse_msh(text)
+        except ValueError:
+            msh = None
+        control_id = msh.control_id if msh is not None else _salvage_control_id(text)
+        ack = self._error(msh, control_id, error, detail, code="AR")
+        logger.warning("MLLP block from %s answered AR: %s", peer, detail)
+        self._messages.append(ReceivedMessage(
+            raw=text[:1000], peer=peer, received_at=datetime.now(UTC), control_id=control_id,
+            message_type=msh.message_type if msh is not None else "", ack_code="AR", error=detail,
+        ))
+        return _VT + ack.encode(self.encoding, errors="replace") + _END
+
     def _accept(self, msh: Msh) -> str:
         sep = msh.field_separator
         comp = msh.component_separator
@@ -280,7 +363,8 @@ class MllpServer:
             f"MSA{sep}AA{sep}{msh.control_id}\r"
         )
 
-    def _error(self, msh: Msh | None, control_id: str, error: tuple[str, str], detail: str) -> str:
+    def _error(self, msh: Msh | None, control_id: str, error: tuple[str, str], detail: str, *,
+               code: str = "AE") -> str:
         if msh is not None:
             sep, enc = msh.field_separator, msh.encoding_characters
             trigger = msh.trigger_event
@@ -298,12 +382,16 @@ class MllpServer:
         comp = enc[0]
         message_type = f"ACK{comp}{trigger}{comp}ACK" if trigger else "ACK"
         text = escape(detail, sep, enc)
-        code, name = error
+        number, name = error
+        if version.split(comp, 1)[0] not in self.versions:
+            version = "2.5.1"  # answer in a version we speak, not the unsupported one
+        if processing.split(comp, 1)[0] not in self.processing_ids:
+            processing = "P"
         return (
             f"MSH{sep}{enc}{sep}{header}{sep}{self._clock.stamp()}{sep}{sep}{message_type}{sep}"
             f"{self._clock.next_id()}{sep}{processing}{sep}{version}\r"
-            f"MSA{sep}AE{sep}{control_id}{sep}{text}\r"
-            f"ERR{sep}{sep}{sep}{code}{comp}{name}{comp}HL70357{sep}E{sep}{sep}{sep}{sep}{text}\r"
+            f"MSA{sep}{code}{sep}{control_id}{sep}{text}\r"
+            f"ERR{sep}{sep}{sep}{number}{comp}{name}{comp}HL70357{sep}E{sep}{sep}{sep}{sep}{text}\r"
         )
 
     def _decode_declared(self, payload: bytes | bytearray) -> tuple[str, str]:
@@ -341,6 +429,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.buffer = bytearray()
+        self.held = 0  # len(buffer) as counted in server.buffered
         self.scanned = 1  # how much of a pending block was already searched for FS
         self.last_activity = 0.0
         self.skipped = 0
@@ -392,7 +481,7 @@ class _Connection(asyncio.Protocol):
             end = data.find(_FS, max(pos + 1, pos + self.scanned))
             if end < 0:
                 if end_of_data - pos - 1 > max_bytes:
-                    self._oversize(end_of_data - pos - 1, acks)
+                    self._oversize(end_of_data - pos - 1, acks, data[pos + 1 : pos + 1 + _HEAD])
                     return
                 self.scanned = end_of_data - pos
                 break
@@ -404,7 +493,7 @@ class _Connection(asyncio.Protocol):
                 self._skip(payload, 0, restart + 1)
                 payload = payload[restart + 1 :]
             if len(payload) > max_bytes:
-                self._oversize(len(payload), acks)
+                self._oversize(len(payload), acks, payload[:_HEAD])
                 return
             acks.append(_VT + self.server.handle_block(payload, self.peer) + _END)
             pos = end + 1
@@ -414,6 +503,15 @@ class _Connection(asyncio.Protocol):
             del buffer[:pos]
         else:
             self.buffer = bytearray(data[pos:])
+        server = self.server
+        held = len(self.buffer)
+        if held != self.held:
+            total = server.buffered + held - self.held
+            if held > self.held and total > server.buffer_budget:
+                self._over_budget(acks, total)  # counted only once it fits: the budget is never exceeded
+                return
+            server.buffered = total
+            self.held = held
         if acks:
             assert self.transport is not None
             self.transport.write(acks[0] if len(acks) == 1 else b"".join(acks))
@@ -426,18 +524,42 @@ class _Connection(asyncio.Protocol):
             logger.warning("MLLP peer %s sent bytes outside a block, skipped: %r", self.peer, preview(junk))
         self.skipped += len(junk)
 
-    def _oversize(self, size: int, acks: list[bytes]) -> None:
+    def _oversize(self, size: int, acks: list[bytes], head: bytes | bytearray) -> None:
+        limit = self.server.max_message_bytes
         logger.warning(
             "MLLP peer %s sent a block of more than %d bytes (%d so far); closing its connection",
             self.peer,
-            self.server.max_message_bytes,
+            limit,
             size,
         )
+        # The complete messages before it still get their ACKs, then this one its AR (207)
+        acks.append(self.server.refusal(head, ERR_INTERNAL, f"the message exceeds this receiver's limit of "
+                                                            f"{limit} bytes", self.peer))
+        self._refuse(acks)
+
+    def _over_budget(self, acks: list[bytes], total: int) -> None:
+        server = self.server
+        logger.warning(
+            "MLLP partial messages would take %d bytes, over the listener's budget of %d; refusing %s's (%d bytes)",
+            total, server.buffer_budget, self.peer, len(self.buffer),
+        )
+        start = self.buffer.find(_VT)
+        head = self.buffer[start + 1 : start + 1 + _HEAD] if start >= 0 else self.buffer[:_HEAD]
+        acks.append(server.refusal(head, ERR_INTERNAL, "the receiver has no buffer space left for this message; "
+                                                       "send it again later", self.peer))
+        self._refuse(acks)
+
+    def _refuse(self, acks: list[bytes]) -> None:
         assert self.transport is not None
-        if acks:
-            self.transport.write(b"".join(acks))  # the complete messages before it still get their ACKs
-        self.buffer.clear()
+        self.transport.write(b"".join(acks))
+        self._release()
         self.close()
+
+    def _release(self) -> None:
+        """Drop the partial block and give its bytes back to the listener's budget."""
+        self.buffer = bytearray()  # a new object: the old one's capacity is freed, not just emptied
+        self.server.buffered -= self.held
+        self.held = 0
 
     def _check_idle(self) -> None:
         idle_timeout = self.server.idle_timeout
@@ -471,7 +593,7 @@ class _Connection(asyncio.Protocol):
             self.idle_timer.cancel()
         if self.buffer:
             logger.info("MLLP peer %s went away mid-block (%d bytes discarded)", self.peer, len(self.buffer))
-            self.buffer.clear()
+        self._release()
         self.server._connections.discard(self)
 
 

@@ -190,7 +190,9 @@ def test_an_oversize_block_closes_only_that_connection(start_listener) -> None:
     handle = start_listener(max_message_bytes=2048)
     with connect(handle.port) as bystander, connect(handle.port) as offender:
         offender.sendall(VT + order("BEFORE-BIG").encode() + FS_CR + VT + b"x" * 4096)
-        assert str(read_ack(offender).segment("MSA")[2]) == "BEFORE-BIG"  # earlier blocks still answered
+        before, refusal = read_acks(offender, 2)
+        assert str(before.segment("MSA")[2]) == "BEFORE-BIG"  # earlier blocks still answered
+        assert str(refusal.segment("MSA")[1]) == "AR"  # then the big one its refusal, before the close
         assert closed_by_peer(offender)
         bystander.sendall(VT + order("BYSTANDER").encode() + FS_CR)
         assert str(read_ack(bystander).segment("MSA")[2]) == "BYSTANDER"

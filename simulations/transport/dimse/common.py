@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import socket
-from abc import ABC, abstractmethod
 import ssl
+import threading
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
+from pynetdicom.transport import ThreadedAssociationServer
 
 from simulations.transport.errors import SendError
 from simulations.transport.tls import diagnose
+
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,17 +152,87 @@ def handle_conn_open(event: Any) -> None:
     set_nodelay(event.assoc)
 
 
+class _PerPeerLimitedServer(ThreadedAssociationServer):
+    """pynetdicom's threaded acceptor that closes a connection at once when its address already holds
+    ``max_per_peer`` associations (socketserver's ``verify_request`` hook), so one peer's idle or
+    greedy connections cannot take every slot of ``AE.maximum_associations`` from the others."""
+
+    max_per_peer = 32
+    request_queue_size = 128  # socketserver's listen() backlog; pynetdicom's 5 made connects wait seconds
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        host = client_address[0] if isinstance(client_address, tuple) else str(client_address)
+        held = 0
+        for assoc in self.active_associations:
+            try:
+                held += assoc.requestor.address == host
+            except ValueError:  # no address yet: just accepted
+                continue
+        if held >= self.max_per_peer:
+            LOGGER.warning("%s holds %d associations with %s (the per-peer limit); closing a new one",
+                           host, held, self.ae_title)
+            return False
+        return True
+
+
+_STRICT_UI = _config.VALIDATORS["UI"]
+
+
+def _validate_ui(value: Any) -> tuple[bool, str]:
+    """pynetdicom's UI validator, lenient only inside our own SCPs' associations.
+
+    pynetdicom refuses to decode a command whose UID breaks the rules (over 64 characters, say): it
+    logs a traceback and aborts the association instead of answering. Our SCPs validate those UIDs
+    themselves and answer with a status (PS3.7 C.5.9 Invalid Object Instance), so in their
+    association and DUL threads any value passes here; everywhere else (our SCUs) the check is
+    pynetdicom's own.
+    """
+    thread = threading.current_thread()
+    assoc = getattr(thread, "assoc", thread)  # a DUL reactor thread knows its association
+    if isinstance(getattr(assoc, "_server", None), _PerPeerLimitedServer):
+        return True, ""
+    return _STRICT_UI(value)
+
+
+_config.VALIDATORS["UI"] = _validate_ui
+
+
 class PynetdicomScp(ABC):
-    """Lifecycle of an SCP served by pynetdicom's ``AE.start_server`` on ``host:port`` (port 0: any
-    free port, read ``.port``). Subclasses name their presentation contexts and event handlers."""
+    """Lifecycle of an SCP served by pynetdicom on ``host:port`` (port 0: any free port, read ``.port``).
+    Subclasses name their presentation contexts and event handlers.
+
+    Silent and greedy peers are bounded (PS3.8 §9.1.5): ``artim_timeout`` is pynetdicom's ACSE
+    timeout, which also runs the ARTIM timer for a connection that sends no A-ASSOCIATE-RQ;
+    ``network_timeout`` aborts an established association that sends nothing for that long;
+    ``dimse_timeout`` bounds a wait for a DIMSE message; ``max_associations`` is the AE's maximum
+    (beyond it A-ASSOCIATE-RJ, transient, local limit exceeded); ``max_per_peer`` connections from
+    one address at most (beyond it the connection is closed at once).
+    """
 
     default_ae_title = "YEETER"
 
-    def __init__(self, *, ae_title: str | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        ae_title: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        artim_timeout: float = 10.0,
+        network_timeout: float = 60.0,
+        dimse_timeout: float = 30.0,
+        max_associations: int = 64,
+        max_per_peer: int = 32,
+    ) -> None:
         self.ae_title = ae_title or self.default_ae_title
         self.host = host
         self._requested_port = port
+        self.artim_timeout = artim_timeout
+        self.network_timeout = network_timeout
+        self.dimse_timeout = dimse_timeout
+        self.max_associations = max_associations
+        self.max_per_peer = max_per_peer
         self._ae: AE | None = None
+        self._server: _PerPeerLimitedServer | None = None
         self._port: int | None = None
 
     @abstractmethod
@@ -175,10 +250,21 @@ class PynetdicomScp(ABC):
         ae = AE(ae_title=self.ae_title)
         for abstract_syntax in self.supported_contexts():
             ae.add_supported_context(abstract_syntax)
+        ae.acse_timeout = self.artim_timeout
+        ae.network_timeout = self.network_timeout
+        ae.dimse_timeout = self.dimse_timeout
+        ae.maximum_associations = max(self.max_associations, 1)
         handlers = [(evt.EVT_CONN_OPEN, handle_conn_open), *self.event_handlers()]
-        server = ae.start_server((self.host, self._requested_port), block=False, evt_handlers=handlers)
-        assert server is not None  # block=False always returns the server
+        # AE.start_server(block=False) with our server class (it always uses its own): the same
+        # make_server + serve_forever thread, and the server registered with the AE for shutdown().
+        server = ae.make_server((self.host, self._requested_port), evt_handlers=handlers,
+                                server_class=_PerPeerLimitedServer)
+        server.max_per_peer = self.max_per_peer
+        threading.Thread(target=server.serve_forever, name=f"{type(self).__name__}-{server.server_address[1]}",
+                         daemon=True).start()
+        ae._servers.append(server)  # noqa: SLF001 - what start_server does, so ae.shutdown() stops it
         self._ae = ae
+        self._server = server
         self._port = int(server.server_address[1])
 
     @property
@@ -202,6 +288,7 @@ class PynetdicomScp(ABC):
         if self._ae is not None:
             self._ae.shutdown()
             self._ae = None
+            self._server = None
             self._port = None
 
     def __enter__(self):

@@ -15,8 +15,14 @@ N-CREATE, status not IN PROGRESS (F.7.2.1.2)                  0x0106 Invalid att
 N-SET, UID unknown                                            0x0112 No such object instance
 N-SET after COMPLETED / DISCONTINUED (F.7.2.2.2)              0x0110 Processing failure
 N-SET, status not IN PROGRESS / COMPLETED / DISCONTINUED      0x0106 Invalid attribute value
+N-SET of an attribute Table F.7.2-1 marks "Not allowed"       0x0106 Invalid attribute value
 N-SET to a final status without the final state attributes    0x0110 Processing failure
+SOP Instance UID over 64 characters, with NUL or non-digits   0x0117 Invalid object instance
+a UI attribute value that is no UID (PS3.5 §9.1)              0x0106 Invalid attribute value
 ============================================================  ==========================
+
+PS3.7 C.5.9 defines 0x0117 for "a violation of the UID construction rules"; the check runs before
+anything else, so such a UID never reaches the registry or the log as a traceback.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +54,7 @@ INVALID_ATTRIBUTE_VALUE = 0x0106
 PROCESSING_FAILURE = 0x0110
 DUPLICATE_SOP_INSTANCE = 0x0111
 NO_SUCH_OBJECT_INSTANCE = 0x0112
+INVALID_OBJECT_INSTANCE = 0x0117
 MISSING_ATTRIBUTE = 0x0120
 MISSING_ATTRIBUTE_VALUE = 0x0121
 RESOURCE_LIMITATION = 0x0213
@@ -61,6 +69,62 @@ _N_CREATE_TYPE_1 = (
     "PerformedProcedureStepStatus",
     "Modality",
 )
+
+
+# PS3.4 Table F.7.2-1: top-level attributes whose N-SET usage is "Not allowed" (the N-CREATE sets
+# them once: identity, patient, scheduling and start of the step).
+_N_SET_NOT_ALLOWED = {
+    0x00080016: "SOP Class UID",
+    0x00080018: "SOP Instance UID",
+    0x00080060: "Modality",
+    0x00081120: "Referenced Patient Sequence",
+    0x00100010: "Patient's Name",
+    0x00100020: "Patient ID",
+    0x00100021: "Issuer of Patient ID",
+    0x00100024: "Issuer of Patient ID Qualifiers Sequence",
+    0x00100030: "Patient's Birth Date",
+    0x00100040: "Patient's Sex",
+    0x00101002: "Other Patient IDs Sequence",
+    0x00200010: "Study ID",
+    0x00380010: "Admission ID",
+    0x00380014: "Issuer of Admission ID Sequence",
+    0x00380060: "Service Episode ID",
+    0x00380062: "Service Episode Description",
+    0x00380064: "Issuer of Service Episode ID Sequence",
+    0x00400241: "Performed Station AE Title",
+    0x00400242: "Performed Station Name",
+    0x00400243: "Performed Location",
+    0x00400244: "Performed Procedure Step Start Date",
+    0x00400245: "Performed Procedure Step Start Time",
+    0x00400253: "Performed Procedure Step ID",
+    0x00400270: "Scheduled Step Attributes Sequence",
+}
+
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+
+
+def uid_problem(value: object) -> str:
+    """Why ``value`` is not a UID (PS3.5 §9.1: digits and dots, at most 64 characters), or ""."""
+    text = str(value)
+    if len(text) > 64:
+        return f"is {len(text)} characters long, over the 64 a UID may have"
+    if "\x00" in text:
+        return "contains a NUL character"
+    if not _UID.fullmatch(text):
+        return "is not made of digits and dots"
+    return ""
+
+
+def _invalid_uid_value(ds: Dataset) -> str:
+    """The first UI element of ``ds`` (nested too) whose value is no UID, as a sentence; else ""."""
+    for elem in ds.iterall():
+        if elem.VR != "UI" or elem.value in (None, ""):
+            continue
+        for value in elem.value if elem.VM > 1 else [elem.value]:
+            problem = uid_problem(value)
+            if problem:
+                return f"{elem.keyword or elem.tag} {problem}"
+    return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +172,12 @@ class MppsRegistry:
         """Apply an N-CREATE (PS3.4 F.7.2.1); returns (DIMSE status, error comment)."""
         if not uid:
             return PROCESSING_FAILURE, "MPPS N-CREATE needs an Affected SOP Instance UID from the SCU"
+        problem = uid_problem(uid)
+        if problem:
+            return INVALID_OBJECT_INSTANCE, f"the Affected SOP Instance UID {problem}"
+        bad_value = _invalid_uid_value(attributes)
+        if bad_value:
+            return INVALID_ATTRIBUTE_VALUE, bad_value
         for keyword in _N_CREATE_TYPE_1:
             if keyword not in attributes:
                 return MISSING_ATTRIBUTE, f"{keyword} is missing"
@@ -127,6 +197,15 @@ class MppsRegistry:
 
     def set(self, uid: str | None, modifications: Dataset) -> tuple[int, str]:
         """Apply an N-SET (PS3.4 F.7.2.2); returns (DIMSE status, error comment)."""
+        problem = uid_problem(uid or "")
+        if problem:
+            return INVALID_OBJECT_INSTANCE, f"the Requested SOP Instance UID {problem}"
+        refused = [name for tag, name in _N_SET_NOT_ALLOWED.items() if tag in modifications]
+        if refused:
+            return INVALID_ATTRIBUTE_VALUE, f"{', '.join(refused)} may not be set by N-SET (PS3.4 Table F.7.2-1)"
+        bad_value = _invalid_uid_value(modifications)
+        if bad_value:
+            return INVALID_ATTRIBUTE_VALUE, bad_value
         with self._lock:
             instance = self._instances.get(uid or "")
             if instance is None:
@@ -252,8 +331,11 @@ class MppsScp(PynetdicomScp):
         host: str = "127.0.0.1",
         port: int = 0,
         on_event: Callable[[MppsEvent], None] | None = None,
+        **limits: float,
     ) -> None:
-        super().__init__(ae_title=ae_title, host=host, port=port)
+        """``limits``: ``artim_timeout``, ``network_timeout``, ``dimse_timeout``, ``max_associations``,
+        ``max_per_peer`` (see :class:`~simulations.transport.dimse.common.PynetdicomScp`)."""
+        super().__init__(ae_title=ae_title, host=host, port=port, **limits)  # type: ignore[arg-type]
         self.on_event = on_event
         self.registry = MppsRegistry()
 

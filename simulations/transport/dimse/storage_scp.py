@@ -11,9 +11,21 @@ runs the DICOM Upper Layer itself, one thread per association:
   are written, as ``memoryview`` slices of those buffers, straight to a spool file that starts
   with the preamble and a File Meta group we encode (PS3.10 §7.1) — never decoded, never joined,
   disk writes overlapping the transfer;
-* the complete file is renamed to ``storage_dir/<StudyUID>/<SOPInstanceUID>.dcm``; the Study
-  Instance UID comes from walking the element headers of the first bytes (``study_uid_in``),
-  pydicom only as a fallback.
+* the spool file has a name no other process or host can pick (host, process id, a random UUID;
+  opened with ``O_EXCL``), so several SCPs may share one ``storage_dir``; once the last PDV is in,
+  it is flushed to disk (``fsync``) and checked whole (:mod:`.integrity`: every element header
+  walked, Pixel Data against Rows × Columns…, the SOP Instance UID against the command's) — a
+  truncated or mislabelled data set is refused (0xC000 / 0xA900) and nothing of it is kept;
+* the checked file is then moved into place atomically as ``storage_dir/<StudyUID>/<SOPInstanceUID>.dcm``
+  (a hard link for keep-first/reject, so two SCPs receiving the same instance cannot both win;
+  ``rename`` for keep-last). A SOP Instance UID received again follows ``duplicates`` (see
+  :class:`StorageScp`) and is never overwritten silently.
+
+Hostile or careless peers (PS3.8 §9.1.5 ARTIM): a connection that sends no A-ASSOCIATE-RQ within
+``artim_timeout`` seconds is closed; an established association silent for ``network_timeout``
+seconds is aborted; at most ``max_associations`` associations are served and at most
+``max_per_peer`` connections are held per peer address — beyond that the peer gets A-ASSOCIATE-RJ
+(transient, local limit exceeded) and beyond twice that the connection is closed at once.
 
 Service handlers stay plain ``handle_<op>(request)`` callables bound as data in
 :attr:`StorageScp.handlers`, answering with DICOM status codes; nothing crosses the wire as an
@@ -27,13 +39,16 @@ accepted connection runs the TLS handshake in its association thread before anyt
 from __future__ import annotations
 
 import datetime as dt
-import itertools
+import errno
 import logging
 import os
+import re
 import socket
 import ssl
 import struct
 import threading
+import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +56,6 @@ from io import BytesIO
 from pathlib import Path
 from typing import Literal
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
@@ -75,6 +89,7 @@ from simulations.transport.dimse.commitment import (
     send_commitment_report,
 )
 from simulations.transport.dimse.common import DicomPeer
+from simulations.transport.dimse.integrity import TRUNCATED, check_dataset
 from simulations.transport.dimse.store import (
     APPLICATION_CONTEXT,
     PduStream,
@@ -83,7 +98,6 @@ from simulations.transport.dimse.store import (
     fragment_size,
     parse_command,
     pdu_name,
-    study_uid_in,
 )
 from simulations.transport.errors import SendError
 
@@ -94,19 +108,34 @@ SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 DATA_SET_MISMATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
+ELEMENTS_DISCARDED = 0xB006  # Warning (PS3.4 B.2.3): keep-first discarded the duplicate's elements
+INVALID_OBJECT_INSTANCE = 0x0117  # PS3.7 C.5.9: the SOP Instance UID breaks the UID rules (PS3.5 §9)
+DUPLICATE_SOP_INSTANCE = 0x0111  # PS3.7 C.5.6: the SOP Instance UID is already held (policy "reject")
 UNRECOGNIZED_OPERATION = 0x0211
 NO_SUCH_ACTION = 0x0123
 NO_SUCH_SOP_INSTANCE = 0x0112
 MISSING_ATTRIBUTE = 0x0120
 PROCESSING_FAILURE = 0x0110
 
-_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+_MAX_RQ_BYTES = 256 * 1024
+# A fresh file or nothing: O_EXCL fails rather than share a name with another writer
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+# The host part of spool names: safe in a file name, distinct between hosts sharing a folder
+_HOST = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())[:64] or "host"
 _UNCOMPRESSED = [ImplicitVRLittleEndian, ExplicitVRLittleEndian]
 _STORAGE_CLASSES = frozenset(str(cx.abstract_syntax) for cx in AllStoragePresentationContexts)
 # The data set is written as received, so any transfer syntax pynetdicom knows is acceptable.
 _STORAGE_SYNTAXES = frozenset(str(ts) for ts in ALL_TRANSFER_SYNTAXES)
 
 CommitmentReply = Literal["same", "new"]
+DuplicatePolicy = Literal["keep-first", "keep-last", "reject"]
+DUPLICATE_POLICIES: tuple[DuplicatePolicy, ...] = ("keep-first", "keep-last", "reject")
+_DUPLICATE_OUTCOMES = {
+    "kept-first": "the copy received first is kept and this one discarded",
+    "replaced": "this copy replaced the earlier one",
+    "rejected": "this copy is refused",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +150,7 @@ class StoredInstance:
     transfer_syntax_uid: str
     size: int
     received_at: dt.datetime
+    duplicate: str = ""  # "", or what the policy did with an earlier copy: "replaced", "kept-first", "rejected"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,17 +177,17 @@ class DimseRequest:
 class SpooledDataSet:
     """A C-STORE data set written to a file as its PDVs arrive (preamble and File Meta first).
 
-    Disk writes overlap the network transfer and a large instance never sits in memory whole;
-    the first bytes are kept in ``head`` to find the Study Instance UID without reading the file
-    back. A write error is remembered (``error``) and reported by the handler as 0xA700.
+    Disk writes overlap the network transfer and a large instance never sits in memory whole. The
+    file is created with ``O_EXCL`` under a name unique to this host and process; ``finish`` flushes
+    it to disk (``fsync``) when ``durable``. A write error is remembered (``error``) and reported by
+    the handler as 0xA700.
     """
 
-    HEAD_BYTES = 65536
-
-    def __init__(self, path: Path, prefix: bytes) -> None:
+    def __init__(self, path: Path, prefix: bytes, *, durable: bool = True) -> None:
         self.path = path
-        self.head = bytearray()
+        self.dataset_offset = len(prefix)
         self.size = len(prefix)
+        self.durable = durable
         self.error: OSError | None = None
         self._fd: int | None = None
         try:
@@ -171,8 +201,6 @@ class SpooledDataSet:
             self._fail(exc)
 
     def add(self, fragment: memoryview) -> None:
-        if len(self.head) < self.HEAD_BYTES:
-            self.head += fragment[: self.HEAD_BYTES - len(self.head)]
         self.size += len(fragment)
         if self._fd is not None:
             try:
@@ -181,9 +209,14 @@ class SpooledDataSet:
                 self._fail(exc)
 
     def finish(self) -> None:
-        """Close the file (the data set is complete)."""
+        """Flush (when durable) and close the file: the data set is complete."""
         fd, self._fd = self._fd, None
         if fd is not None:
+            try:
+                if self.durable:  # the data (and the size that makes it readable); a rename needs no more
+                    getattr(os, "fdatasync", os.fsync)(fd)
+            except OSError as exc:
+                self._fail(exc)
             try:
                 os.close(fd)
             except OSError as exc:
@@ -191,7 +224,12 @@ class SpooledDataSet:
 
     def discard(self) -> None:
         """Close and remove the file (not stored, or the association was lost mid-transfer)."""
-        self.finish()
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # being thrown away: nothing to report
         try:
             self.path.unlink(missing_ok=True)
         except OSError:
@@ -217,6 +255,20 @@ class StorageScp:
     ``history`` bounds the in-memory record of stored instances. Any called AE title is
     accepted (as dcmtk ``storescp`` does). ``ssl_context`` makes it a TLS listener (see the
     module docstring); a report sent back on a new association is then still plain TCP.
+
+    ``duplicates`` is what happens when a SOP Instance UID already on disk arrives again (PS3.4
+    B.2.2 leaves it to the SCP; a real PACS test case):
+
+    * ``"keep-first"`` (default, what dcm4chee-arc's default overwrite policy and Orthanc's
+      ``OverwriteInstances: false`` do): the file received first stays, the new data set is
+      discarded, the answer is Warning 0xB006 (Elements Discarded) with an Error Comment saying so;
+    * ``"keep-last"``: the new file replaces the earlier one atomically, the answer is Success;
+    * ``"reject"``: the new data set is refused with 0x0111 (Duplicate SOP Instance, PS3.7 C.5.6).
+
+    Every duplicate is logged as a warning and recorded (:meth:`duplicates`, ``on_duplicate``).
+    ``durable`` flushes each file to disk before it is moved into place and answered.
+    ``artim_timeout``, ``network_timeout``, ``max_associations`` and ``max_per_peer`` bound what
+    silent or greedy peers can hold (see the module docstring).
     """
 
     def __init__(
@@ -234,8 +286,20 @@ class StorageScp:
         network_timeout: float = 60.0,
         max_associations: int = 64,
         ssl_context: ssl.SSLContext | None = None,
+        artim_timeout: float = 10.0,
+        max_per_peer: int = 32,
+        duplicates: DuplicatePolicy = "keep-first",
+        on_duplicate: Callable[[StoredInstance], None] | None = None,
+        durable: bool = True,
     ) -> None:
+        if duplicates not in DUPLICATE_POLICIES:
+            raise ValueError(f"duplicates must be one of {', '.join(DUPLICATE_POLICIES)}, got {duplicates!r}")
         self.storage_dir = Path(storage_dir)
+        self.artim_timeout = artim_timeout
+        self.max_per_peer = max_per_peer
+        self.duplicate_policy: DuplicatePolicy = duplicates
+        self.on_duplicate = on_duplicate
+        self.durable = durable
         self.ssl_context = ssl_context
         self.ae_title = ae_title
         self.host = host
@@ -248,7 +312,7 @@ class StorageScp:
         self.network_timeout = network_timeout
         self.max_associations = max_associations
         # DIMSE Command Field -> handler (PS3.7 §E.1); each returns a status code
-        self.handlers: dict[int, Callable[[DimseRequest], int]] = {
+        self.handlers: dict[int, Callable[[DimseRequest], int | tuple[int, str]]] = {
             0x0001: self.handle_store,
             0x0030: handle_echo,
         }
@@ -256,8 +320,8 @@ class StorageScp:
         self._acceptor: threading.Thread | None = None
         self._sessions: set[_Association] = set()
         self._stored: OrderedDict[str, StoredInstance] = OrderedDict()
+        self._duplicates: list[StoredInstance] = []
         self._lock = threading.Lock()
-        self._spool_names = itertools.count(1)
         # Incoming data sets are spooled beside the studies (same file system: renaming is free)
         self.spool_dir = self.storage_dir / ".incoming"
 
@@ -268,6 +332,7 @@ class StorageScp:
         if self._listener is not None:
             return
         self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self._sweep_orphans()
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # Accepted sockets inherit TCP_NODELAY from the listening socket on Linux; PduStream sets
@@ -278,6 +343,24 @@ class StorageScp:
         self._listener = listener
         self._acceptor = threading.Thread(target=self._accept_loop, name=f"storage-scp-{self.port}", daemon=True)
         self._acceptor.start()
+
+    def _sweep_orphans(self) -> None:
+        """Remove spool files left by SCP processes of this host that died mid-transfer (``kill -9``).
+
+        The name says which host and process wrote a file: only this host's files whose process is
+        gone are removed, never another host's nor a living process's.
+        """
+        for path in self.spool_dir.glob(f"{_HOST}-*.part"):
+            pid_text = path.name[len(_HOST) + 1 :].split("-", 1)[0]
+            if not pid_text.isdigit() or _alive(int(pid_text)):
+                continue
+            try:
+                path.unlink()
+                LOGGER.info("removed %s, left by a process that is gone", path)
+            except FileNotFoundError:
+                pass  # another SCP starting at the same time swept it first
+            except OSError as exc:
+                LOGGER.warning("cannot remove the orphaned spool file %s: %s", path, exc)
 
     def stop(self) -> None:
         """Stop listening and abort associations still open."""
@@ -329,77 +412,95 @@ class StorageScp:
         with self._lock:
             return self._stored.get(sop_instance_uid)
 
+    def duplicates(self) -> list[StoredInstance]:
+        """Every SOP Instance UID received again, with what the policy did (``duplicate``), oldest first
+        (at most ``history``)."""
+        with self._lock:
+            return list(self._duplicates)
+
     # -- handlers --
 
     def spool(self, sop_class: str, sop_instance: str, transfer_syntax: str, calling_ae_title: str) -> SpooledDataSet:
         """Open the spool file for an incoming C-STORE data set (called when its command arrives)."""
         meta = encode_file_meta(sop_class, sop_instance, transfer_syntax, source_ae_title=calling_ae_title)
-        path = self.spool_dir / f"{next(self._spool_names)}.part"
-        return SpooledDataSet(path, b"\x00" * 128 + b"DICM" + meta)
+        # Unique across hosts and processes sharing the folder, and within this one (PS3.10 says
+        # nothing here: two SCPs numbering from 1 in one folder wrote into each other's files).
+        path = self.spool_dir / f"{_HOST}-{os.getpid()}-{uuid.uuid4().hex}.part"
+        return SpooledDataSet(path, b"\x00" * 128 + b"DICM" + meta, durable=self.durable)
 
-    def handle_store(self, request: DimseRequest) -> int:
-        """C-STORE (PS3.4 B.2.2): file the spooled data set under its study; answer a status.
+    def handle_store(self, request: DimseRequest) -> int | tuple[int, str]:
+        """C-STORE (PS3.4 B.2.2): check the spooled data set is whole, file it under its study; answer a
+        status (with an Error Comment when there is something to say).
 
-        The data set was written as received behind a File Meta group (PS3.10 §7.1); here it
-        is only renamed to ``storage_dir/<StudyUID>/<SOPInstanceUID>.dcm`` and recorded.
+        The data set was written as received behind a File Meta group (PS3.10 §7.1); here it is
+        walked once (:func:`.integrity.check_dataset`), moved to
+        ``storage_dir/<StudyUID>/<SOPInstanceUID>.dcm`` following the duplicate policy, and recorded.
+        Whatever is not stored is removed: no file and no spool file remain.
         """
         spooled = request.spooled
         if spooled is None:
             return CANNOT_UNDERSTAND
-        stored = False
         try:
-            status, instance = self._file(request, spooled)
-            stored = instance is not None
+            status, comment, instance = self._file(request, spooled)
         finally:
-            if not stored:
-                spooled.discard()
+            spooled.discard()  # moved into place already (or refused): the spool name goes either way
         if instance is None:
-            return status
+            return status, comment
         sop_instance = instance.sop_instance_uid
-        with self._lock:
-            self._stored[sop_instance] = instance
-            self._stored.move_to_end(sop_instance)
-            while len(self._stored) > self.history:
-                self._stored.popitem(last=False)
-        if self.on_stored is not None:
-            try:
-                self.on_stored(instance)
-            except Exception:  # the file is stored; a failing observer must not turn that into an error
-                LOGGER.exception("on_stored callback failed for %s", sop_instance)
-        return SUCCESS
+        if instance.duplicate:
+            LOGGER.warning("C-STORE %s from %s: SOP Instance UID received again, %s (duplicates policy %s)",
+                           sop_instance, instance.calling_ae_title, _DUPLICATE_OUTCOMES[instance.duplicate],
+                           self.duplicate_policy)
+            with self._lock:
+                self._duplicates.append(instance)
+                del self._duplicates[: -self.history or None]
+            _notify(self.on_duplicate, instance, "on_duplicate")
+        if instance.duplicate in ("", "replaced"):
+            with self._lock:
+                self._stored[sop_instance] = instance
+                self._stored.move_to_end(sop_instance)
+                while len(self._stored) > self.history:
+                    self._stored.popitem(last=False)
+            _notify(self.on_stored, instance, "on_stored")
+        return status, comment
 
-    def _file(self, request: DimseRequest, spooled: SpooledDataSet) -> tuple[int, StoredInstance | None]:
+    def _file(self, request: DimseRequest, spooled: SpooledDataSet) -> tuple[int, str, StoredInstance | None]:
+        """(status, error comment, what was stored or found a duplicate of) for one spooled data set."""
         sop_class = str(request.command.get(0x0002, ""))
         sop_instance = str(request.command.get(0x1000, ""))
         calling = request.calling_ae_title
         ts = request.transfer_syntax
         if spooled.error is not None:
             LOGGER.error("C-STORE %s: cannot write %s: %s", sop_instance, spooled.path, spooled.error)
-            return OUT_OF_RESOURCES, None
-        if not sop_instance or "/" in sop_instance or sop_instance.startswith("."):
-            return DATA_SET_MISMATCH, None
-        study = study_uid_in(spooled.head, 0, ts)
-        if study is None:
-            try:
-                ds = dcmread(spooled.path, stop_before_pixels=True, specific_tags=["StudyInstanceUID"])
-            except Exception as exc:  # noqa: BLE001 - any decode error means we cannot file it
-                LOGGER.warning("C-STORE %s from %s: unreadable data set: %s", sop_instance, calling, exc)
-                return CANNOT_UNDERSTAND, None
-            study = str(ds.get("StudyInstanceUID", ""))
-        if not study or "/" in study or study.startswith("."):
+            return OUT_OF_RESOURCES, "cannot write the data set to disk", None
+        if len(sop_instance) > 64 or not _UID.fullmatch(sop_instance):
+            LOGGER.warning("C-STORE from %s: Affected SOP Instance UID %r is not a UID", calling, sop_instance[:80])
+            return INVALID_OBJECT_INSTANCE, "the Affected SOP Instance UID is not a valid UID (PS3.5 §9)", None
+        try:
+            facts, problem = check_dataset(spooled.path, spooled.dataset_offset, ts,
+                                           sop_class_uid=sop_class, sop_instance_uid=sop_instance)
+        except OSError as exc:
+            LOGGER.error("C-STORE %s: cannot read back %s: %s", sop_instance, spooled.path, exc)
+            return OUT_OF_RESOURCES, "cannot read the data set back from disk", None
+        if problem is not None:
+            LOGGER.warning("C-STORE %s from %s refused, nothing kept: %s", sop_instance, calling, problem.message)
+            status = CANNOT_UNDERSTAND if problem.kind == TRUNCATED else DATA_SET_MISMATCH
+            return status, problem.message, None
+        study = facts.study_instance_uid
+        if not study or len(study) > 64 or not _UID.fullmatch(study):
             LOGGER.warning("C-STORE %s from %s has no usable Study Instance UID", sop_instance, calling)
-            return DATA_SET_MISMATCH, None
+            return DATA_SET_MISMATCH, "the data set has no valid Study Instance UID", None
         directory = self.storage_dir / study
         path = directory / f"{sop_instance}.dcm"
         try:
             try:
-                os.replace(spooled.path, path)
+                duplicate = self._place(spooled.path, path)
             except FileNotFoundError:  # first instance of this study (or its folder was removed)
                 directory.mkdir(parents=True, exist_ok=True)
-                os.replace(spooled.path, path)
+                duplicate = self._place(spooled.path, path)
         except OSError as exc:
             LOGGER.error("C-STORE %s: cannot file %s: %s", sop_instance, path, exc)
-            return OUT_OF_RESOURCES, None
+            return OUT_OF_RESOURCES, "cannot file the data set", None
         instance = StoredInstance(
             sop_class_uid=sop_class,
             sop_instance_uid=sop_instance,
@@ -409,8 +510,39 @@ class StorageScp:
             transfer_syntax_uid=ts,
             size=spooled.size,
             received_at=dt.datetime.now(dt.UTC),
+            duplicate=duplicate,
         )
-        return SUCCESS, instance
+        if duplicate == "kept-first":
+            comment = "duplicate SOP Instance UID: the copy received first is kept, this one discarded"
+            return ELEMENTS_DISCARDED, comment, instance
+        if duplicate == "rejected":
+            return DUPLICATE_SOP_INSTANCE, "duplicate SOP Instance UID: already stored, refused", instance
+        if duplicate == "replaced":
+            return SUCCESS, "the earlier copy was replaced by this one", instance
+        return SUCCESS, "", instance
+
+    def _place(self, spool: Path, path: Path) -> str:
+        """Move the checked spool file to ``path`` atomically; returns "" or what the duplicate policy did.
+
+        keep-last: ``rename`` (atomic replace). keep-first and reject: a hard link, which fails when
+        the name exists, so of two copies arriving at once (even in two processes) exactly one wins;
+        on a file system without hard links a rename after an existence check (not atomic) is used.
+        """
+        if self.duplicate_policy == "keep-last":
+            existed = path.exists()  # for the record only: the replace itself is atomic either way
+            os.replace(spool, path)
+            return "replaced" if existed else ""
+        try:
+            os.link(spool, path)
+        except FileExistsError:
+            return "kept-first" if self.duplicate_policy == "keep-first" else "rejected"
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                raise
+            if path.exists():
+                return "kept-first" if self.duplicate_policy == "keep-first" else "rejected"
+            os.rename(spool, path)
+        return ""
 
     def handle_commit(self, request: DimseRequest) -> tuple[int, tuple[str, int, Dataset] | None]:
         """N-ACTION Request Storage Commitment (PS3.4 J.3.2): commit only what is really on disk.
@@ -482,10 +614,29 @@ class StorageScp:
                 conn, address = listener.accept()
             except OSError:
                 return  # the listener was closed by stop()
+            host = address[0]
             with self._lock:
-                crowded = len(self._sessions) >= self.max_associations
-                session = _Association(self, conn, address[0], crowded=crowded)
-                self._sessions.add(session)
+                serving = [s for s in self._sessions if not s.crowded]
+                from_peer = sum(1 for s in self._sessions if s.address == host)
+                crowded = len(serving) >= self.max_associations or from_peer >= self.max_per_peer
+                # Saying no costs a thread until ARTIM: bound those too, then just close.
+                hopeless = crowded and (
+                    len(self._sessions) - len(serving) >= max(self.max_associations, 1)
+                    or from_peer >= 2 * self.max_per_peer
+                )
+                if not hopeless:
+                    session = _Association(self, conn, host, crowded=crowded)
+                    self._sessions.add(session)
+            if hopeless:
+                LOGGER.warning("Storage SCP: %s holds %d connections; closing a new one at once", host, from_peer)
+                try:
+                    conn.close()
+                except OSError:
+                    pass  # already gone
+                continue
+            if crowded:
+                LOGGER.warning("Storage SCP: %d associations open (%d from %s); the next is rejected (local limit)",
+                               len(serving), from_peer, host)
             session.thread.start()
 
     def _ended(self, session: "_Association") -> None:
@@ -501,6 +652,8 @@ class _Association:
         self.address = address
         self.crowded = crowded
         self.wire = PduStream(conn, f"association from {address}", scp.network_timeout)
+        # ARTIM (PS3.8 §9.1.5): the TLS handshake and the whole A-ASSOCIATE-RQ must arrive by then
+        self.deadline = time.monotonic() + scp.artim_timeout
         self.thread = threading.Thread(target=self.run, name=f"storage-scp-assoc-{address}", daemon=True)
         # Largest PDU body we read: what we announced (PS3.8 D.1), or 64 MiB when "unlimited"
         self.limit = scp.max_pdu or 64 * 1024 * 1024
@@ -550,6 +703,7 @@ class _Association:
         if sock is None:
             return False  # stopped before we began
         try:
+            sock.settimeout(max(self.deadline - time.monotonic(), 0.001))
             tls = context.wrap_socket(sock, server_side=True)
         except OSError as exc:  # ssl.SSLError, a timeout, a reset: this peer cannot talk to us
             LOGGER.warning("TLS handshake with %s failed: %s", self.address, exc)
@@ -560,7 +714,8 @@ class _Association:
     # -- A-ASSOCIATE (PS3.8 §7.1, §9.3.2-9.3.4) --
 
     def _negotiate(self) -> bool:
-        pdu_type, body = self.wire.read_pdu(self.limit)
+        # An A-ASSOCIATE-RQ is a few hundred bytes (128 presentation contexts: ~20 KiB)
+        pdu_type, body = self.wire.read_pdu(min(self.limit, _MAX_RQ_BYTES), deadline=self.deadline)
         if pdu_type != 0x01:
             self.wire.abort(source=2, reason=2)
             return False
@@ -692,19 +847,27 @@ class _Association:
             self._serve_commitment(request)
             return
         handler = self.scp.handlers.get(command_field)
-        status = UNRECOGNIZED_OPERATION
+        answer: int | tuple[int, str] = UNRECOGNIZED_OPERATION
         if handler is not None:
             try:
-                status = handler(request)
+                answer = handler(request)
             except Exception:  # answer with a status, never with a dropped association
                 LOGGER.exception("handler for command 0x%04X failed", command_field)
-                status = PROCESSING_FAILURE if command_field != 0x0001 else CANNOT_UNDERSTAND
-        self._respond(request, command_field | 0x8000, status)
+                answer = PROCESSING_FAILURE if command_field != 0x0001 else CANNOT_UNDERSTAND
+        status, comment = answer if isinstance(answer, tuple) else (answer, "")
+        self._respond(request, command_field | 0x8000, status, comment=comment)
 
     def _respond(
-        self, request: DimseRequest, response_field: int, status: int, extra: tuple[tuple[int, int | str], ...] = ()
+        self,
+        request: DimseRequest,
+        response_field: int,
+        status: int,
+        extra: tuple[tuple[int, int | str], ...] = (),
+        *,
+        comment: str = "",
     ) -> None:
-        """A DIMSE-C/N response without data set (PS3.7 §9.3, §10.3)."""
+        """A DIMSE-C/N response without data set (PS3.7 §9.3, §10.3); ``comment`` becomes the Error
+        Comment (0000,0902, LO: 64 characters at most) of a warning or failure."""
         affected_class = request.command.get(0x0002) or request.command.get(0x0003) or request.abstract_syntax
         affected_instance = request.command.get(0x1000) or request.command.get(0x1001)
         fields: list[tuple[int, int | str]] = [
@@ -714,6 +877,8 @@ class _Association:
             (0x0800, 0x0101),
             (0x0900, status),
         ]
+        if comment and status != SUCCESS:
+            fields.append((0x0902, comment[:64]))
         if affected_instance:
             fields.append((0x1000, str(affected_instance)))
         fields.extend(extra)
@@ -764,6 +929,25 @@ class _Association:
                 "%s answered our message %s (command 0x%04X) with status %r",
                 self.calling_ae_title, fields.get(0x0120), int(fields.get(0x0100, 0) or 0), status,
             )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
+def _notify(callback: Callable[[StoredInstance], None] | None, instance: StoredInstance, name: str) -> None:
+    if callback is None:
+        return
+    try:
+        callback(instance)
+    except Exception:  # the answer is decided; a failing observer must not change it
+        LOGGER.exception("%s callback failed for %s", name, instance.sop_instance_uid)
 
 
 def handle_echo(request: DimseRequest) -> int:

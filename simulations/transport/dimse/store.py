@@ -31,6 +31,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ _COALESCE_LIMIT = 64 * 1024
 
 # Failures a retry cannot cure (PS3.4 B.2.3, PS3.7 C): the peer would answer the same again.
 _PERMANENT_FAILURE_RANGES = ((0xA900, 0xA9FF),)
-_PERMANENT_FAILURES = frozenset({0x0117, 0x0122, 0x0124, 0x0211})
+_PERMANENT_FAILURES = frozenset({0x0111, 0x0117, 0x0122, 0x0124, 0x0211})  # 0x0111: a duplicate refused
 _WARNINGS = frozenset({0x0001, 0x0107, 0x0116})
 
 
@@ -524,8 +525,13 @@ class PduStream:
             self.close()
             raise SendError(f"connection to {self.label} lost while sending: {exc.strerror or exc}") from exc
 
-    def recv_exact(self, size: int) -> bytearray:
-        """Exactly ``size`` bytes (a fresh buffer: callers keep views into it)."""
+    def recv_exact(self, size: int, deadline: float | None = None) -> bytearray:
+        """Exactly ``size`` bytes (a fresh buffer: callers keep views into it).
+
+        With ``deadline`` (a ``time.monotonic()`` value) the whole read must finish by then, however
+        the peer trickles its bytes (the ARTIM timer of PS3.8 §9.1.5); otherwise each wait for data
+        is bounded by ``timeout``.
+        """
         sock = self.sock
         if sock is None:
             raise SendError(f"association with {self.label} is closed")
@@ -534,31 +540,39 @@ class PduStream:
         got = 0
         try:
             while got < size:
+                if deadline is not None:
+                    sock.settimeout(max(deadline - time.monotonic(), 0.001))
                 n = sock.recv_into(view[got:], size - got)
                 if n == 0:
                     self.close()
                     raise SendError(f"{self.label} closed the connection")
                 got += n
         except TimeoutError as exc:
+            if deadline is not None:  # ARTIM expiry: close the transport connection (PS3.8 §9.2 AA-2)
+                self.close()
+                raise SendError(f"{self.label} sent no complete A-ASSOCIATE-RQ in time (ARTIM)") from exc
             self.abort()
             raise SendError(f"{self.label} sent nothing for {self.timeout:g} s") from exc
         except OSError as exc:
             self.close()
             raise SendError(f"connection to {self.label} lost: {exc.strerror or exc}") from exc
+        finally:
+            if deadline is not None and self.sock is not None:
+                self.sock.settimeout(self.timeout)
         return buffer
 
-    def read_pdu(self, limit: int = 0) -> tuple[int, bytearray]:
+    def read_pdu(self, limit: int = 0, deadline: float | None = None) -> tuple[int, bytearray]:
         """(PDU type, PDU body without its 6-byte header).
 
         ``limit`` (if not 0) is the largest body we accept, normally the Maximum Length we
         announced (PS3.8 D.1): a larger PDU is a protocol error, and reading it blindly would let
-        a peer make us allocate up to 4 GiB.
+        a peer make us allocate up to 4 GiB. ``deadline``: see :meth:`recv_exact`.
         """
-        pdu_type, _, length = struct.unpack(">BBI", self.recv_exact(6))
+        pdu_type, _, length = struct.unpack(">BBI", self.recv_exact(6, deadline))
         if limit and length > limit:
             self.abort(source=2, reason=6)  # service provider, invalid PDU parameter value
             raise SendError(f"{self.label} sent a {length}-byte {pdu_name(pdu_type, b'')}, over the {limit} agreed")
-        return pdu_type, self.recv_exact(length) if length else bytearray()
+        return pdu_type, self.recv_exact(length, deadline) if length else bytearray()
 
     def abort(self, source: int = 0, reason: int = 0) -> None:
         """A-ABORT (PS3.8 §9.3.8) and close; best effort, the peer may be gone."""

@@ -387,8 +387,11 @@ class WorklistScp(PynetdicomScp):
         ae_title: str = "YEETER_MWL",
         host: str = "127.0.0.1",
         port: int = 0,
+        **limits: float,
     ) -> None:
-        super().__init__(ae_title=ae_title, host=host, port=port)
+        """``limits``: ``artim_timeout``, ``network_timeout``, ``dimse_timeout``, ``max_associations``,
+        ``max_per_peer`` (see :class:`~simulations.transport.dimse.common.PynetdicomScp`)."""
+        super().__init__(ae_title=ae_title, host=host, port=port, **limits)  # type: ignore[arg-type]
         self.provider = provider
 
     def supported_contexts(self) -> list[str]:

@@ -1,0 +1,251 @@
+"""Is a received data set whole? One walk over its element headers, values left undecoded.
+
+The Storage SCP writes a C-STORE data set to disk as its PDVs arrive and never decodes it. Before it
+answers Success it must still know that what it keeps is the instance the command announced, and all
+of it (PS3.4 B.2.2: the SCP stores the SOP Instance "in its entirety"). :func:`check_dataset` walks
+every element header of the encoded data set (PS3.5 §7.1.2 explicit, §7.1.3 implicit VR; §7.5
+sequences and items of defined or undefined length; §A.4 encapsulated Pixel Data fragments) and
+reports the first problem:
+
+* a truncated data set: an element, item or fragment that runs past the end of the file, an
+  undefined-length sequence or item without its delimiter, bytes left over that are no element;
+* Pixel Data shorter than Rows × Columns × Samples per Pixel × Number of Frames × Bits Allocated / 8
+  (PS3.5 §8.1.1, PS3.3 C.7.6.3.1);
+* a SOP Class / SOP Instance UID in the data set that differs from the C-STORE command's Affected
+  SOP Class / Instance UID (PS3.7 §9.1.1.1): the file would be named after another instance.
+
+Big endian and deflated transfer syntaxes (rare, retired or compressed as a whole) are read fully
+with pydicom instead.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+# VRs whose explicit-VR header has 2 reserved bytes and a 4-byte length (PS3.5 Table 7.1-1)
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
+_UNDEFINED = 0xFFFFFFFF
+_MAX_DEPTH = 32  # nested undefined-length sequences; real IODs nest a handful
+_ITEM, _ITEM_END, _SEQUENCE_END = 0xE000, 0xE00D, 0xE0DD
+
+# Top-level elements whose values the checks need (tag -> name), read as they pass by
+_SOP_CLASS, _SOP_INSTANCE, _STUDY = 0x00080016, 0x00080018, 0x0020000D
+_SAMPLES, _FRAMES, _ROWS, _COLUMNS, _BITS = 0x00280002, 0x00280008, 0x00280010, 0x00280011, 0x00280100
+_PIXEL_DATA = 0x7FE00010
+_WANTED = frozenset({_SOP_CLASS, _SOP_INSTANCE, _STUDY, _SAMPLES, _FRAMES, _ROWS, _COLUMNS, _BITS})
+
+# What a problem means for the C-STORE status (PS3.4 Table B.2-1)
+TRUNCATED = "cannot understand"  # 0xC000
+MISMATCH = "does not match"  # 0xA900
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetProblem:
+    """Why a received data set may not be stored: ``kind`` is TRUNCATED or MISMATCH."""
+
+    kind: str
+    message: str
+
+
+@dataclass(slots=True)
+class DatasetFacts:
+    """What the walk learnt on the way: the Study Instance UID (to file the instance) and the UIDs."""
+
+    study_instance_uid: str = ""
+    sop_class_uid: str = ""
+    sop_instance_uid: str = ""
+    values: dict[int, bytes] = field(default_factory=dict)
+
+
+class _Truncated(Exception):
+    pass
+
+
+def check_dataset(
+    path: Path, offset: int, transfer_syntax: str, *, sop_class_uid: str, sop_instance_uid: str
+) -> tuple[DatasetFacts, DatasetProblem | None]:
+    """Walk the data set stored in ``path`` from ``offset`` (after the File Meta group).
+
+    Returns what was learnt and the first problem found (None when the data set is whole and is
+    the instance the command named).
+    """
+    facts = DatasetFacts()
+    if transfer_syntax == ImplicitVRLittleEndian:
+        implicit = True
+    elif transfer_syntax == ExplicitVRLittleEndian or UID(transfer_syntax).is_encapsulated:
+        implicit = False
+    else:
+        problem = _check_with_pydicom(path, facts)
+        return facts, problem or _identity_problem(facts, sop_class_uid, sop_instance_uid)
+    pixel_length: int | None = None
+    encapsulated = False
+    with open(path, "rb") as file:
+        size = file.seek(0, 2)
+        if size <= offset:
+            return facts, DatasetProblem(TRUNCATED, "the data set is empty")
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            try:
+                pos = offset
+                while pos < size:
+                    tag, length, start, vr = _header(data, pos, size, implicit)
+                    if tag == _PIXEL_DATA:
+                        encapsulated = length == _UNDEFINED
+                        pixel_length = length
+                    if length == _UNDEFINED:
+                        pos = _skip_undefined(data, start, size, implicit or vr == b"UN", tag, 1)
+                        continue
+                    end = start + length
+                    if end > size:
+                        return facts, DatasetProblem(
+                            TRUNCATED, f"cut short: {_tag(tag)} has {size - start} of its {length} bytes"
+                        )
+                    if tag in _WANTED:
+                        facts.values[tag] = bytes(data[start:end])
+                    pos = end
+            except _Truncated as exc:
+                return facts, DatasetProblem(TRUNCATED, str(exc))
+    facts.study_instance_uid = _text(facts.values.get(_STUDY, b""))
+    facts.sop_class_uid = _text(facts.values.get(_SOP_CLASS, b""))
+    facts.sop_instance_uid = _text(facts.values.get(_SOP_INSTANCE, b""))
+    problem = _identity_problem(facts, sop_class_uid, sop_instance_uid)
+    if problem is None and pixel_length is not None and not encapsulated:
+        problem = _pixel_problem(facts.values, pixel_length)
+    return facts, problem
+
+
+def _header(data: mmap.mmap, pos: int, size: int, implicit: bool) -> tuple[int, int, int, bytes]:
+    """(tag, value length, value start, VR) of the element at ``pos`` (PS3.5 §7.1)."""
+    if pos + 8 > size:
+        raise _Truncated(f"cut short: the data set ends inside an element header at byte {pos}")
+    group, element = struct.unpack_from("<HH", data, pos)
+    tag = group << 16 | element
+    if implicit or group == 0xFFFE:
+        (length,) = struct.unpack_from("<I", data, pos + 4)
+        return tag, length, pos + 8, b""
+    vr = bytes(data[pos + 4 : pos + 6])
+    if vr in _LONG_VRS:
+        if pos + 12 > size:
+            raise _Truncated(f"cut short: the data set ends inside the header of {_tag(tag)}")
+        (length,) = struct.unpack_from("<I", data, pos + 8)
+        return tag, length, pos + 12, vr
+    (length,) = struct.unpack_from("<H", data, pos + 6)
+    return tag, length, pos + 8, vr
+
+
+def _skip_undefined(data: mmap.mmap, pos: int, size: int, implicit: bool, owner: int, depth: int) -> int:
+    """Skip the items of an undefined-length sequence or encapsulated Pixel Data; return the position
+    after its Sequence Delimitation Item (PS3.5 §7.5.2, §A.4)."""
+    if depth > _MAX_DEPTH:
+        raise _Truncated(f"sequences nested more than {_MAX_DEPTH} deep in {_tag(owner)}")
+    while True:
+        tag, length, start, _ = _header(data, pos, size, True)
+        if tag == 0xFFFE0000 | _SEQUENCE_END:
+            return start
+        if tag != 0xFFFE0000 | _ITEM:
+            raise _Truncated(f"{_tag(owner)} holds {_tag(tag)} where an item or its end should be")
+        if length == _UNDEFINED:
+            pos = _skip_item(data, start, size, implicit, owner, depth)
+            continue
+        if start + length > size:
+            raise _Truncated(f"cut short: an item of {_tag(owner)} has {size - start} of its {length} bytes")
+        pos = start + length
+
+
+def _skip_item(data: mmap.mmap, pos: int, size: int, implicit: bool, owner: int, depth: int) -> int:
+    """Skip the elements of an undefined-length item; return the position after its delimiter."""
+    while True:
+        if pos >= size:
+            raise _Truncated(f"cut short: an item of {_tag(owner)} has no Item Delimitation Item")
+        tag, length, start, vr = _header(data, pos, size, implicit)
+        if tag == 0xFFFE0000 | _ITEM_END:
+            return start
+        if length == _UNDEFINED:
+            pos = _skip_undefined(data, start, size, implicit or vr == b"UN", tag, depth + 1)
+            continue
+        if start + length > size:
+            raise _Truncated(f"cut short: {_tag(tag)} in {_tag(owner)} has {size - start} of its {length} bytes")
+        pos = start + length
+
+
+def _pixel_problem(values: dict[int, bytes], length: int) -> DatasetProblem | None:
+    """Native Pixel Data must hold every pixel its attributes describe (PS3.5 §8.1.1)."""
+    try:
+        rows = _us(values[_ROWS])
+        columns = _us(values[_COLUMNS])
+        bits = _us(values[_BITS])
+        samples = _us(values[_SAMPLES]) if _SAMPLES in values else 1
+    except (KeyError, struct.error):
+        return None  # without them there is nothing to compare with; the IOD check is not ours
+    frames_text = _text(values.get(_FRAMES, b"1")) or "1"
+    try:
+        frames = int(frames_text)
+    except ValueError:
+        return DatasetProblem(MISMATCH, f"Number of Frames {frames_text!r} is not an integer")
+    expected = (rows * columns * samples * frames * bits + 7) // 8
+    if length < expected:
+        return DatasetProblem(
+            MISMATCH,
+            f"Pixel Data holds {length} bytes, its attributes need {expected} (Rows {rows} × Columns {columns} "
+            f"× Samples per Pixel {samples} × Number of Frames {frames} × Bits Allocated {bits} / 8)",
+        )
+    return None
+
+
+def _identity_problem(facts: DatasetFacts, sop_class_uid: str, sop_instance_uid: str) -> DatasetProblem | None:
+    if facts.sop_instance_uid != sop_instance_uid:
+        return DatasetProblem(
+            MISMATCH,
+            f"SOP Instance UID differs from the command's: data set {facts.sop_instance_uid or '(none)'}, "
+            f"command {sop_instance_uid}",
+        )
+    if sop_class_uid and facts.sop_class_uid != sop_class_uid:
+        return DatasetProblem(
+            MISMATCH,
+            f"SOP Class UID differs from the command's: data set {facts.sop_class_uid or '(none)'}, "
+            f"command {sop_class_uid}",
+        )
+    return None
+
+
+def _check_with_pydicom(path: Path, facts: DatasetFacts) -> DatasetProblem | None:
+    """Big endian / deflated: let pydicom read every element (and inflate), then compare pixels."""
+    try:
+        ds = dcmread(path)
+        for elem in ds.iterall():
+            _ = elem.value
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for a broken data set
+        return DatasetProblem(TRUNCATED, f"the data set cannot be read: {exc}")
+    facts.study_instance_uid = str(ds.get("StudyInstanceUID", ""))
+    facts.sop_class_uid = str(ds.get("SOPClassUID", ""))
+    facts.sop_instance_uid = str(ds.get("SOPInstanceUID", ""))
+    if "PixelData" in ds and not ds.file_meta.TransferSyntaxUID.is_encapsulated:
+        values = {
+            tag: struct.pack("<H", int(ds[tag].value))
+            for tag in (_ROWS, _COLUMNS, _BITS, _SAMPLES)
+            if tag in ds and ds[tag].value is not None
+        }
+        if "NumberOfFrames" in ds:
+            values[_FRAMES] = str(ds.NumberOfFrames).encode()
+        return _pixel_problem(values, len(ds.PixelData))
+    return None
+
+
+def _us(raw: bytes) -> int:
+    return int(struct.unpack_from("<H", raw)[0])
+
+
+def _text(raw: bytes) -> str:
+    return raw.rstrip(b"\x00 ").decode("ascii", errors="replace")
+
+
+def _tag(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+__all__ = ["MISMATCH", "TRUNCATED", "DatasetFacts", "DatasetProblem", "check_dataset"]
