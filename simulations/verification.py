@@ -17,6 +17,7 @@ import hl7
 from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
 
+from generators.terms import IMAGED_BY_SIDE, body_part_examined
 from simulations.artifacts import PatientFiles
 
 _DICOM_TAGS = ["PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyInstanceUID",
@@ -159,17 +160,18 @@ def _check_dicom_file(v: Verification, path: Path, ident: dict) -> str | None:
     v.count("dicom")
     _check_patient(v, artifact, ds, ident)
     for keyword, key in (("AccessionNumber", "accession_number"), ("StudyInstanceUID", "study_instance_uid"),
-                         ("Modality", "modality"), ("BodyPartExamined", "body_part"),
-                         ("StudyDescription", "description")):
+                         ("Modality", "modality"), ("StudyDescription", "description")):
         v.expect(artifact, keyword, ident[key], _get(ds, keyword))
+    v.expect(artifact, "BodyPartExamined", body_part_examined(ident["body_part"]), _get(ds, "BodyPartExamined"))
     side = ident["laterality"]
     lat, img_lat = _get(ds, "Laterality"), _get(ds, "ImageLaterality")
     if side in ("R", "L"):
         if (lat or img_lat) != side or (lat and img_lat and img_lat != side):
             v.expect(artifact, "Laterality/ImageLaterality", side, f"{lat}/{img_lat}")
-    elif side == "B":
-        if lat not in ("", "B", "R", "L") or img_lat not in ("", "B", "R", "L"):
-            v.expect(artifact, "Laterality/ImageLaterality", "B (or R/L per view)", f"{lat}/{img_lat}")
+    elif side == "B" or ident["body_part"] in IMAGED_BY_SIDE:
+        # both sides: each series shows one side (Laterality R/L) or both (Image Laterality B)
+        if lat not in ("", "R", "L") or img_lat not in ("", "B", "R", "L") or not (lat or img_lat):
+            v.expect(artifact, "Laterality/ImageLaterality", "R/L per series or B", f"{lat}/{img_lat}")
     else:
         if lat or img_lat not in ("", "U"):
             v.expect(artifact, "Laterality/ImageLaterality", "none (unpaired body part)", f"{lat}/{img_lat}")
