@@ -52,6 +52,7 @@ from typing import Any, Literal
 from generators.reports import Report
 from generators.terms import CareSetting, Modality
 from generators.types import Code, Order, PersonName, Provider
+from generators.vr import hl7_escape, hl7_escape_ft
 
 Version = Literal["2.5.1", "2.3.1"]
 VERSIONS: tuple[str, ...] = ("2.5.1", "2.3.1")
@@ -134,33 +135,18 @@ class ControlIds:
 
 # --- encoding helpers --------------------------------------------------------------------------------
 
-_ESCAPES = str.maketrans(
-    {
-        "\\": "\\E\\",
-        "|": "\\F\\",
-        "^": "\\S\\",
-        "&": "\\T\\",
-        "~": "\\R\\",
-        "\r": " ",
-        "\n": " ",
-    }
-)
-_FT_ESCAPES = str.maketrans(
-    {"\\": "\\E\\", "|": "\\F\\", "^": "\\S\\", "&": "\\T\\", "~": "\\R\\", "\r": "", "\n": "\\.br\\"}
-)
-
-
 def escape(value: object) -> str:
     """Escape HL7 delimiters in a single-line value (HL7 2.5.1 §2.7.4: ``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\``).
 
-    Line breaks have no place in ST/ID/component values and are folded to spaces.
+    Line breaks have no place in ST/ID/component values and are folded to spaces; control characters
+    are dropped. The cleaning is :func:`generators.vr.hl7_escape`, shared with the DICOM side.
     """
-    return str(value).replace("\r\n", "\n").translate(_ESCAPES)
+    return hl7_escape(value)
 
 
 def escape_ft(text: str) -> str:
     """Escape formatted text (FT): delimiters as in :func:`escape`, line breaks as ``\\.br\\`` (§2.7.6)."""
-    return text.replace("\r\n", "\n").translate(_FT_ESCAPES)
+    return hl7_escape_ft(text)
 
 
 def _c(*components: object) -> str:

@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from generators.types import Code, Order
+from generators.vr import clean_dataset
 from generators.worklist import (
     SPECIFIC_CHARACTER_SET,
     clip,
@@ -120,7 +121,7 @@ def build_mpps_in_progress(
     ds.StudyID = study_id or order.study_id
     ds.PerformedProtocolCodeSequence = Sequence(scheduled_protocol_items(exam))
     ds.PerformedSeriesSequence = Sequence()
-    return ds
+    return clean_dataset(ds)
 
 
 def performed_series_item(series: PerformedSeries, *, performing: str, operators: str) -> Dataset:
@@ -183,4 +184,4 @@ def build_mpps_completed(
     )
     if discontinuation_reason is not None:
         ds.PerformedProcedureStepDiscontinuationReasonCodeSequence = Sequence([code_item(discontinuation_reason)])
-    return ds
+    return clean_dataset(ds)

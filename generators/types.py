@@ -24,6 +24,7 @@ from generators.terms import (
     Sex,
     Weighting,
 )
+from generators.vr import pn_component
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +103,11 @@ class PersonName:
 
     @property
     def dicom(self) -> str:
-        """DICOM PN alphabetic group ``family^given^middle^prefix^suffix`` with empty tail trimmed."""
-        return "^".join([self.family, self.given, self.middle, self.prefix, self.suffix]).rstrip("^")
+        """DICOM PN alphabetic group ``family^given^middle^prefix^suffix`` with empty tail trimmed; a ``^``,
+        ``=`` or ``\\`` inside a component becomes a space (:func:`generators.vr.pn_component`), so the
+        name keeps its five components and one value (PS3.5 §6.2.1)."""
+        parts = [pn_component(p) for p in (self.family, self.given, self.middle, self.prefix, self.suffix)]
+        return "^".join(parts).rstrip("^")
 
 
 @dataclass(frozen=True, slots=True)

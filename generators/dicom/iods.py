@@ -35,6 +35,7 @@ from generators.terms import (
     body_part_examined,
 )
 from generators.types import Code, Order, SeriesSpec
+from generators.vr import clean_dataset
 
 SOP_CLASSES: dict[Modality, str] = {
     Modality.CT: CTImageStorage,
@@ -235,7 +236,7 @@ def series_dataset(order: Order, ctx: SeriesContext, *, now: dt.datetime) -> Dat
     ds.PixelRepresentation = int(px.signed)
     {Modality.CT: _ct, Modality.MR: _mr, Modality.DX: _dx, Modality.CR: _cr, Modality.US: _us,
      Modality.MG: _mg, Modality.NM: _nm}[modality](ds, order, ctx)
-    return ds
+    return clean_dataset(ds)
 
 
 def series_side(order: Order, spec: SeriesSpec) -> Laterality:
