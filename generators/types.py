@@ -173,6 +173,11 @@ class Order:
     station_name: str = ""
     performing: Provider | None = None
     facility: str = "YEETER_HOSP"
+    # The performed procedure step that fulfils the SPS (PS3.3 C.4.14): its MPPS SOP Instance UID (the N-CREATE's
+    # Affected SOP Instance UID, every image's Referenced Performed Procedure Step) and its PPS ID (MPPS and
+    # every image's Performed Procedure Step ID, C.7.3.1), minted with the order so all of them agree.
+    mpps_uid: str = ""
+    pps_id: str = ""
 
     # Convenience views of the bound exam so downstream code never reaches for text inference.
     @property

@@ -47,6 +47,7 @@ SOP_CLASSES: dict[Modality, str] = {
     Modality.NM: NuclearMedicineImageStorage,
 }
 
+MPPS_SOP_CLASS = "1.2.840.10008.3.1.2.3.3"  # Modality Performed Procedure Step SOP Class (PS3.4 F.7)
 MANUFACTURER = "YEETER SIMULATED"
 DEFAULT_MODELS: dict[Modality, str] = {
     Modality.CT: "Yeeter CT 128", Modality.MR: "Yeeter MR 1.5T", Modality.DX: "Yeeter DR 43",
@@ -173,8 +174,12 @@ def image_type(modality: Modality, spec: SeriesSpec) -> list[str]:
     return [*first]
 
 
-def series_dataset(order: Order, ctx: SeriesContext, *, now: dt.datetime) -> Dataset:
-    """The series-level data set (everything but the per-instance elements) for ``ctx.spec`` of ``order``."""
+def series_dataset(order: Order, ctx: SeriesContext, *, now: dt.datetime,
+                   pps_started_at: dt.datetime | None = None) -> Dataset:
+    """The series-level data set (everything but the per-instance elements) for ``ctx.spec`` of ``order``.
+
+    ``pps_started_at`` is the start of the performed procedure step as MPPS reported it (default ``now``).
+    """
     exam, spec, px = order.exam, ctx.spec, ctx.pixels
     modality = exam.modality
     ds = Dataset()
@@ -224,11 +229,19 @@ def series_dataset(order: Order, ctx: SeriesContext, *, now: dt.datetime) -> Dat
     ds.StudyID = order.study_id
     ds.SeriesNumber = spec.number
     _laterality(ds, order, spec)
-    ds.PerformedProcedureStepStartDate = _da(now)
-    ds.PerformedProcedureStepStartTime = _tm(now)
-    ds.PerformedProcedureStepID = order.sps_id[:16]
+    # General Series (C.7.3.1) performed procedure step: the one MPPS reports (ID and UID minted with the order)
+    started = pps_started_at or now
+    ds.PerformedProcedureStepStartDate = _da(started)
+    ds.PerformedProcedureStepStartTime = _tm(started)
+    ds.PerformedProcedureStepID = order.pps_id or order.sps_id[:16]
     ds.PerformedProcedureStepDescription = exam.description[:64]
     ds.RequestAttributesSequence = Sequence([_request_attributes(order)])
+    if order.mpps_uid:
+        # Referenced Performed Procedure Step Sequence (0008,1111), General Series C.7.3.1
+        pps = Dataset()
+        pps.ReferencedSOPClassUID = MPPS_SOP_CLASS
+        pps.ReferencedSOPInstanceUID = order.mpps_uid
+        ds.ReferencedPerformedProcedureStepSequence = Sequence([pps])
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows, ds.Columns = px.rows, px.cols
