@@ -55,7 +55,7 @@ def check_exam(exam: ExamInfo, out_dir: Path, dciodvfy: str, dcentvfy: str) -> l
     for path in files:
         first_per_series.setdefault(path.name.split("_", 1)[0], path)
     for series, path in sorted(first_per_series.items()):
-        run = subprocess.run([dciodvfy, "-new", str(path)], capture_output=True, text=True, timeout=60)
+        run = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True, timeout=60)
         problems += [f"{exam.id} series {series}: {line}" for line in _problems(run.stdout + run.stderr)]
     run = subprocess.run([dcentvfy, *map(str, files)], capture_output=True, text=True, timeout=60)
     problems += [f"{exam.id} dcentvfy: {line}" for line in _problems(run.stdout + run.stderr)]

@@ -109,7 +109,7 @@ def test_images_of_a_hostile_order_pass_dciodvfy_without_multiplicity_errors(tmp
     order = dataclasses.replace(order_for(Modality.CT), indication=HOSTILE_INDICATION, patient=HOSTILE_PATIENT)
     result = write_study(order, tmp_path, seed=3, now=FIXED_NOW, max_instances_per_series=1, previews=False)
     path = sorted(result.study_dir.glob("*.dcm"))[1]
-    out = subprocess.run([binary, "-new", str(path)], capture_output=True, text=True, check=False)
+    out = subprocess.run([binary, str(path)], capture_output=True, text=True, check=False)
     problems = [line for line in (out.stdout + out.stderr).splitlines()
                 if line.startswith(("Error", "Warning")) and "DICOMDIR" not in line]
     assert problems == []
