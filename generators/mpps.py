@@ -73,7 +73,8 @@ def build_mpps_in_progress(
     the modality does not know them yet: end date/time, performed series). The PPS ID is the one minted
     with the order (``order.pps_id``, which the images carry too); ``mpps_uid``, the Affected SOP Instance
     UID the SCU sends in the N-CREATE command, defaults to ``order.mpps_uid`` — another UID (a redone
-    step) gets a PPS ID of its own. ``started_at`` must be the start the images carry. ``study_id`` is (0020,0010) Study ID of
+    step) gets a PPS ID of its own. ``started_at`` must be the start the images carry. ``study_id`` is
+    (0020,0010) Study ID of
     the images, Type 2; by default ``order.study_id``, which the images carry too.
     """
     exam = order.exam

@@ -263,8 +263,9 @@ def _laterality(ds: Dataset, order: Order, spec: SeriesSpec) -> None:
     Laterality is Type 2C, required for a paired body part unless Image Laterality is sent, and its
     enumerated values are only R and L; Image Laterality also has B (both) and U (unpaired). So: a
     one-sided series of a paired part carries Laterality R/L; a series showing both sides carries Image
-    Laterality B; a paired part of unknown side an empty Laterality; an unpaired part carries neither (dciodvfy: "should be absent if an unpaired body
-    part"). DX and MG always carry Image Laterality (their modules require it) and set it themselves.
+    Laterality B; a paired part of unknown side an empty Laterality; an unpaired part carries neither
+    (dciodvfy: "should be absent if an unpaired body part"). DX and MG always carry Image Laterality
+    (their modules require it) and set it themselves.
     """
     if order.exam.modality in (Modality.DX, Modality.MG) or order.exam.body_part.upper() not in IMAGED_BY_SIDE:
         return
@@ -647,7 +648,8 @@ class Radiopharmaceutical:
 
 
 # Scene (phantoms_nm.scene_for) → tracer. Codes are PS3.16 CID 25 in SNOMED CT (SCT): the SNOMED-RT (SRT) ids
-# that CID 25 still lists beside them are deprecated (PS3.16 Section 8, dciodvfy warns on SRT); doses are usual adult activities (SNMMI / EANM guidelines).
+# that CID 25 still lists beside them are deprecated (PS3.16 Section 8, dciodvfy warns on SRT); doses are usual
+# adult activities (SNMMI / EANM guidelines).
 _MDP = Radiopharmaceutical("Tc-99m MDP", ("96390006", "Technetium Tc^99m^ medronate"), 740, frame_ms=800000,
                            counts=1500000)
 _SESTAMIBI_REST = Radiopharmaceutical("Tc-99m sestamibi", ("424299003", "Technetium Tc^99m^ sestamibi"), 370,
