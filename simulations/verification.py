@@ -167,7 +167,7 @@ def _check_performed_step(v: Verification, artifact: str, ds: Dataset, ident: di
     (Referenced Performed Procedure Step Sequence) and its start date/time (PS3.3 C.7.3.1, C.4.14)."""
     if ident.get("pps_id"):
         v.expect(artifact, "PerformedProcedureStepID", ident["pps_id"], _get(ds, "PerformedProcedureStepID"))
-    if ident.get("mpps_uid"):
+    if ident.get("mpps_uid") and mpps_start is not None:  # an MPPS was created: the images reference it
         ref = _first(ds, "ReferencedPerformedProcedureStepSequence")
         v.expect(artifact, "ReferencedPerformedProcedureStep SOP Instance UID", ident["mpps_uid"],
                  _get(ref, "ReferencedSOPInstanceUID") if ref is not None else "")

@@ -178,7 +178,9 @@ def series_dataset(order: Order, ctx: SeriesContext, *, now: dt.datetime,
                    pps_started_at: dt.datetime | None = None) -> Dataset:
     """The series-level data set (everything but the per-instance elements) for ``ctx.spec`` of ``order``.
 
-    ``pps_started_at`` is the start of the performed procedure step as MPPS reported it (default ``now``).
+    ``pps_started_at`` is the start of the performed procedure step as MPPS reported it; given, the images
+    also reference that MPPS instance (``order.mpps_uid``). Without it (no MPPS was created) the PPS start
+    is ``now`` and no MPPS instance is referenced, since none exists.
     """
     exam, spec, px = order.exam, ctx.spec, ctx.pixels
     modality = exam.modality
@@ -236,7 +238,7 @@ def series_dataset(order: Order, ctx: SeriesContext, *, now: dt.datetime,
     ds.PerformedProcedureStepID = order.pps_id or order.sps_id[:16]
     ds.PerformedProcedureStepDescription = exam.description[:64]
     ds.RequestAttributesSequence = Sequence([_request_attributes(order)])
-    if order.mpps_uid:
+    if order.mpps_uid and pps_started_at is not None:
         # Referenced Performed Procedure Step Sequence (0008,1111), General Series C.7.3.1
         pps = Dataset()
         pps.ReferencedSOPClassUID = MPPS_SOP_CLASS

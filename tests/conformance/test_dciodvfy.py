@@ -48,7 +48,7 @@ def check_exam(exam: ExamInfo, out_dir: Path, dciodvfy: str, dcentvfy: str) -> l
     order = mint_order(exam=exam, patient=PATIENT, indication=INDICATION, rng=random.Random(exam.id),
                        now=FIXED_NOW)
     study = write_study(order, out_dir, seed=11, now=FIXED_NOW + dt.timedelta(minutes=5),
-                        max_instances_per_series=2, previews=False)
+                        max_instances_per_series=2, previews=False, pps_started_at=FIXED_NOW)
     files = sorted(study.study_dir.glob("*.dcm"))
     problems: list[str] = []
     first_per_series: dict[str, Path] = {}

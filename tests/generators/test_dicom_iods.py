@@ -358,3 +358,16 @@ def test_a_thyroid_pinhole_series_names_its_pinhole_collimator(tmp_path: Path) -
         detector = pydicom.dcmread(paths[0], stop_before_pixels=True).DetectorInformationSequence[0]
         assert (detector.CollimatorGridName, detector.CollimatorType) == (grid, kind)
     assert _dciodvfy_errors(pinhole + planar) == []
+
+
+def test_images_reference_the_mpps_instance_only_when_an_mpps_was_created(tmp_path: Path) -> None:
+    order = order_for(Modality.DX)
+    started = FIXED_NOW.replace(minute=0)
+    with_mpps = write_study(order, tmp_path / "a", seed=2, now=FIXED_NOW, pps_started_at=started, previews=False)
+    without = write_study(order, tmp_path / "b", seed=2, now=FIXED_NOW, previews=False)
+    ds = pydicom.dcmread(_files(with_mpps)[0], stop_before_pixels=True)
+    assert ds.ReferencedPerformedProcedureStepSequence[0].ReferencedSOPInstanceUID == order.mpps_uid
+    assert ds.PerformedProcedureStepID == order.pps_id
+    assert (ds.PerformedProcedureStepStartDate, ds.PerformedProcedureStepStartTime) == ("20261125", "090000")
+    bare = pydicom.dcmread(_files(without)[0], stop_before_pixels=True)
+    assert "ReferencedPerformedProcedureStepSequence" not in bare and bare.PerformedProcedureStepID == order.pps_id
