@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 
+from generators.mpps import performed_procedure_step_id
 from generators.terms import CareSetting, Priority
 from generators.types import ExamInfo, Indication, Order, Patient, PersonName, Provider
 from generators.uids import new_uid
@@ -52,6 +53,7 @@ def mint_order(
     station_name: str = "",
     facility: str = "YEETER_HOSP",
     schedule_delay: dt.timedelta | None = None,
+    ids: random.Random | None = None,
 ) -> Order:
     """Mint the identity set of one order for ``exam`` and ``patient``.
 
@@ -59,16 +61,29 @@ def mint_order(
     same seed gives the same accession on any day and distinct seeds collide with negligible
     probability (about 5e-4 over a million orders). Requested procedure and SPS IDs derive from it
     (IHE RAD TF-2 4.4: one requested procedure per order here, one SPS per requested procedure);
-    placer/filler order numbers are distinct from the accession as in a real RIS. ``now`` is the order time; the step is scheduled ``schedule_delay`` later (default:
-    immediately, which is what a simulator driving a modality wants).
+    placer/filler order numbers are distinct from the accession as in a real RIS. ``now`` is the order time;
+    the step is scheduled ``schedule_delay`` later (default: immediately, which is what a simulator driving a
+    modality wants). The performed procedure step is minted here too: its MPPS SOP Instance UID and the PPS
+    ID derived from it (:func:`generators.mpps.performed_procedure_step_id`), used by MPPS and every image.
+
+    Identifiers (accession, order and visit numbers, Study Instance UID, MPPS UID, PPS ID) come from ``ids``,
+    everything else (priority, referring physician) from ``rng``. The runner seeds ``ids`` with the run's
+    identity so that the same seed in two runs gives the same exams and patients but never the same UIDs or
+    accession numbers (a PACS would merge the two studies); ``ids`` defaults to ``rng``.
     """
+    ids = rng if ids is None else ids
     if setting is None:
         setting = exam.care_settings[0] if exam.care_settings else CareSetting.OUTPATIENT
     if priority is None:
         choices, weights = _PRIORITY_WEIGHTS[setting]
         priority = rng.choices(choices, weights)[0]
-    digits = _digits(rng, 15)
+    digits = _digits(ids, 15)
     accession = f"A{digits}"
+    placer, filler = f"P{_digits(ids, 9)}", f"F{_digits(ids, 9)}"
+    study_uid = new_uid(ids)
+    visit = f"V{_digits(ids, 9)}"
+    referring = rng.choice(REFERRING_ROSTER)
+    mpps_uid = new_uid(ids)
     return Order(
         patient=patient,
         exam=exam,
@@ -76,16 +91,18 @@ def mint_order(
         priority=priority,
         indication=indication,
         accession_number=accession,
-        placer_order_number=f"P{_digits(rng, 9)}",
-        filler_order_number=f"F{_digits(rng, 9)}",
+        placer_order_number=placer,
+        filler_order_number=filler,
         requested_procedure_id=f"RP{digits[1:]}",
         sps_id=f"SPS{digits[2:]}",
-        study_instance_uid=new_uid(rng),
-        visit_number=f"V{_digits(rng, 9)}",
+        study_instance_uid=study_uid,
+        visit_number=visit,
         ordered_at=now,
         scheduled_at=now + (schedule_delay or dt.timedelta(0)),
-        referring=rng.choice(REFERRING_ROSTER),
+        referring=referring,
         station_ae_title=station_ae_title,
         station_name=station_name,
         facility=facility,
+        mpps_uid=mpps_uid,
+        pps_id=performed_procedure_step_id(mpps_uid),
     )

@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from generators.types import Code, Order
+from generators.vr import clean_dataset
 from generators.worklist import (
     SPECIFIC_CHARACTER_SET,
     clip,
@@ -60,8 +61,8 @@ def performed_procedure_step_id(mpps_uid: str) -> str:
 def build_mpps_in_progress(
     order: Order,
     *,
-    mpps_uid: str,
     started_at: dt.datetime,
+    mpps_uid: str | None = None,
     station_ae_title: str,
     performed_station_name: str = "",
     study_id: str = "",
@@ -69,13 +70,17 @@ def build_mpps_in_progress(
     """The N-CREATE attribute list of an MPPS IN PROGRESS (PS3.4 F.7.2.1, Table F.7.2-1).
 
     Every Type 1 and Type 2 attribute of the N-CREATE column is present (Type 2 ones empty when
-    the modality does not know them yet: end date/time, performed series). ``mpps_uid`` is the
-    Affected SOP Instance UID the SCU sends in the N-CREATE command (not part of the attribute
-    list); it determines the PerformedProcedureStepID. ``study_id`` is (0020,0010) Study ID of
+    the modality does not know them yet: end date/time, performed series). The PPS ID is the one minted
+    with the order (``order.pps_id``, which the images carry too); ``mpps_uid``, the Affected SOP Instance
+    UID the SCU sends in the N-CREATE command, defaults to ``order.mpps_uid`` — another UID (a redone
+    step) gets a PPS ID of its own. ``started_at`` must be the start the images carry. ``study_id`` is
+    (0020,0010) Study ID of
     the images, Type 2; by default ``order.study_id``, which the images carry too.
     """
     exam = order.exam
     patient = order.patient
+    uid = mpps_uid or order.mpps_uid
+    pps_id = order.pps_id if uid == order.mpps_uid and order.pps_id else performed_procedure_step_id(uid)
 
     # Performed Procedure Step Relationship (PS3.3 C.4.13): one item per SPS fulfilled.
     ssa = Dataset()
@@ -102,7 +107,7 @@ def build_mpps_in_progress(
     ds.AdmissionID = order.visit_number
 
     # Performed Procedure Step Information (PS3.3 C.4.14).
-    ds.PerformedProcedureStepID = performed_procedure_step_id(mpps_uid)
+    ds.PerformedProcedureStepID = pps_id
     ds.PerformedStationAETitle = station_ae_title
     ds.PerformedStationName = performed_station_name
     ds.PerformedLocation = None
@@ -120,7 +125,7 @@ def build_mpps_in_progress(
     ds.StudyID = study_id or order.study_id
     ds.PerformedProtocolCodeSequence = Sequence(scheduled_protocol_items(exam))
     ds.PerformedSeriesSequence = Sequence()
-    return ds
+    return clean_dataset(ds)
 
 
 def performed_series_item(series: PerformedSeries, *, performing: str, operators: str) -> Dataset:
@@ -183,4 +188,4 @@ def build_mpps_completed(
     )
     if discontinuation_reason is not None:
         ds.PerformedProcedureStepDiscontinuationReasonCodeSequence = Sequence([code_item(discontinuation_reason)])
-    return ds
+    return clean_dataset(ds)

@@ -234,3 +234,21 @@ PAIRED_BODY_PARTS: frozenset[str] = frozenset(
         "HIP", "HUMERUS", "KIDNEY", "KNEE", "LEG", "ORBIT", "SHOULDER", "WRIST",
     }
 )
+
+# Body parts whose images need a side (Laterality (0020,0060) R/L or Image Laterality (0020,0062) B): the paired
+# ones above, plus parts an exam always covers on both sides, one series per side (the carotid arteries, the
+# testes), so the exam itself has no laterality but each series names the side it shows (PS3.16 Annex L marks
+# them paired).
+IMAGED_BY_SIDE: frozenset[str] = PAIRED_BODY_PARTS | {"CAROTID", "SCROTUM", "TESTIS"}
+
+# Catalog body parts that are no PS3.16 Annex L defined term, and the defined term the images carry in
+# Body Part Examined (0018,0015) instead: the catalog keeps the finer term for exam choice, indications and
+# anatomy; receivers and validators get a term they know (dciodvfy warns on any other, and cannot tell
+# whether an unknown part is paired, so it asks for a Laterality).
+BODY_PART_EXAMINED: dict[str, str] = {"SINUS": "HEAD", "PELVISFEMALE": "PELVIS"}
+
+
+def body_part_examined(body_part: str) -> str:
+    """The Body Part Examined (0018,0015) defined term for a catalog body part (PS3.16 Annex L), at most 16 chars."""
+    part = body_part.upper()
+    return BODY_PART_EXAMINED.get(part, part)[:16]

@@ -25,6 +25,7 @@ from generators.terms import (
     Sex,
     Weighting,
 )
+from generators.vr import pn_component
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +105,11 @@ class PersonName:
 
     @property
     def dicom(self) -> str:
-        """DICOM PN alphabetic group ``family^given^middle^prefix^suffix`` with empty tail trimmed."""
-        return "^".join([self.family, self.given, self.middle, self.prefix, self.suffix]).rstrip("^")
+        """DICOM PN alphabetic group ``family^given^middle^prefix^suffix`` with empty tail trimmed; a ``^``,
+        ``=`` or ``\\`` inside a component becomes a space (:func:`generators.vr.pn_component`), so the
+        name keeps its five components and one value (PS3.5 §6.2.1)."""
+        parts = [pn_component(p) for p in (self.family, self.given, self.middle, self.prefix, self.suffix)]
+        return "^".join(parts).rstrip("^")
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +187,11 @@ class Order:
     station_name: str = ""
     performing: Provider | None = None
     facility: str = "YEETER_HOSP"
+    # The performed procedure step that fulfils the SPS (PS3.3 C.4.14): its MPPS SOP Instance UID (the N-CREATE's
+    # Affected SOP Instance UID, every image's Referenced Performed Procedure Step) and its PPS ID (MPPS and
+    # every image's Performed Procedure Step ID, C.7.3.1), minted with the order so all of them agree.
+    mpps_uid: str = ""
+    pps_id: str = ""
 
     # Convenience views of the bound exam so downstream code never reaches for text inference.
     @property

@@ -27,6 +27,7 @@ from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
 
 from generators.terms import Contrast, Sex
 from generators.types import Code, ExamInfo, Order, Provider
+from generators.vr import clean_dataset
 
 # Names are non-ASCII (NÚÑEZ, ZOË): UTF-8 is the one character set every modern modality reads.
 SPECIFIC_CHARACTER_SET = "ISO_IR 192"
@@ -250,7 +251,7 @@ def build_worklist_item(order: Order, *, performing: Provider | None = None) -> 
             "ScheduledProcedureStepSequence": [sps],
         },
     )
-    return ds
+    return clean_dataset(ds)
 
 
 def query_dataset(**keys: str) -> Dataset:

@@ -80,6 +80,8 @@ def identity_json(order: Order) -> dict[str, Any]:
         "requested_procedure_id": order.requested_procedure_id,
         "sps_id": order.sps_id,
         "study_instance_uid": order.study_instance_uid,
+        "mpps_uid": order.mpps_uid,
+        "pps_id": order.pps_id,
         "placer_order_number": order.placer_order_number,
         "filler_order_number": order.filler_order_number,
         "exam_id": order.exam.id,

@@ -84,6 +84,9 @@ class RunOptions:
     sending_facility: str = "YEETER_HOSP"
     station_ae_title: str = "MODALITY1"
     mrn_format: str = "MRN{n:07d}"
+    # Identifiers (UIDs, accession and order numbers) from the seed too, as an earlier run with that seed had
+    # them; by default they come from the run's own id, so two runs never share a UID (runsim --replay-ids).
+    replay_ids: bool = False
     # Endpoint kinds served by built-in receivers started for this run (none given for them).
     builtin_kinds: tuple[str, ...] = ()
 
@@ -108,6 +111,8 @@ class PatientContext:
     index: int
     row: RunPatient
     rng: random.Random
+    ids: random.Random | None = None  # identifiers' stream (mint_order): the run id's, or the seed's on replay
+    pps_started_at: dt.datetime | None = None  # the MPPS start, which the images carry too
     patient: Patient | None = None
     exam: ExamInfo | None = None
     selection: Selection | None = None
@@ -271,7 +276,9 @@ class SimulationRunner:
             if self.cancel.is_set():
                 await self._set_row(row, status=RunPatient.Status.CANCELLED)
                 return
-            ctx = PatientContext(index=row.index, row=row, rng=random.Random(f"{self.run.seed}/{row.index}"))
+            ids_basis = self.run.seed if self.options.replay_ids else self.run.pk
+            ctx = PatientContext(index=row.index, row=row, rng=random.Random(f"{self.run.seed}/{row.index}"),
+                                 ids=random.Random(f"{ids_basis}/{row.index}/ids"))
             await self._set_row(row, status=RunPatient.Status.RUNNING, started_at=timezone.now())
             current: Step | None = None
             try:
@@ -369,10 +376,10 @@ class SimulationRunner:
         order = mint_order(exam=exam, patient=patient, indication=indication, rng=ctx.rng, now=now,
                            setting=setting, priority=priority,
                            station_ae_title=params.get("station_ae_title", self.options.station_ae_title),
-                           facility=self.options.sending_facility)
+                           facility=self.options.sending_facility, ids=ctx.ids)
         ctx.selection, ctx.exam, ctx.patient, ctx.order = selection, exam, patient, order
         ctx.pixel_seed = ctx.rng.getrandbits(63)
-        ctx.mpps_uid = new_uid(ctx.rng)
+        ctx.mpps_uid = order.mpps_uid
         ctx.files = PatientFiles.for_order(self.run_dir, ctx.index, order.accession_number)
         ctx.files.write_json("order.json", identity_json(order))
 
@@ -452,8 +459,8 @@ class SimulationRunner:
                              sending_facility=self.options.sending_facility)
 
     def _control_id(self, ctx: PatientContext, kind: str) -> str:
-        # MSH-10: unique per message and reproducible per seed, never the accession number.
-        return f"Y{ctx.rng.getrandbits(52):013X}{kind}"[:20]
+        # MSH-10: unique per message and per run (reproducible with replay_ids), never the accession number.
+        return f"Y{ctx.ids.getrandbits(52):013X}{kind}"[:20]
 
     def _check_hl7(self, message: str, step: Step) -> None:
         if self.options.validate_hl7:
@@ -568,7 +575,8 @@ class SimulationRunner:
     async def handle_mpps_in_progress(self, step: Step, ctx: PatientContext) -> None:
         """MPPS N-CREATE IN PROGRESS (IHE RAD-6)."""
         order = ctx.order
-        ds = build_mpps_in_progress(order, mpps_uid=ctx.mpps_uid, started_at=self._now(),
+        ctx.pps_started_at = self._now()
+        ds = build_mpps_in_progress(order, mpps_uid=ctx.mpps_uid, started_at=ctx.pps_started_at,
                                     station_ae_title=order.station_ae_title)
         ctx.files.write_dataset("mpps-create.json", ds)
         await self._set_worklist_status(ctx, WorklistEntry.Status.IN_PROGRESS)
@@ -599,7 +607,7 @@ class SimulationRunner:
         limit = step.params.get("max_instances_per_series", self.options.max_instances_per_series)
         pool = await self._process_pool()
         job = partial(dicom_gen.write_study, order, self.run_dir, seed=ctx.pixel_seed, transfer_syntax=ts,
-                      now=self._now(), max_instances_per_series=limit)
+                      now=self._now(), max_instances_per_series=limit, pps_started_at=ctx.pps_started_at)
         study = await asyncio.get_running_loop().run_in_executor(pool, job)
         ctx.study = study
         self.counters["instances_generated"] += study.instance_count
@@ -660,7 +668,7 @@ class SimulationRunner:
         instances = [(r.sop_class_uid, r.sop_instance_uid) for r in ctx.store_results if r.stored]
         if not instances:
             raise StepFailed("nothing was stored, so there is nothing to commit")
-        result = await self._exchange(peer, request_commitment, peer, instances, transaction_uid=new_uid(ctx.rng),
+        result = await self._exchange(peer, request_commitment, peer, instances, transaction_uid=new_uid(ctx.ids),
                                       timeout=step.params.get("timeout", peer.timeout))
         self.counters["committed"] += len(result.committed)
         await self._emit(ctx, EventType.COMMITMENT,

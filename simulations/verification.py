@@ -3,7 +3,8 @@
 Compares the HL7 messages, the worklist item (as published and as the worklist SCP answered it),
 the MPPS datasets and every DICOM file's header against the identity set minted for the order
 (``order.json``): patient identity, accession, requested procedure / SPS ids, Study Instance UID,
-modality, body part, laterality, description and procedure code. Works from the files of
+modality, body part, laterality, description, procedure code and the performed procedure step (PPS ID,
+MPPS SOP Instance UID and start date/time alike in MPPS and every image). Works from the files of
 :mod:`simulations.artifacts` alone, so ``manage.py verify_run`` can re-check a run at any time.
 """
 
@@ -17,11 +18,14 @@ import hl7
 from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
 
+from generators.terms import IMAGED_BY_SIDE, body_part_examined
 from simulations.artifacts import PatientFiles
 
 _DICOM_TAGS = ["PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyInstanceUID",
                "Modality", "BodyPartExamined", "Laterality", "ImageLaterality", "StudyDescription",
-               "RequestAttributesSequence", "ProcedureCodeSequence", "SOPInstanceUID", "SeriesInstanceUID"]
+               "RequestAttributesSequence", "ProcedureCodeSequence", "SOPInstanceUID", "SeriesInstanceUID",
+               "PerformedProcedureStepID", "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime",
+               "ReferencedPerformedProcedureStepSequence"]
 
 
 @dataclass
@@ -151,9 +155,34 @@ def _check_mpps(v: Verification, artifact: str, ds: Dataset, ident: dict) -> Non
     code = _first(ds, "ProcedureCodeSequence")
     if code is not None:
         v.expect(artifact, "ProcedureCodeSequence[0].CodeValue", ident["procedure_code"], _get(code, "CodeValue"))
+    if ident.get("pps_id") and "PerformedProcedureStepID" in ds:
+        v.expect(artifact, "PerformedProcedureStepID", ident["pps_id"], _get(ds, "PerformedProcedureStepID"))
 
 
-def _check_dicom_file(v: Verification, path: Path, ident: dict) -> str | None:
+def _pps_start(ds: Dataset | None) -> tuple[str, str] | None:
+    """PPS start date and time (C.4.14 in MPPS, C.7.3.1 in images) as the sender wrote them."""
+    if ds is None or "PerformedProcedureStepStartDate" not in ds:
+        return None
+    return _get(ds, "PerformedProcedureStepStartDate"), _get(ds, "PerformedProcedureStepStartTime")
+
+
+def _check_performed_step(v: Verification, artifact: str, ds: Dataset, ident: dict,
+                          mpps_start: tuple[str, str] | None) -> None:
+    """The image names the performed procedure step MPPS reported: its PPS ID, its MPPS SOP Instance UID
+    (Referenced Performed Procedure Step Sequence) and its start date/time (PS3.3 C.7.3.1, C.4.14)."""
+    if ident.get("pps_id"):
+        v.expect(artifact, "PerformedProcedureStepID", ident["pps_id"], _get(ds, "PerformedProcedureStepID"))
+    if ident.get("mpps_uid") and mpps_start is not None:  # an MPPS was created: the images reference it
+        ref = _first(ds, "ReferencedPerformedProcedureStepSequence")
+        v.expect(artifact, "ReferencedPerformedProcedureStep SOP Instance UID", ident["mpps_uid"],
+                 _get(ref, "ReferencedSOPInstanceUID") if ref is not None else "")
+    if mpps_start is not None:
+        v.expect(artifact, "PerformedProcedureStepStartDate/Time (as in MPPS)", "/".join(mpps_start),
+                 "/".join(_pps_start(ds) or ("", "")))
+
+
+def _check_dicom_file(v: Verification, path: Path, ident: dict,
+                      mpps_start: tuple[str, str] | None = None) -> str | None:
     artifact = f"dicom {path.name}"
     try:
         ds = dcmread(path, stop_before_pixels=True, specific_tags=_DICOM_TAGS)
@@ -164,17 +193,18 @@ def _check_dicom_file(v: Verification, path: Path, ident: dict) -> str | None:
     v.count("dicom")
     _check_patient(v, artifact, ds, ident)
     for keyword, key in (("AccessionNumber", "accession_number"), ("StudyInstanceUID", "study_instance_uid"),
-                         ("Modality", "modality"), ("BodyPartExamined", "body_part"),
-                         ("StudyDescription", "description")):
+                         ("Modality", "modality"), ("StudyDescription", "description")):
         v.expect(artifact, keyword, ident[key], _get(ds, keyword))
+    v.expect(artifact, "BodyPartExamined", body_part_examined(ident["body_part"]), _get(ds, "BodyPartExamined"))
     side = ident["laterality"]
     lat, img_lat = _get(ds, "Laterality"), _get(ds, "ImageLaterality")
     if side in ("R", "L"):
         if (lat or img_lat) != side or (lat and img_lat and img_lat != side):
             v.expect(artifact, "Laterality/ImageLaterality", side, f"{lat}/{img_lat}")
-    elif side == "B":
-        if lat not in ("", "B", "R", "L") or img_lat not in ("", "B", "R", "L"):
-            v.expect(artifact, "Laterality/ImageLaterality", "B (or R/L per view)", f"{lat}/{img_lat}")
+    elif side == "B" or ident["body_part"] in IMAGED_BY_SIDE:
+        # both sides: each series shows one side (Laterality R/L) or both (Image Laterality B)
+        if lat not in ("", "R", "L") or img_lat not in ("", "B", "R", "L") or not (lat or img_lat):
+            v.expect(artifact, "Laterality/ImageLaterality", "R/L per series or B", f"{lat}/{img_lat}")
     else:
         if lat or img_lat not in ("", "U"):
             v.expect(artifact, "Laterality/ImageLaterality", "none (unpaired body part)", f"{lat}/{img_lat}")
@@ -192,6 +222,7 @@ def _check_dicom_file(v: Verification, path: Path, ident: dict) -> str | None:
     code = _first(ds, "ProcedureCodeSequence")
     if code is not None:
         v.expect(artifact, "ProcedureCodeSequence[0].CodeValue", ident["procedure_code"], _get(code, "CodeValue"))
+    _check_performed_step(v, artifact, ds, ident, mpps_start)
     return _get(ds, "SOPInstanceUID")
 
 
@@ -216,9 +247,10 @@ def verify_patient(files: PatientFiles, study_dir: Path | None) -> Verification:
         if ds is not None:
             _check_mpps(v, name.removesuffix(".json"), ds, ident)
     sop_uids: set[str] = set()
+    mpps_start = _pps_start(files.read_dataset("mpps-create.json"))
     if study_dir is not None and study_dir.exists():
         for path in sorted(study_dir.glob("*.dcm")):
-            uid = _check_dicom_file(v, path, ident)
+            uid = _check_dicom_file(v, path, ident, mpps_start)
             if uid:
                 sop_uids.add(uid)
     mpps_set = files.read_dataset("mpps-set.json")

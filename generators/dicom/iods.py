@@ -27,13 +27,15 @@ from pydicom.uid import (
 from generators.dicom import phantoms_nm, phantoms_us
 from generators.dicom.pixels import SeriesPixels, series_has_contrast
 from generators.terms import (
-    PAIRED_BODY_PARTS,
+    IMAGED_BY_SIDE,
     Laterality,
     Modality,
     SeriesRole,
     Weighting,
+    body_part_examined,
 )
 from generators.types import Code, Order, SeriesSpec
+from generators.vr import clean_dataset
 
 SOP_CLASSES: dict[Modality, str] = {
     Modality.CT: CTImageStorage,
@@ -45,6 +47,7 @@ SOP_CLASSES: dict[Modality, str] = {
     Modality.NM: NuclearMedicineImageStorage,
 }
 
+MPPS_SOP_CLASS = "1.2.840.10008.3.1.2.3.3"  # Modality Performed Procedure Step SOP Class (PS3.4 F.7)
 MANUFACTURER = "YEETER SIMULATED"
 DEFAULT_MODELS: dict[Modality, str] = {
     Modality.CT: "Yeeter CT 128", Modality.MR: "Yeeter MR 1.5T", Modality.DX: "Yeeter DR 43",
@@ -74,10 +77,6 @@ _ANATOMY: dict[str, tuple[str, str]] = {
     "FOREARM": ("14975008", "Forearm"), "HUMERUS": ("85050009", "Humerus"), "FEMUR": ("71341001", "Femur"),
     "LEG": ("30021000", "Lower leg"), "CLAVICLE": ("51299004", "Clavicle"),
 }
-# Body parts whose series need Laterality (Type 2C, present even if empty) beyond the catalog's paired list:
-# PS3.16 Annex L marks these as paired, and PELVISFEMALE and SINUS are no defined terms, so a validator cannot
-# tell whether they are paired and requires the element.
-_ALSO_PAIRED = frozenset({"CAROTID", "SCROTUM", "TESTIS", "PELVISFEMALE", "SINUS"})
 _DX_VIEWS: dict[str, tuple[str, str]] = {
     "PA": ("399348003", "postero-anterior"), "AP": ("399067008", "antero-posterior"),
     "LL": ("399173006", "left lateral"), "RL": ("399198007", "right lateral"),
@@ -142,7 +141,14 @@ def _needs_utf8(order: Order) -> bool:
 
 
 def image_type(modality: Modality, spec: SeriesSpec) -> list[str]:
-    """Image Type (0008,0008) per series role (PS3.3 C.7.6.1.1.2 and the modality-specific values)."""
+    """Image Type (0008,0008) per series role (PS3.3 C.7.6.1.1.2 and the modality-specific values).
+
+    Value 3 is always one of the modality's Defined Terms: CT (C.8.2.1.1.1) knows only AXIAL and
+    LOCALIZER, so a multiplanar reformat is ``DERIVED\\SECONDARY\\AXIAL`` (derived-secondary marks it as
+    a reformat, Image Orientation (Patient) gives its plane; dciodvfy also checks CT value 4, so none is
+    added); MR (C.8.3.1.1.1) has no localizer term, so a localizer is ``OTHER`` with ``LOCALIZER`` as
+    value 4, and an ADC map is a ``DIFFUSION MAP`` (value 4 ``ADC``).
+    """
     if spec.role == SeriesRole.REFORMAT:
         first = ["DERIVED", "SECONDARY"]
     elif spec.role == SeriesRole.DERIVED or spec.weighting == Weighting.ADC:
@@ -150,13 +156,14 @@ def image_type(modality: Modality, spec: SeriesSpec) -> list[str]:
     else:
         first = ["ORIGINAL", "PRIMARY"]
     if modality == Modality.CT:
-        third = {SeriesRole.LOCALIZER: "LOCALIZER", SeriesRole.REFORMAT: "REFORMATTED"}.get(spec.role, "AXIAL")
-        return [*first, third]
+        if spec.role == SeriesRole.LOCALIZER:
+            return [*first, "LOCALIZER"]
+        return [*first, "AXIAL"]
     if modality == Modality.MR:
         if spec.role == SeriesRole.LOCALIZER or spec.weighting == Weighting.LOCALIZER:
-            return [*first, "LOCALIZER"]
+            return [*first, "OTHER", "LOCALIZER"]
         if spec.weighting == Weighting.ADC:
-            return [*first, "ADC"]
+            return [*first, "DIFFUSION MAP", "ADC"]
         return [*first, "OTHER"]
     # NM and US value 3 depend on the study (static vs whole body; the transducer's application): the
     # defaults here are refined by _nm and _us
@@ -164,13 +171,17 @@ def image_type(modality: Modality, spec: SeriesSpec) -> list[str]:
         return [*first, "WHOLE BODY", "EMISSION"]
     if modality == Modality.US:
         return [*first, "ABDOMINAL"]
-    if modality == Modality.MG:
-        return [*first]
     return [*first]
 
 
-def series_dataset(order: Order, ctx: SeriesContext, *, now: dt.datetime) -> Dataset:
-    """The series-level data set (everything but the per-instance elements) for ``ctx.spec`` of ``order``."""
+def series_dataset(order: Order, ctx: SeriesContext, *, now: dt.datetime,
+                   pps_started_at: dt.datetime | None = None) -> Dataset:
+    """The series-level data set (everything but the per-instance elements) for ``ctx.spec`` of ``order``.
+
+    ``pps_started_at`` is the start of the performed procedure step as MPPS reported it; given, the images
+    also reference that MPPS instance (``order.mpps_uid``). Without it (no MPPS was created) the PPS start
+    is ``now`` and no MPPS instance is referenced, since none exists.
+    """
     exam, spec, px = order.exam, ctx.spec, ctx.pixels
     modality = exam.modality
     ds = Dataset()
@@ -211,7 +222,7 @@ def series_dataset(order: Order, ctx: SeriesContext, *, now: dt.datetime) -> Dat
         ds.ContrastBolusRoute = "IV"
         if exam.contrast_volume_ml is not None:
             ds.ContrastBolusVolume = decimal_string(exam.contrast_volume_ml)
-    ds.BodyPartExamined = exam.body_part.upper()[:16]
+    ds.BodyPartExamined = body_part_examined(exam.body_part)
     ds.ProtocolName = spec.protocol_name[:64]
     ds.SoftwareVersions = "yeeter 0.1"
     # Performed procedure (C.7.3.1 General Series, MPPS references)
@@ -219,19 +230,20 @@ def series_dataset(order: Order, ctx: SeriesContext, *, now: dt.datetime) -> Dat
     ds.SeriesInstanceUID = ctx.series_instance_uid
     ds.StudyID = order.study_id
     ds.SeriesNumber = spec.number
-    paired = exam.body_part.upper() in PAIRED_BODY_PARTS | _ALSO_PAIRED
-    laterality = exam.laterality if paired else Laterality.NONE
-    if laterality in (Laterality.LEFT, Laterality.RIGHT) and modality not in (Modality.DX, Modality.MG):
-        # DX and MG carry the side as Image Laterality instead (PS3.3 C.8.11.1: Laterality only when not sent)
-        ds.Laterality = laterality.value
-    elif paired and modality not in (Modality.DX, Modality.MG):
-        # Type 2C: a paired part imaged on both sides (or unsided) still carries the element, empty
-        ds.Laterality = ""
-    ds.PerformedProcedureStepStartDate = _da(now)
-    ds.PerformedProcedureStepStartTime = _tm(now)
-    ds.PerformedProcedureStepID = order.sps_id[:16]
+    _laterality(ds, order, spec)
+    # General Series (C.7.3.1) performed procedure step: the one MPPS reports (ID and UID minted with the order)
+    started = pps_started_at or now
+    ds.PerformedProcedureStepStartDate = _da(started)
+    ds.PerformedProcedureStepStartTime = _tm(started)
+    ds.PerformedProcedureStepID = order.pps_id or order.sps_id[:16]
     ds.PerformedProcedureStepDescription = exam.description[:64]
     ds.RequestAttributesSequence = Sequence([_request_attributes(order)])
+    if order.mpps_uid and pps_started_at is not None:
+        # Referenced Performed Procedure Step Sequence (0008,1111), General Series C.7.3.1
+        pps = Dataset()
+        pps.ReferencedSOPClassUID = MPPS_SOP_CLASS
+        pps.ReferencedSOPInstanceUID = order.mpps_uid
+        ds.ReferencedPerformedProcedureStepSequence = Sequence([pps])
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows, ds.Columns = px.rows, px.cols
@@ -239,7 +251,33 @@ def series_dataset(order: Order, ctx: SeriesContext, *, now: dt.datetime) -> Dat
     ds.PixelRepresentation = int(px.signed)
     {Modality.CT: _ct, Modality.MR: _mr, Modality.DX: _dx, Modality.CR: _cr, Modality.US: _us,
      Modality.MG: _mg, Modality.NM: _nm}[modality](ds, order, ctx)
-    return ds
+    return clean_dataset(ds)
+
+
+def series_side(order: Order, spec: SeriesSpec) -> Laterality:
+    """The side a series shows: its own (a per-side series of a bilateral exam) or else the exam's."""
+    return spec.image_laterality if spec.image_laterality != Laterality.NONE else order.exam.laterality
+
+
+def _laterality(ds: Dataset, order: Order, spec: SeriesSpec) -> None:
+    """Laterality (0020,0060, General Series C.7.3.1) or Image Laterality (0020,0062) of a series.
+
+    Laterality is Type 2C, required for a paired body part unless Image Laterality is sent, and its
+    enumerated values are only R and L; Image Laterality also has B (both) and U (unpaired). So: a
+    one-sided series of a paired part carries Laterality R/L; a series showing both sides carries Image
+    Laterality B; a paired part of unknown side an empty Laterality; an unpaired part carries neither
+    (dciodvfy: "should be absent if an unpaired body part"). DX and MG always carry Image Laterality
+    (their modules require it) and set it themselves.
+    """
+    if order.exam.modality in (Modality.DX, Modality.MG) or order.exam.body_part.upper() not in IMAGED_BY_SIDE:
+        return
+    side = series_side(order, spec)
+    if side in (Laterality.LEFT, Laterality.RIGHT):
+        ds.Laterality = side.value
+    elif side == Laterality.BILATERAL:
+        ds.ImageLaterality = side.value
+    else:  # a paired part of unknown side (the catalog's rules forbid it; a hand-made exam may do it): Type 2
+        ds.Laterality = ""
 
 
 def _request_attributes(order: Order) -> Dataset:
@@ -404,10 +442,8 @@ def _projection_common(ds: Dataset, order: Order, ctx: SeriesContext) -> str:
     ds.XRayTubeCurrent = 320 if order.exam.modality != Modality.MG else 100
     ds.Exposure = 6 if order.exam.modality != Modality.MG else 120
     ds.DistanceSourceToDetector = "1800" if order.exam.body_part.upper() == "CHEST" else "1000"
-    side = spec.image_laterality if spec.image_laterality != Laterality.NONE else order.exam.laterality
-    if side == Laterality.NONE:
-        return "U"
-    return side.value
+    side = series_side(order, spec)
+    return "U" if side == Laterality.NONE else side.value
 
 
 def _orientation(view: str, side: str, modality: Modality) -> list[str]:
@@ -490,8 +526,9 @@ def _mg(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
     ds.ImageLaterality = side
     ds.AnatomicRegionSequence = Sequence([_code("76752008", "SCT", "Breast")])
     ds.PatientOrientation = _orientation(spec.view_position or "CC", side, Modality.MG)
+    # The view is coded only (View Code Sequence, CID 4014): View Position (0018,5101) of the DX Positioning
+    # module has no mammography terms (its Defined Terms are AP, PA, LL, RL, ...), so MG leaves it out.
     view = (spec.view_position or "CC").upper()
-    ds.ViewPosition = view
     code = _MG_VIEWS.get(view, _MG_VIEWS["CC"])
     view_item = _code(code[0], "SCT", code[1])
     view_item.ViewModifierCodeSequence = Sequence([])
@@ -524,7 +561,7 @@ def nm_detector_information(posterior: bool, *, pinhole: bool = False) -> Datase
     det.ImageOrientationPatient = None
     det.CollimatorGridName = "PINHOLE" if pinhole else "LEHR"
     det.CollimatorType = "PINH" if pinhole else "PARA"  # C.8.4.11.1.1 defined terms
-    view = _code("G-A101", "SRT", "Posterior") if posterior else _code("G-A100", "SRT", "Anterior")
+    view = _code("255551008", "SCT", "Posterior") if posterior else _code("255549009", "SCT", "Anterior")
     det.ViewCodeSequence = Sequence([view])
     holder = Dataset()
     holder.DetectorInformationSequence = Sequence([det])
@@ -605,45 +642,46 @@ class Radiopharmaceutical:
     """The tracer of an NM study (Radiopharmaceutical Information Sequence item, C.8.4.10)."""
 
     name: str  # Radiopharmaceutical (0018,0031)
-    code: tuple[str, str]  # CID 25 (SRT code value, code meaning)
+    code: tuple[str, str]  # CID 25 (SCT code value, code meaning)
     dose_mbq: float  # Radionuclide Total Dose (0018,1074), MBq
     route: str = "Intravenous"
     frame_ms: int = 300000  # Actual Frame Duration (0018,1242) of one planar view
     counts: int = 500000  # Counts Accumulated (0018,0070) of one view
 
 
-# Scene (phantoms_nm.scene_for) → tracer. Codes are PS3.16 CID 25 (SNOMED-RT, as the Tc-99m radionuclide
-# code of CID 18 is); doses are usual adult activities (SNMMI / EANM guidelines).
-_MDP = Radiopharmaceutical("Tc-99m MDP", ("C-B1218", "Technetium Tc^99m^ medronate"), 740, frame_ms=800000,
+# Scene (phantoms_nm.scene_for) → tracer. Codes are PS3.16 CID 25 in SNOMED CT (SCT): the SNOMED-RT (SRT) ids
+# that CID 25 still lists beside them are deprecated (PS3.16 Section 8, dciodvfy warns on SRT); doses are usual
+# adult activities (SNMMI / EANM guidelines).
+_MDP = Radiopharmaceutical("Tc-99m MDP", ("96390006", "Technetium Tc^99m^ medronate"), 740, frame_ms=800000,
                            counts=1500000)
-_SESTAMIBI_REST = Radiopharmaceutical("Tc-99m sestamibi", ("C-163AB", "Technetium Tc^99m^ sestamibi"), 370,
+_SESTAMIBI_REST = Radiopharmaceutical("Tc-99m sestamibi", ("424299003", "Technetium Tc^99m^ sestamibi"), 370,
                                       frame_ms=1200000, counts=800000)
 _RADIOPHARMACEUTICALS: dict[str, Radiopharmaceutical] = {
     "bone": _MDP,
     "heart": _SESTAMIBI_REST,
     "polar": _SESTAMIBI_REST,
     # one-day protocol: the stress injection is about three times the rest activity
-    "stress": Radiopharmaceutical("Tc-99m sestamibi", ("C-163AB", "Technetium Tc^99m^ sestamibi"), 1110,
+    "stress": Radiopharmaceutical("Tc-99m sestamibi", ("424299003", "Technetium Tc^99m^ sestamibi"), 1110,
                                   frame_ms=1200000, counts=2000000),
-    "vq-perf": Radiopharmaceutical("Tc-99m MAA", ("C-B1200", "Technetium Tc^99m^ aggregated albumin"), 150,
+    "vq-perf": Radiopharmaceutical("Tc-99m MAA", ("85693008", "Technetium Tc^99m^ aggregated albumin"), 150,
                                    frame_ms=120000),
     # activity in the nebuliser; a few percent reaches the lungs
-    "vq-vent": Radiopharmaceutical("Tc-99m DTPA aerosol", ("C-163B0", "Technetium Tc^99m^ pentetate"), 1110,
+    "vq-vent": Radiopharmaceutical("Tc-99m DTPA aerosol", ("430276001", "Technetium Tc^99m^ pentetate"), 1110,
                                    "Inhalation", frame_ms=180000, counts=300000),
-    "hida": Radiopharmaceutical("Tc-99m mebrofenin", ("C-B1208", "Technetium Tc^99m^ mebrofenin"), 185,
+    "hida": Radiopharmaceutical("Tc-99m mebrofenin", ("4832001", "Technetium Tc^99m^ mebrofenin"), 185,
                                 frame_ms=60000, counts=300000),
-    "hida-cck": Radiopharmaceutical("Tc-99m mebrofenin", ("C-B1208", "Technetium Tc^99m^ mebrofenin"), 185,
+    "hida-cck": Radiopharmaceutical("Tc-99m mebrofenin", ("4832001", "Technetium Tc^99m^ mebrofenin"), 185,
                                     frame_ms=60000, counts=250000),
-    "thyroid": Radiopharmaceutical("Tc-99m pertechnetate", ("C-B1206", "Sodium pertechnetate Tc^99m^"), 185,
+    "thyroid": Radiopharmaceutical("Tc-99m pertechnetate", ("19495007", "Sodium pertechnetate Tc^99m^"), 185,
                                    frame_ms=300000, counts=200000),
-    "pinhole": Radiopharmaceutical("Tc-99m pertechnetate", ("C-B1206", "Sodium pertechnetate Tc^99m^"), 185,
+    "pinhole": Radiopharmaceutical("Tc-99m pertechnetate", ("19495007", "Sodium pertechnetate Tc^99m^"), 185,
                                    frame_ms=300000, counts=100000),
     # a radiolabelled egg meal
-    "gastric": Radiopharmaceutical("Tc-99m sulfur colloid", ("C-B1222", "Technetium Tc^99m^ sulfur colloid"), 37,
+    "gastric": Radiopharmaceutical("Tc-99m sulfur colloid", ("5931004", "Technetium Tc^99m^ sulfur colloid"), 37,
                                    "Oral", frame_ms=60000, counts=150000),
-    "renal": Radiopharmaceutical("Tc-99m MAG3", ("C-163B8", "Technetium^99m Mercaptoacetyl triglycine MAG3"), 185,
+    "renal": Radiopharmaceutical("Tc-99m MAG3", ("446536001", "Technetium^99m Mercaptoacetyl triglycine MAG3"), 185,
                                  frame_ms=60000, counts=200000),
-    "renal-late": Radiopharmaceutical("Tc-99m MAG3", ("C-163B8", "Technetium^99m Mercaptoacetyl triglycine MAG3"),
+    "renal-late": Radiopharmaceutical("Tc-99m MAG3", ("446536001", "Technetium^99m Mercaptoacetyl triglycine MAG3"),
                                       185, frame_ms=60000, counts=150000),
 }
 
@@ -675,16 +713,16 @@ def _nm(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
     window.EnergyWindowName = "Tc99m"
     ds.EnergyWindowInformationSequence = Sequence([window])
     pharm = Dataset()
-    pharm.RadionuclideCodeSequence = Sequence([_code("C-163A8", "SRT", "^99m^Technetium")])
+    pharm.RadionuclideCodeSequence = Sequence([_code("44588005", "SCT", "^99m^Technetium")])
     pharm.RadiopharmaceuticalRoute = tracer.route
     pharm.RadionuclideTotalDose = decimal_string(tracer.dose_mbq)
     pharm.Radiopharmaceutical = tracer.name
-    pharm.RadiopharmaceuticalCodeSequence = Sequence([_code(tracer.code[0], "SRT", tracer.code[1])])
+    pharm.RadiopharmaceuticalCodeSequence = Sequence([_code(tracer.code[0], "SCT", tracer.code[1])])
     ds.RadiopharmaceuticalInformationSequence = Sequence([pharm])
     ds.DetectorVector = [1]
     ds.NumberOfDetectors = 1
-    ds.PatientOrientationCodeSequence = Sequence([_code("F-10450", "SRT", "recumbent")])
-    ds.PatientGantryRelationshipCodeSequence = Sequence([_code("F-10470", "SRT", "headfirst")])
+    ds.PatientOrientationCodeSequence = Sequence([_code("102538003", "SCT", "recumbent")])
+    ds.PatientGantryRelationshipCodeSequence = Sequence([_code("102540008", "SCT", "headfirst")])
     ds.ActualFrameDuration = tracer.frame_ms
     ds.CountsAccumulated = tracer.counts
     if whole_body:

@@ -2,8 +2,9 @@
 
 Output layout: ``<out_dir>/<StudyInstanceUID>/<series:03d>_<instance:04d>.dcm`` plus one
 ``preview_<series:03d>.png`` per series. Series, SOP Instance and Frame of Reference UIDs come from a
-``random.Random(seed)`` stream (:func:`generators.uids.new_uid`), so the same seed writes identical
-files; the Study Instance UID and every identifier of the patient and order come from ``order``.
+stream seeded by the order's Study Instance UID and ``seed`` (:func:`generators.uids.new_uid`), pixels from ``seed``,
+so the same order and seed write identical files; the Study Instance UID and every identifier of the
+patient and order come from ``order``.
 """
 
 from __future__ import annotations
@@ -84,13 +85,15 @@ def _position_values(pixels: SeriesPixels, i: int) -> tuple[str | None, str | No
 
 
 def _generate(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str, now: dt.datetime,
-              manufacturer_model: str | None, max_instances_per_series: int | None, previews: bool
-              ) -> Iterator[InstanceRecord | SeriesRecord]:
+              manufacturer_model: str | None, max_instances_per_series: int | None, previews: bool,
+              pps_started_at: dt.datetime | None = None) -> Iterator[InstanceRecord | SeriesRecord]:
     _check_transfer_syntax(transfer_syntax)
     exam = order.exam
     study_dir = Path(out_dir) / order.study_instance_uid
     study_dir.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
+    # UIDs derive from the Study Instance UID (unique per run, see mint_order) and the pixel seed: the same
+    # order and seed write the same files, but another order (or other pixels) never reuses a UID.
+    rng = random.Random(f"uids/{order.study_instance_uid}/{seed}")
     sop_class = iods.SOP_CLASSES[exam.modality]
     dynamic = iods.NM_DYNAMIC if exam.modality == Modality.NM else iods.DYNAMIC
     writer = AsyncFileWriter(depth=4)
@@ -103,7 +106,8 @@ def _generate(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str, n
             series_uid, for_uid = new_uid(rng), new_uid(rng)
             pixels = series_pixels(exam, spec, count, seed=seed)
             ctx = iods.SeriesContext(spec, series_uid, for_uid, acquired, pixels, manufacturer_model)
-            template = SeriesTemplate(iods.series_dataset(order, ctx, now=now), dynamic)
+            header = iods.series_dataset(order, ctx, now=now, pps_started_at=pps_started_at)
+            template = SeriesTemplate(header, dynamic)
             pinhole = (exam.modality == Modality.NM
                        and phantoms_nm.scene_for(exam.body_part, spec.description) == "pinhole")
             detector_items = [encode_dataset_element(iods.nm_detector_information(posterior, pinhole=pinhole),
@@ -144,7 +148,7 @@ def iter_study(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str =
                now: dt.datetime, manufacturer_model: str | None = None,
                max_instances_per_series: int | None = None,
                on_instance: Callable[[InstanceRecord], None] | None = None,
-               previews: bool = True) -> Iterator[InstanceRecord]:
+               previews: bool = True, pps_started_at: dt.datetime | None = None) -> Iterator[InstanceRecord]:
     """Write the study of ``order`` instance by instance (PS3.10 files of the exam's IODs), streaming.
 
     Yields each :class:`InstanceRecord` once its file is complete on disk (at most a few instances
@@ -153,7 +157,7 @@ def iter_study(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str =
     """
     for item in _generate(order, out_dir, seed=seed, transfer_syntax=transfer_syntax, now=now,
                           manufacturer_model=manufacturer_model, max_instances_per_series=max_instances_per_series,
-                          previews=previews):
+                          previews=previews, pps_started_at=pps_started_at):
         if isinstance(item, InstanceRecord):
             if on_instance is not None:
                 on_instance(item)
@@ -164,13 +168,13 @@ def write_study(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str 
                 now: dt.datetime, manufacturer_model: str | None = None,
                 max_instances_per_series: int | None = None,
                 on_instance: Callable[[InstanceRecord], None] | None = None,
-                previews: bool = True) -> StudyResult:
+                previews: bool = True, pps_started_at: dt.datetime | None = None) -> StudyResult:
     """Write the whole study of ``order`` (see :func:`iter_study`) and summarise it."""
     series: list[SeriesRecord] = []
     count = total = 0
     for item in _generate(order, out_dir, seed=seed, transfer_syntax=transfer_syntax, now=now,
                           manufacturer_model=manufacturer_model, max_instances_per_series=max_instances_per_series,
-                          previews=previews):
+                          previews=previews, pps_started_at=pps_started_at):
         if isinstance(item, SeriesRecord):
             series.append(item)
             continue

@@ -19,6 +19,7 @@ import pytest
 
 from generators.terms import (
     BODY_PARTS,
+    IMAGED_BY_SIDE,
     PAIRED_BODY_PARTS,
     PURPOSE_DRAWS,
     CareSetting,
@@ -271,7 +272,10 @@ def test_series_protocols_are_complete_and_realistic(exam: dict[str, Any]) -> No
             if exam["laterality"] in {"R", "L"}:
                 assert s["image_laterality"] == exam["laterality"]
         else:
-            assert s["view_position"] == "" and s["image_laterality"] == ""
+            assert s["view_position"] == ""
+            if s["image_laterality"]:  # one side of a study covering both (one series per side)
+                assert s["image_laterality"] in {"R", "L"} and exam["laterality"] in {"B", ""}
+                assert exam["body_part"] in IMAGED_BY_SIDE
         if modality == "US":
             assert 4 <= s["instances"] <= 20
         if modality == "NM":

@@ -12,6 +12,7 @@ import pytest
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, RLELossless
 
 from generators.dicom import iter_study, write_study
+from generators.dicom.iods import image_type
 from generators.terms import Contrast, ContrastPhase, Laterality, Modality, Plane, Weighting
 from generators.types import SeriesSpec
 from tests.conftest import require_binary
@@ -269,15 +270,15 @@ def test_ultrasound_names_the_transducer_its_scene_is_scanned_with(tmp_path: Pat
 
 @pytest.mark.interop
 def test_nm_studies_name_their_own_radiopharmaceutical_and_only_the_bone_scan_is_whole_body(tmp_path: Path) -> None:
-    cases = {  # (body part, series) → (tracer, CID 25 code, route)
-        ("CHEST", "PERFUSION 8 VIEWS"): ("Tc-99m MAA", "C-B1200", "Intravenous"),
-        ("CHEST", "VENTILATION"): ("Tc-99m DTPA aerosol", "C-163B0", "Inhalation"),
-        ("KIDNEY", "DYNAMIC FLOW AND FUNCTION"): ("Tc-99m MAG3", "C-163B8", "Intravenous"),
-        ("HEART", "STRESS SPECT"): ("Tc-99m sestamibi", "C-163AB", "Intravenous"),
-        ("GALLBLADDER", "DYNAMIC 60 MIN"): ("Tc-99m mebrofenin", "C-B1208", "Intravenous"),
-        ("THYROID", "ANTERIOR"): ("Tc-99m pertechnetate", "C-B1206", "Intravenous"),
-        ("ABDOMEN", "GASTRIC EMPTYING"): ("Tc-99m sulfur colloid", "C-B1222", "Oral"),
-        ("WHOLEBODY", "WB ANT/POST"): ("Tc-99m MDP", "C-B1218", "Intravenous"),
+    cases = {  # (body part, series) → (tracer, CID 25 SNOMED CT code, route)
+        ("CHEST", "PERFUSION 8 VIEWS"): ("Tc-99m MAA", "85693008", "Intravenous"),
+        ("CHEST", "VENTILATION"): ("Tc-99m DTPA aerosol", "430276001", "Inhalation"),
+        ("KIDNEY", "DYNAMIC FLOW AND FUNCTION"): ("Tc-99m MAG3", "446536001", "Intravenous"),
+        ("HEART", "STRESS SPECT"): ("Tc-99m sestamibi", "424299003", "Intravenous"),
+        ("GALLBLADDER", "DYNAMIC 60 MIN"): ("Tc-99m mebrofenin", "4832001", "Intravenous"),
+        ("THYROID", "ANTERIOR"): ("Tc-99m pertechnetate", "19495007", "Intravenous"),
+        ("ABDOMEN", "GASTRIC EMPTYING"): ("Tc-99m sulfur colloid", "5931004", "Oral"),
+        ("WHOLEBODY", "WB ANT/POST"): ("Tc-99m MDP", "96390006", "Intravenous"),
     }
     files, doses = [], {}
     for (part, desc), (tracer, code, route) in cases.items():
@@ -286,6 +287,7 @@ def test_nm_studies_name_their_own_radiopharmaceutical_and_only_the_bone_scan_is
         pharm = ds.RadiopharmaceuticalInformationSequence[0]
         assert pharm.Radiopharmaceutical == tracer
         assert pharm.RadiopharmaceuticalCodeSequence[0].CodeValue == code
+        assert pharm.RadiopharmaceuticalCodeSequence[0].CodingSchemeDesignator == "SCT"  # SRT is deprecated
         assert pharm.RadiopharmaceuticalRoute == route
         doses[tracer] = float(pharm.RadionuclideTotalDose)
         whole_body = part == "WHOLEBODY"
@@ -297,13 +299,55 @@ def test_nm_studies_name_their_own_radiopharmaceutical_and_only_the_bone_scan_is
 
 
 @pytest.mark.interop
-def test_a_bilateral_paired_or_unrecognised_body_part_carries_an_empty_laterality(tmp_path: Path) -> None:
+def test_a_catalog_body_part_without_a_defined_term_is_sent_as_its_defined_term_without_laterality(
+        tmp_path: Path) -> None:
     files = []
-    for modality, part in ((Modality.CT, "SINUS"), (Modality.US, "PELVISFEMALE"), (Modality.US, "SCROTUM")):
+    for modality, part, term in ((Modality.CT, "SINUS", "HEAD"), (Modality.US, "PELVISFEMALE", "PELVIS")):
         paths = _single_series_study(tmp_path / part, modality, part, "AX" if modality == Modality.CT else "SWEEP")
-        assert pydicom.dcmread(paths[0], stop_before_pixels=True).Laterality == ""
+        ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
+        assert ds.BodyPartExamined == term and "Laterality" not in ds and "ImageLaterality" not in ds
         files += paths
     assert _dciodvfy_errors(files) == []
+
+
+@pytest.mark.interop
+def test_a_bilateral_study_carries_image_laterality_b_and_its_per_side_series_r_or_l(tmp_path: Path) -> None:
+    exam = dataclasses.replace(EXAMS[Modality.US], body_part="KIDNEY", laterality=Laterality.BILATERAL, series=(
+        SeriesSpec(1, "RIGHT KIDNEY", "R", 1, image_laterality=Laterality.RIGHT),
+        SeriesSpec(2, "LEFT KIDNEY", "L", 1, image_laterality=Laterality.LEFT),
+        SeriesSpec(3, "BOTH KIDNEYS", "B", 1)))
+    order = dataclasses.replace(order_for(Modality.US), exam=exam)
+    files = _files(write_study(order, tmp_path, seed=2, now=FIXED_NOW, max_instances_per_series=1))
+    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in files]
+    assert [(ds.get("Laterality"), ds.get("ImageLaterality")) for ds in headers] == [
+        ("R", None), ("L", None), (None, "B")]
+    assert _dciodvfy_errors(files) == []
+
+
+def test_a_paired_part_of_unknown_side_carries_an_empty_laterality_and_a_carotid_series_its_side(
+        tmp_path: Path) -> None:
+    unknown = _single_series_study(tmp_path / "scrotum", Modality.US, "SCROTUM", "SWEEP")
+    assert pydicom.dcmread(unknown[0], stop_before_pixels=True).Laterality == ""
+    exam = dataclasses.replace(EXAMS[Modality.US], body_part="CAROTID", series=(
+        SeriesSpec(1, "RIGHT CAROTID", "R", 1, image_laterality=Laterality.RIGHT),))
+    order = dataclasses.replace(order_for(Modality.US), exam=exam)
+    carotid = _files(write_study(order, tmp_path / "carotid", seed=2, now=FIXED_NOW, max_instances_per_series=1))
+    assert pydicom.dcmread(carotid[0], stop_before_pixels=True).Laterality == "R"
+
+
+def test_image_type_value_3_is_a_defined_term_of_the_modality(studies) -> None:
+    ct = {pydicom.dcmread(p).SeriesNumber: pydicom.dcmread(p) for p in _files(studies[Modality.CT][1])}
+    assert list(ct[3].ImageType) == ["DERIVED", "SECONDARY", "AXIAL"]  # a reformat: CT knows AXIAL/LOCALIZER only
+    assert image_type(Modality.MR, SeriesSpec(1, "LOC", "LOC", 1, weighting=Weighting.LOCALIZER))[2] == "OTHER"
+    assert image_type(Modality.MR, SeriesSpec(1, "ADC", "ADC", 1, weighting=Weighting.ADC))[2:] == [
+        "DIFFUSION MAP", "ADC"]
+
+
+def test_mammography_codes_its_view_and_sends_no_view_position(studies) -> None:
+    for path in _files(studies[Modality.MG][1]):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        assert "ViewPosition" not in ds
+        assert ds.ViewCodeSequence[0].CodingSchemeDesignator == "SCT"
 
 
 @pytest.mark.interop
@@ -314,3 +358,16 @@ def test_a_thyroid_pinhole_series_names_its_pinhole_collimator(tmp_path: Path) -
         detector = pydicom.dcmread(paths[0], stop_before_pixels=True).DetectorInformationSequence[0]
         assert (detector.CollimatorGridName, detector.CollimatorType) == (grid, kind)
     assert _dciodvfy_errors(pinhole + planar) == []
+
+
+def test_images_reference_the_mpps_instance_only_when_an_mpps_was_created(tmp_path: Path) -> None:
+    order = order_for(Modality.DX)
+    started = FIXED_NOW.replace(minute=0)
+    with_mpps = write_study(order, tmp_path / "a", seed=2, now=FIXED_NOW, pps_started_at=started, previews=False)
+    without = write_study(order, tmp_path / "b", seed=2, now=FIXED_NOW, previews=False)
+    ds = pydicom.dcmread(_files(with_mpps)[0], stop_before_pixels=True)
+    assert ds.ReferencedPerformedProcedureStepSequence[0].ReferencedSOPInstanceUID == order.mpps_uid
+    assert ds.PerformedProcedureStepID == order.pps_id
+    assert (ds.PerformedProcedureStepStartDate, ds.PerformedProcedureStepStartTime) == ("20261125", "090000")
+    bare = pydicom.dcmread(_files(without)[0], stop_before_pixels=True)
+    assert "ReferencedPerformedProcedureStepSequence" not in bare and bare.PerformedProcedureStepID == order.pps_id

@@ -11,7 +11,6 @@ import hl7
 import pytest
 
 from generators.hl7 import (
-    DIAGNOSTIC_SERVICE_SECTION,
     ControlIds,
     HL7Config,
     HL7ValidationError,
@@ -25,6 +24,7 @@ from generators.hl7 import (
 from generators.reports import Report, build_report
 from generators.terms import CareSetting, Modality, Priority
 from generators.types import Order
+from generators.worklist import protocol_code_item
 from tests.examples import EXAMS, FIXED_NOW, INDICATION, PATIENT, order_for
 
 VERSIONS = ("2.5.1", "2.3.1")
@@ -137,12 +137,12 @@ def test_orm_order_fields_follow_hl7_and_ihe_rad_positions() -> None:
     assert str(orc[12][0][0]) == order.referring.id
     assert str(obr[2]) == order.placer_order_number and str(obr[3]) == order.filler_order_number
     assert [str(obr[4][0][i]) for i in range(3)] == ["73721", order.exam.description, "C4"]
-    assert [str(obr[4][0][i]) for i in (3, 5)] == ["36489-5", "LN"]
+    assert str(obr[4][0][5]) == "99YEETER"  # OBR-4.4-6: the scheduled protocol, not a LOINC alternate
     assert str(obr[16][0][0]) == order.referring.id and str(obr[16][0][1]) == order.referring.name.family
     assert str(obr[18]) == order.accession_number
     assert str(obr[19]) == order.requested_procedure_id
     assert str(obr[20]) == order.sps_id
-    assert str(obr[24]) == "NMR"
+    assert str(obr[24]) == "MR"
     assert str(obr[31][0][0]) == INDICATION.icd10 and str(obr[31][0][2]) == "I10"
     start = order.scheduled_at.strftime("%Y%m%d%H%M%S")
     assert str(obr[27]) == f"^^^{start}^^{order.priority.value}"
@@ -157,13 +157,37 @@ def test_the_priority_goes_into_the_quantity_timing(priority: Priority) -> None:
     assert _field(message, "ORC", 7).split("^")[5] == priority.value
 
 
-def test_the_diagnostic_service_section_comes_from_table_0074() -> None:
-    table_0074 = {"CT", "NMR", "RX", "RUS", "NMS", "RAD"}
-    assert set(DIAGNOSTIC_SERVICE_SECTION) == set(Modality)
-    for modality in EXAMS:
-        message = build_orm(order_for(modality), config=HL7Config(), now=NOW, control_id="C")
-        assert _field(message, "OBR", 24) == DIAGNOSTIC_SERVICE_SECTION[modality]
-        assert _field(message, "OBR", 24) in table_0074
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("modality", list(EXAMS))
+def test_the_order_maps_to_a_worklist_item_as_ihe_rad_4_and_dcm4chee_arc_map_it(version: str,
+                                                                                  modality: Modality) -> None:
+    """OBR-24 the DICOM modality, OBR-44 the requested procedure code, OBR-4.4-6 the scheduled protocol."""
+    from hl7apy.parser import parse_message
+
+    order = order_for(modality)
+    message = build_orm(order, config=HL7Config(version=version), now=NOW, control_id="C")
+    validate(message)
+    obr = parse_message(message, find_groups=False).obr
+    assert obr.obr_24.value == modality.value  # a DICOM modality, not an HL7 table 0074 code such as NMR
+    code = order.exam.primary_code
+    assert [obr.obr_44.ce_1.value, obr.obr_44.ce_2.value, obr.obr_44.ce_3.value] == [
+        code.code, code.display, code.scheme.value]
+    protocol = protocol_code_item(order.exam.id)
+    assert [obr.obr_4.ce_1.value, obr.obr_4.ce_3.value] == [code.code, code.scheme.value]
+    assert [obr.obr_4.ce_4.value, obr.obr_4.ce_5.value, obr.obr_4.ce_6.value] == [
+        protocol.CodeValue, order.exam.name, "99YEETER"]
+    assert "LN" not in obr.obr_4.value  # no LOINC alternate in the protocol's place
+
+
+def test_validation_still_rejects_an_obr_24_that_is_neither_a_dicom_modality_nor_in_table_0074() -> None:
+    message = build_orm(order_for(Modality.CT), config=HL7Config(), now=NOW, control_id="C")
+    fields = message.split("\r")
+    obr = next(i for i, seg in enumerate(fields) if seg.startswith("OBR|"))
+    parts = fields[obr].split("|")
+    parts[24] = "XX"
+    fields[obr] = "|".join(parts)
+    with pytest.raises(HL7ValidationError, match="HL70074"):
+        validate("\r".join(fields))
 
 
 def test_zds_carries_the_study_instance_uid_as_ihe_defines_it_and_the_exam_metadata() -> None:

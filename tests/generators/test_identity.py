@@ -30,7 +30,7 @@ def test_the_identity_set_is_identical_across_hl7_worklist_mpps_and_every_instan
     adt = hl7.parse(build_adt(order, config=CONFIG, now=FIXED_NOW, control_id="C1"))
     orm = hl7.parse(build_orm(order, config=CONFIG, now=FIXED_NOW, control_id="C2"))
     mwl = build_worklist_item(order)
-    mpps = build_mpps_in_progress(order, mpps_uid="2.25.1", started_at=FIXED_NOW, station_ae_title="MOD1")
+    mpps = build_mpps_in_progress(order, started_at=FIXED_NOW, station_ae_title="MOD1")
     study = write_study(order, tmp_path, seed=3, now=FIXED_NOW, max_instances_per_series=2, previews=False)
     files = sorted(study.study_dir.glob("*.dcm"))
     assert len(files) == study.instance_count >= len(exam.series)
@@ -53,6 +53,7 @@ def test_the_identity_set_is_identical_across_hl7_worklist_mpps_and_every_instan
     ssa = mpps.ScheduledStepAttributesSequence[0]
     assert (mpps.PatientID, ssa.AccessionNumber, ssa.StudyInstanceUID, ssa.ScheduledProcedureStepID) == (
         patient.mrn, order.accession_number, order.study_instance_uid, order.sps_id)
+    assert mpps.PerformedProcedureStepID == order.pps_id != order.sps_id
 
     for path in files:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
@@ -64,3 +65,20 @@ def test_the_identity_set_is_identical_across_hl7_worklist_mpps_and_every_instan
                                          exam.modality.value, exam.body_part, exam.description)
         assert (request.RequestedProcedureID, request.ScheduledProcedureStepID) == (
             order.requested_procedure_id, order.sps_id)
+
+
+def test_identifiers_come_from_their_own_stream_and_the_rest_from_the_content_stream() -> None:
+    exam = EXAMS[Modality.CT]
+    patient = generate_patient(random.Random(1), today=FIXED_NOW.date())
+    a = mint_order(exam=exam, patient=patient, indication=INDICATION, rng=random.Random(5), now=FIXED_NOW,
+                   ids=random.Random("run-a"))
+    b = mint_order(exam=exam, patient=patient, indication=INDICATION, rng=random.Random(5), now=FIXED_NOW,
+                   ids=random.Random("run-b"))
+    again = mint_order(exam=exam, patient=patient, indication=INDICATION, rng=random.Random(5), now=FIXED_NOW,
+                       ids=random.Random("run-a"))
+    assert (a.priority, a.referring) == (b.priority, b.referring)
+    minted = ("accession_number", "placer_order_number", "filler_order_number", "visit_number",
+              "study_instance_uid", "mpps_uid", "pps_id", "sps_id", "requested_procedure_id")
+    assert all(getattr(a, f) != getattr(b, f) for f in minted)
+    assert a == again
+    assert len(a.pps_id) <= 16 and a.pps_id.startswith("PPS") and a.mpps_uid.startswith("2.25.")

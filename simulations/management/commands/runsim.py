@@ -105,7 +105,10 @@ class Command(BaseCommand):
                          help="care setting filter for weighted random selection")
         parser.add_argument("--patients", type=int, help="number of patients (default: the scenario's)")
         parser.add_argument("--concurrency", type=int, help="patients in flight at once (default: the scenario's)")
-        parser.add_argument("--seed", type=int, help="seed for reproducible exams, identities and pixels")
+        parser.add_argument("--seed", type=int, help="seed for reproducible exams, patients and pixels")
+        parser.add_argument("--replay-ids", action="store_true",
+                            help="also reproduce the seed's UIDs and accession numbers (resend an earlier run "
+                                 "as it was); by default every run mints its own, so a PACS never merges two runs")
         parser.add_argument("--rate", type=float, metavar="PER_HOUR", help="Poisson arrivals at this mean rate")
         parser.add_argument("--speed", type=float, default=1.0,
                             help="divide arrival gaps and waits by this factor (e.g. 60: an hour in a minute)")
@@ -225,7 +228,8 @@ class Command(BaseCommand):
             transfer_syntax=opts["transfer_syntax"], max_instances_per_series=opts.get("max_instances"),
             speed=opts["speed"], pixel_workers=settings.YEETER["PIXEL_WORKERS"],
             sending_application=settings.YEETER["HL7_SENDING_APPLICATION"],
-            sending_facility=settings.YEETER["HL7_SENDING_FACILITY"], builtin_kinds=builtin_kinds)
+            sending_facility=settings.YEETER["HL7_SENDING_FACILITY"], builtin_kinds=builtin_kinds,
+            replay_ids=opts["replay_ids"])
         try:
             run = run_create(steps_json=steps, patients=patients, concurrency=concurrency, endpoints=endpoints,
                              options=options, scenario=scenario, seed=opts.get("seed"), arrival=arrival,
