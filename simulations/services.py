@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import logging
 import os
+import re
 import secrets
+import shutil
 import socket
 import threading
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from asgiref.sync import async_to_sync, sync_to_async
@@ -315,6 +320,101 @@ def runs_housekeep() -> None:
     (``YEETER_RUN_RETENTION_DAYS``, off by default)."""
     for run, reason in runs_reap():
         logger.warning("run %s abandoned: %s", run.pk, reason)
+    days = settings.YEETER["RUN_RETENTION_DAYS"]
+    if days:
+        pruned = runs_prune(older_than=timedelta(days=days))
+        if pruned:
+            logger.warning("retention (%s days): deleted %s run(s), %.1f MB freed", days, len(pruned),
+                           sum(p.bytes for p in pruned) / 1e6)
+
+
+# -- disk: finished runs past their time -----------------------------------------------------------
+
+_UID_NAME = re.compile(r"^[0-9]+(\.[0-9]+)*$")  # a UID as a folder name, nothing that could climb out
+
+
+@dataclass(frozen=True)
+class PrunedRun:
+    """A finished run deleted (or that would be, in a dry run): its files and the bytes they held."""
+
+    run_id: str
+    status: str
+    finished_at: dt.datetime | None
+    paths: tuple[Path, ...]
+    bytes: int
+    files: int
+    error: str = ""  # a folder that could not be deleted: the run row is kept so a later prune retries
+
+
+def _size(path: Path) -> tuple[int, int]:
+    if path.is_file():
+        return path.stat().st_size, 1
+    total = count = 0
+    for root, _, names in os.walk(path):
+        for name in names:
+            try:
+                total += (Path(root) / name).lstat().st_size
+                count += 1
+            except OSError:
+                pass
+    return total, count
+
+
+def _run_paths(run: Run, keep_uids: set[str]) -> list[Path]:
+    """The folders a run wrote: its run folder (or, for a folder the user chose with --output, only
+    its own patient and study folders in it) and, when the built-in Storage SCP received its studies,
+    those received copies — unless another run kept holds the same study (same seed, same UIDs)."""
+    data = Path(settings.DATA_DIR).resolve()
+    patients = list(run.patients.values_list("index", "accession_number", "study_instance_uid"))
+    uids = {uid for _, _, uid in patients if _UID_NAME.match(uid or "")}
+    paths: list[Path] = []
+    if run.output_dir:
+        out = Path(run.output_dir).resolve()
+        if out == data / "runs" / str(run.id):
+            paths.append(out)
+        else:
+            paths += [out / "patients" / f"{index:05d}-{accession}" for index, accession, _ in patients if accession]
+            paths += [out / uid for uid in sorted(uids)]
+    if "storage" in run.options.get("builtin_kinds", []):
+        paths += [data / "received" / uid for uid in sorted(uids - keep_uids)]
+    return [p for p in paths if p.exists()]
+
+
+def runs_prune(*, older_than: timedelta, keep_failed: bool = False, dry_run: bool = False) -> list[PrunedRun]:
+    """Delete finished runs that ended more than ``older_than`` ago: their rows (patients, events,
+    worklist entries) and their files (:func:`_run_paths`). A run still pending or running is never
+    touched; ``keep_failed`` keeps runs that failed, errored or were abandoned (the ones worth a look)."""
+    cutoff = timezone.now() - older_than
+    finished = Run.objects.filter(status__in=Run.FINISHED)
+    old = finished.filter(finished_at__lt=cutoff) | finished.filter(finished_at__isnull=True, created_at__lt=cutoff)
+    if keep_failed:
+        old = old.exclude(status__in=[Run.Status.FAILED, Run.Status.ERROR, Run.Status.ABANDONED])
+    doomed = list(old.order_by("created_at"))
+    keep_uids = set(RunPatient.objects.exclude(run__in=[r.pk for r in doomed]).values_list("study_instance_uid",
+                                                                                           flat=True))
+    pruned: list[PrunedRun] = []
+    for run in doomed:
+        paths = _run_paths(run, keep_uids)
+        sizes = [_size(p) for p in paths]
+        error = ""
+        if not dry_run:
+            for path in paths:
+                try:
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+                except OSError as exc:
+                    error = f"{path}: {exc.strerror or exc}"
+                    break
+            if not error:
+                out = Path(run.output_dir) if run.output_dir else None
+                for folder in (out / "patients", out) if out else ():
+                    try:
+                        folder.rmdir()  # only when nothing else lives there
+                    except OSError:
+                        pass
+                run.delete()
+        pruned.append(PrunedRun(str(run.pk), run.status, run.finished_at, tuple(paths),
+                                sum(b for b, _ in sizes), sum(c for _, c in sizes), error))
+    return pruned
 
 
 # -- runs whose process died -----------------------------------------------------------------------
