@@ -271,7 +271,14 @@ class SimulationRunner:
             "step_seconds": {k: round(v, 3) for k, v in sorted(self.step_seconds.items())},
         }
         run.finished_at = timezone.now()
-        await sync_to_async(run.save)(update_fields=["status", "summary", "finished_at"])
+        # Conditional: a run another process already ended (the reaper took it for dead) keeps that end.
+        ended_here = await sync_to_async(
+            lambda: Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
+                status=run.status, summary=run.summary, finished_at=run.finished_at)
+        )()
+        if not ended_here:
+            await sync_to_async(run.refresh_from_db)()
+            return
         kind = EventType.RUN_CANCELLED if run.status == Run.Status.CANCELLED else EventType.RUN_FINISHED
         await self.recorder.emit(kind, f"Run {run.status}: {passed} passed, {failed} failed, {cancelled} cancelled "
                                        f"in {elapsed:.1f} s", payload=run.summary,

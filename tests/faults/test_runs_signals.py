@@ -157,3 +157,24 @@ def test_ctrl_c_to_the_process_group_finishes_steps_in_flight_and_ends_the_run_c
     assert "cancelled" in statuses and set(statuses) <= {"passed", "cancelled"}, statuses  # none cut short
     time.sleep(1)
     assert _survivors(children) == []
+
+
+def test_a_second_ctrl_c_aborts_at_once_and_the_run_still_ends_cancelled(env, tmp_path):
+    proc = _start(env, tmp_path, patients=6)
+    children = _wait_for_pixel_workers(proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.3)
+    children = {**children, **_children(proc.pid)}
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    run_id = _run_id(stdout)
+    assert f"Aborted: run {uuid.UUID(run_id)} ended cancelled" in stderr
+    status, _, error = _run_row(env, run_id)
+    assert status == "cancelled" and "stopped at once" in error
+    assert not {"running", "pending"} & set(_patient_statuses(env, run_id))
+    deadline = time.monotonic() + 10
+    while _survivors(children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _survivors(children) == []
