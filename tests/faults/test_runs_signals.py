@@ -178,3 +178,19 @@ def test_a_second_ctrl_c_aborts_at_once_and_the_run_still_ends_cancelled(env, tm
     while _survivors(children) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _survivors(children) == []
+
+
+def test_sigterm_aborts_and_ends_the_run_cancelled_without_waiting_for_the_reaper(env, tmp_path):
+    proc = _start(env, tmp_path)
+    children = _wait_for_pixel_workers(proc)
+    os.kill(proc.pid, signal.SIGTERM)  # docker stop, systemd: the parent only
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr, stderr
+    run_id = _run_id(stdout)
+    assert _run_row(env, run_id)[0] == "cancelled"
+    assert not {"running", "pending"} & set(_patient_statuses(env, run_id))
+    deadline = time.monotonic() + 10
+    while _survivors(children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _survivors(children) == []

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.markup import escape
@@ -295,6 +296,9 @@ class Command(BaseCommand):
             self._handle(opts)
         except KeyboardInterrupt:  # before the run's loop took over Ctrl-C
             raise CommandError("Interrupted.", returncode=EXIT_INTERRUPTED) from None
+        except DatabaseError as exc:
+            raise CommandError(f"The database is not ready ({exc}): run `manage.py migrate` first, then "
+                               "`load_catalog` and `load_scenarios`.") from None
 
     def _handle(self, opts: dict) -> None:
         self._check_flags(opts)
@@ -346,7 +350,7 @@ class Command(BaseCommand):
                 for line in receivers.describe():
                     display.say(f"  {line}")
 
-        interrupts: list[int] = []
+        interrupts: list[int] = []  # the signals received, in order
         loop = asyncio.new_event_loop()
         try:
             run = loop.run_until_complete(self._execute(run, display, on_receivers, interrupts))
@@ -358,7 +362,7 @@ class Command(BaseCommand):
             self.stderr.write(f"Aborted: run {run.id} ended {run.status}; steps in flight were abandoned.")
             self.stderr.flush()
             stream.flush()
-            os._exit(EXIT_INTERRUPTED)
+            os._exit(128 + interrupts[-1] if interrupts else EXIT_INTERRUPTED)
         finally:
             display.finish()
         loop.run_until_complete(loop.shutdown_default_executor())
@@ -386,18 +390,26 @@ class Command(BaseCommand):
         main = asyncio.current_task()
 
         def on_interrupt() -> None:
-            interrupts.append(1)
+            interrupts.append(signal.SIGINT)
             if len(interrupts) > 1:
                 main.cancel()
                 return
             display.say("Stopping: finishing steps in flight (Ctrl-C again to abort).", err=self.stderr)
             cancel.set()
 
+        def on_terminate() -> None:
+            # SIGTERM (systemd, docker stop, kill): the process is wanted gone soon; abort, but end
+            # the run (cancelled) on the way out rather than leave it for the reaper.
+            interrupts.append(signal.SIGTERM)
+            main.cancel()
+
         loop.add_signal_handler(signal.SIGINT, on_interrupt)
+        loop.add_signal_handler(signal.SIGTERM, on_terminate)
         try:
             return await run_execute_async(run, listeners=[display], cancel=cancel, on_receivers=on_receivers)
         finally:
             loop.remove_signal_handler(signal.SIGINT)
+            loop.remove_signal_handler(signal.SIGTERM)
             # Until the process exits, a late Ctrl-C only repeats that we are stopping.
             signal.signal(signal.SIGINT, lambda *_: None)
 
