@@ -190,7 +190,8 @@ def _clean(where: str, obj, problems: list[str], exclude: list[str] | None = Non
 
 def _parse_exam(index: int, data: dict, problems: list[str]) -> _ParsedExam | None:
     where = f"exam #{index + 1}"
-    if isinstance(data, dict) and isinstance(data.get("id"), str) and data["id"].isprintable() and len(data["id"]) <= 40:
+    if isinstance(data, dict) and isinstance(data.get("id"), str) and len(data["id"]) <= 40 \
+            and data["id"].isprintable():
         where = f"exam {data['id']}"
     if not _check_keys(where, data, _EXAM_KEYS, _EXAM_REQUIRED, problems):
         return None

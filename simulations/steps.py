@@ -233,8 +233,8 @@ def _check_values(where: str, step_type: StepType, params: dict) -> list[str]:
     if "transfer_syntax" in params and params["transfer_syntax"] not in TRANSFER_SYNTAXES:
         problems.append(f"{where}: field transfer_syntax: use one of {', '.join(TRANSFER_SYNTAXES)}, got "
                         f"{params['transfer_syntax']!r}.")
-    for key, low, high in (("max_instances_per_series", 1, MAX_INSTANCES_PER_SERIES), ("associations", 1, 16), ("seconds", 0, 86400),
-                           ("timeout", 1, 3600)):
+    for key, low, high in (("max_instances_per_series", 1, MAX_INSTANCES_PER_SERIES), ("associations", 1, 16),
+                           ("seconds", 0, 86400), ("timeout", 1, 3600)):
         if key in params and not low <= params[key] <= high:
             problems.append(f"{where}: field {key}: must be from {low} to {high}, got {params[key]}.")
     if "station_ae_title" in params and not 0 < len(params["station_ae_title"]) <= 16:
