@@ -293,8 +293,8 @@ class SimulationRunner:
         for client in self._mllp.values():
             try:
                 await client.close()
-            except (OSError, asyncio.CancelledError):
-                pass  # closing a broken connection on the way out
+            except OSError:
+                pass  # closing a broken connection on the way out: nothing left to tell it
 
     # -- one patient story ------------------------------------------------------------------
     async def _patient(self, row: RunPatient, offset: float, semaphore: asyncio.Semaphore, t0: float) -> None:
