@@ -172,3 +172,30 @@ def test_a_running_run_records_its_worker_and_heartbeat(catalog_tx, tmp_path, se
 
     assert {w for w, _ in beats if w} == {f"{socket.gethostname()}:{os.getpid()}"}
     assert len({b for _, b in beats if b}) >= 3  # the start, then about one a second
+
+
+def test_the_next_runsim_start_abandons_a_run_whose_process_is_gone(catalog_tx, tmp_path):
+    orphan = _running(worker=f"{socket.gethostname()}:{_dead_pid()}", beat_age_s=1)
+    out = io.StringIO()
+    call_command("runsim", "--exam", "DX-CHEST-2V", "--patients", "1", "--no-send", "--max-instances", "1", "--json",
+                 "--output", str(tmp_path / "run"), stdout=out, stderr=io.StringIO())
+    orphan.refresh_from_db()
+    assert orphan.status == Run.Status.ABANDONED
+    assert RunEvent.objects.filter(run=orphan, type="run.abandoned").exists()
+
+
+def test_the_web_servers_first_request_abandons_a_run_whose_process_is_gone(db):
+    from django.core.signals import request_started
+
+    from simulations.apps import _housekeep_once
+
+    orphan = _running(worker=f"{socket.gethostname()}:{_dead_pid()}", beat_age_s=1)
+    client = _staff()
+    request_started.connect(_housekeep_once, dispatch_uid="simulations.housekeep")  # as at process start
+    client.get("/api/simulator/runs")
+    orphan.refresh_from_db()
+    assert orphan.status == Run.Status.ABANDONED
+    second = _running(worker=f"{socket.gethostname()}:{_dead_pid()}", beat_age_s=1)
+    client.get("/api/simulator/runs")
+    second.refresh_from_db()
+    assert second.status == Run.Status.RUNNING  # once per process, not a query per request
