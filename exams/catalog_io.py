@@ -52,6 +52,86 @@ _SERIES_REQUIRED = {"number", "description", "protocol_name", "instances"}
 _INDICATION_KEYS = {"text", "icd10", "body_part", "modality", "laterality", "min_age", "max_age", "sex", "weight",
                     "active", "purpose", "secondary_icd10", "secondary_text"}
 
+# The JSON type each field must have (None: null allowed). Checked before any model is built, so
+# ``"weight": true`` or ``"id": 123`` is reported instead of being coerced into 1 or "123".
+_NUMBER = (int, float)
+_OPT_STR = (str, None)
+_EXAM_TYPES: dict[str, Any] = {
+    "id": str, "name": str, "description": str, "modality": str, "body_part": str, "laterality": _OPT_STR,
+    "care_settings": list, "weight": int, "min_age": (int, None), "max_age": (int, None),
+    "required_sex": _OPT_STR, "contrast": _OPT_STR, "contrast_agent": _OPT_STR,
+    "contrast_volume_ml": (*_NUMBER, None), "estimated_duration_min": int, "purpose": str, "active": bool,
+    "codes": list, "series": list}
+_CODE_TYPES: dict[str, Any] = {"code": str, "scheme": str, "display": str}
+_SERIES_TYPES: dict[str, Any] = {
+    "number": int, "description": str, "protocol_name": str, "instances": int, "role": _OPT_STR,
+    "plane": _OPT_STR, "sequence_name": _OPT_STR, "weighting": _OPT_STR, "fat_sat": bool,
+    "slice_thickness_mm": (*_NUMBER, None), "kvp": (int, None), "contrast_phase": _OPT_STR, "kernel": _OPT_STR,
+    "view_position": _OPT_STR, "image_laterality": _OPT_STR}
+_INDICATION_TYPES: dict[str, Any] = {
+    "text": str, "icd10": str, "body_part": _OPT_STR, "modality": _OPT_STR, "laterality": _OPT_STR,
+    "min_age": (int, None), "max_age": (int, None), "sex": _OPT_STR, "weight": int, "active": bool,
+    "purpose": str, "secondary_icd10": _OPT_STR, "secondary_text": _OPT_STR}
+# Deeper than any catalog or scenario file needs; a 100,000-deep document is an attack, not a catalog.
+MAX_DEPTH = 32
+_TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false", list: "a list",
+               dict: "an object", None: "null"}
+
+
+def json_type_problem(value: Any, expected: Any) -> str | None:
+    """Why ``value`` (decoded JSON) is not of ``expected`` (a type, None, or a tuple of them), or None.
+    JSON ``true`` is never a number here, although Python's bool is an int."""
+    allowed = expected if isinstance(expected, tuple) else (expected,)
+    for kind in allowed:
+        if kind is None and value is None:
+            return None
+        if kind is not None and isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool):
+            return None
+    names = [_TYPE_NAMES.get(k, str(k)) for k in allowed]
+    if int in allowed and float in allowed:
+        names = ["a number"] + [n for n in names if n not in {"a whole number", "a number"}]
+    if isinstance(value, (dict, list)):
+        shown = _TYPE_NAMES[type(value)]
+    else:
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    return f"must be {' or '.join(dict.fromkeys(names))}, got {shown}."
+
+
+def _check_types(where: str, data: dict, types: dict[str, Any], problems: list[str]) -> bool:
+    found = [(key, p) for key, expected in types.items() if key in data
+             and (p := json_type_problem(data[key], expected)) is not None]
+    problems.extend(f"{where}: field {key}: {p}" for key, p in found)
+    return not found
+
+
+def decode_json_document(text: str, source: str) -> Any:
+    """Decode a JSON file's text for the loaders: one sentence (``ValueError``) for a syntax error, a
+    document nested deeper than :data:`MAX_DEPTH`, or a NUL character (PostgreSQL text cannot hold one)."""
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{source}: {constant} is not a JSON number (JSON has no NaN or Infinity).")
+
+    try:
+        document = json.loads(text, parse_constant=refuse)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{source}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}.") from None
+    except RecursionError:
+        raise ValueError(f"{source}: the JSON is nested too deeply (more than {MAX_DEPTH} levels).") from None
+    stack: list[tuple[Any, str, int]] = [(document, "", 0)]
+    while stack:  # iterative: the document may be deep
+        value, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValueError(f"{source}: the JSON is nested too deeply (more than {MAX_DEPTH} levels).")
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError(f"{source}: {path or 'the document'}: text may not contain NUL characters (\\u0000).")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if "\x00" in key:
+                    raise ValueError(f"{source}: {path or 'the document'}: a field name contains a NUL character.")
+                stack.append((item, f"{path}.{key}" if path else key, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
+    return document
+
 
 class CatalogError(Exception):
     """A catalog file cannot be loaded; ``problems`` lists every problem found (``where: field: message``)."""
@@ -114,12 +194,15 @@ def _clean(where: str, obj, problems: list[str], exclude: list[str] | None = Non
 
 def _parse_exam(index: int, data: dict, problems: list[str]) -> _ParsedExam | None:
     where = f"exam #{index + 1}"
-    if isinstance(data, dict) and isinstance(data.get("id"), str):
+    if isinstance(data, dict) and isinstance(data.get("id"), str) and len(data["id"]) <= 40 \
+            and data["id"].isprintable():
         where = f"exam {data['id']}"
     if not _check_keys(where, data, _EXAM_KEYS, _EXAM_REQUIRED, problems):
         return None
+    if not _check_types(where, data, _EXAM_TYPES, problems):
+        return None
     care = data.get("care_settings", ["outpatient"])
-    if not isinstance(care, list) or any(s not in _SETTINGS for s in care):
+    if not isinstance(care, list) or any(not isinstance(s, str) or s not in _SETTINGS for s in care):
         problems.append(f"{where}: field care_settings: must be a list of outpatient/inpatient/emergency, got {care!r}.")
         care = []
     fields = {k: v for k, v in data.items() if k in _EXAM_KEYS - {"care_settings", "codes", "series"}}
@@ -139,7 +222,7 @@ def _parse_exam(index: int, data: dict, problems: list[str]) -> _ParsedExam | No
         raw_codes = []
     for i, c in enumerate(raw_codes):
         cw = f"{where}: code #{i + 1}"
-        if _check_keys(cw, c, _CODE_KEYS, _CODE_KEYS, problems):
+        if _check_keys(cw, c, _CODE_KEYS, _CODE_KEYS, problems) and _check_types(cw, c, _CODE_TYPES, problems):
             code = ProcedureCode(exam_id=exam.id, order=i, **c)
             _clean(cw, code, problems, exclude=["exam"])
             codes.append(code)
@@ -153,7 +236,8 @@ def _parse_exam(index: int, data: dict, problems: list[str]) -> _ParsedExam | No
         raw_series = []
     for i, s in enumerate(raw_series):
         sw = f"{where}: series #{i + 1}"
-        if _check_keys(sw, s, _SERIES_KEYS, _SERIES_REQUIRED, problems):
+        if _check_keys(sw, s, _SERIES_KEYS, _SERIES_REQUIRED, problems) and _check_types(sw, s, _SERIES_TYPES,
+                                                                                           problems):
             values = {k: v for k, v in s.items() if k in _SERIES_KEYS}
             values["instance_count"] = values.pop("instances")
             for key in ("plane", "sequence_name", "weighting", "contrast_phase", "kernel", "view_position",
@@ -176,9 +260,11 @@ def _series_rule_view(s: SeriesProtocol) -> dict:
 
 def _parse_indication(index: int, data: dict, problems: list[str]) -> Indication | None:
     where = f"indication #{index + 1}"
-    if isinstance(data, dict) and data.get("icd10"):
-        where += f" ({data.get('icd10')})"
+    if isinstance(data, dict) and isinstance(data.get("icd10"), str) and len(data["icd10"]) <= 16:
+        where += f" ({data['icd10']})"
     if not _check_keys(where, data, _INDICATION_KEYS, {"text", "icd10"}, problems):
+        return None
+    if not _check_types(where, data, _INDICATION_TYPES, problems):
         return None
     values = {k: ("" if v is None and k in {"body_part", "modality", "laterality", "sex", "secondary_icd10",
                                              "secondary_text"} else v)
@@ -228,9 +314,9 @@ def read_catalog_file(path: Path) -> Any:
     except UnicodeDecodeError:
         raise CatalogError([f"{path}: the file is not UTF-8 text."]) from None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CatalogError([f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}."]) from None
+        return decode_json_document(text, str(path))
+    except ValueError as exc:
+        raise CatalogError([str(exc)]) from None
 
 
 def load_catalog(document: Any, *, replace: bool = False) -> LoadResult:

@@ -22,6 +22,8 @@ class EventType:
     RUN_FINISHED = "run.finished"
     RUN_CANCELLED = "run.cancelled"
     RATE_CHANGED = "run.rate_changed"
+    RUN_ERROR = "run.error"  # the run itself broke (not one patient); it ends in status error
+    RUN_ABANDONED = "run.abandoned"  # the process executing it is gone
     PATIENT_STARTED = "patient.started"
     PATIENT_PASSED = "patient.passed"
     PATIENT_FAILED = "patient.failed"

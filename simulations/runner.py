@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import multiprocessing
+import os
 import random
+import socket
 import time
 from collections import Counter, defaultdict
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -49,6 +49,7 @@ from simulations.artifacts import PatientFiles, identity_json
 from simulations.endpoints import EndpointSet, HL7Target
 from simulations.events import EventRecorder, EventType
 from simulations.models import Run, RunPatient, WorklistEntry
+from simulations.pool import PixelPool
 from simulations.steps import Step, StepType, parse_steps
 from simulations.transport.dimse.commitment import request_commitment
 from simulations.transport.dimse.common import DicomPeer
@@ -65,6 +66,11 @@ TRANSFER_SYNTAX_UIDS = {"explicit": ExplicitVRLittleEndian, "rle": RLELossless, 
 
 # Share of orders by care setting when a step asks for "any" setting (a general hospital's mix).
 _SETTING_SHARE = {CareSetting.OUTPATIENT: 60, CareSetting.INPATIENT: 25, CareSetting.EMERGENCY: 15}
+
+
+def worker_id() -> str:
+    """``host:pid`` of this process, as recorded in ``Run.worker`` (the reaper checks the pid on this host)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class StepFailed(Exception):
@@ -137,7 +143,7 @@ class SimulationRunner:
         self.cancel = cancel or asyncio.Event()
         self.run_dir = options.output_dir
         self._mllp: dict[tuple[str, int], AsyncMllpClient] = {}
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: PixelPool | None = None
         self._pool_lock = asyncio.Lock()
         self.step_seconds: dict[str, float] = defaultdict(float)
         self.counters: Counter[str] = Counter()
@@ -163,21 +169,32 @@ class SimulationRunner:
         started = time.perf_counter()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         run.status = Run.Status.RUNNING
-        run.started_at = timezone.now()
+        run.started_at = run.heartbeat_at = timezone.now()
         run.output_dir = str(self.run_dir)
-        await sync_to_async(run.save)(update_fields=["status", "started_at", "output_dir"])
+        run.worker = worker_id()
+        await sync_to_async(run.save)(update_fields=["status", "started_at", "output_dir", "worker", "heartbeat_at"])
         rows = await sync_to_async(self._create_rows)()
         await self.recorder.emit(EventType.RUN_STARTED,
                                  f"Run started: {run.patient_count} patient(s), concurrency {run.concurrency}, "
                                  f"seed {run.seed}", payload={"endpoints": self.endpoints.describe(),
                                                              "send": self.options.send})
-        watcher = asyncio.create_task(self._watch_cancel())
+        watchers = [asyncio.create_task(self._watch_cancel()), asyncio.create_task(self._heartbeat())]
         semaphore = asyncio.Semaphore(run.concurrency)
+        aborted = True
         try:
-            await self._arrivals(rows, semaphore, started)
+            try:
+                # A task group: an error escaping one patient cancels the others instead of leaving
+                # them running behind a run already recorded as broken.
+                async with asyncio.TaskGroup() as group:
+                    await self._arrivals(rows, semaphore, started, group)
+            except BaseExceptionGroup as exc:
+                raise exc.exceptions[0] from None
+            aborted = False
         finally:
-            watcher.cancel()
-            await self._close()
+            for task in watchers:
+                task.cancel()
+            # Aborted (an error or a second Ctrl-C): do not wait for studies still being generated.
+            await self._close(kill=aborted)
         await self._finish(time.perf_counter() - started)
         return run
 
@@ -187,17 +204,18 @@ class SimulationRunner:
             [RunPatient(run=self.run, index=i) for i in range(self.run.patient_count)]
         )
 
-    async def _arrivals(self, rows: list[RunPatient], semaphore: asyncio.Semaphore, t0: float) -> None:
+    async def _arrivals(self, rows: list[RunPatient], semaphore: asyncio.Semaphore, t0: float,
+                        group: asyncio.TaskGroup) -> None:
         """Start each patient when it arrives: all at once, or as a Poisson process of ``rate_per_hour``
         (time scaled by the speed factor). The rate is re-read from the run every second, so a change
         (the simulator page's rate control) applies to the next arrivals: the gap being waited is
         redrawn at the new rate (exponential gaps are memoryless) and the change is an event."""
         if self.run.arrival != "poisson" or not self.run.rate_per_hour:
-            await asyncio.gather(*(self._patient(row, 0.0, semaphore, t0) for row in rows))
+            for row in rows:
+                group.create_task(self._patient(row, 0.0, semaphore, t0))
             return
         rng = random.Random(f"{self.run.seed}/arrivals")
         rate = self.run.rate_per_hour
-        tasks = []
         for i, row in enumerate(rows):
             remaining = rng.expovariate(rate / 3600.0) / self.options.speed if i else 0.0
             while remaining > 0 and await self._sleep(min(remaining, 1.0)):
@@ -210,8 +228,24 @@ class SimulationRunner:
                                              f"{current:g} patients per hour", payload={"from": rate, "to": current})
                     rate = self.run.rate_per_hour = current
                     remaining = rng.expovariate(rate / 3600.0) / self.options.speed
-            tasks.append(asyncio.create_task(self._patient(row, 0.0, semaphore, t0)))
-        await asyncio.gather(*tasks)
+            group.create_task(self._patient(row, 0.0, semaphore, t0))
+
+    async def _heartbeat(self) -> None:
+        """Tell the world this process still executes the run (``Run.heartbeat_at``); a run whose
+        heartbeat stops is abandoned by ``reap_runs``. A run ended elsewhere meanwhile is stopped."""
+        from django.conf import settings
+
+        interval = settings.YEETER["HEARTBEAT_SECONDS"]
+        while True:
+            await asyncio.sleep(interval)
+            beating = await sync_to_async(
+                lambda: Run.objects.filter(pk=self.run.pk, status=Run.Status.RUNNING).update(
+                    heartbeat_at=timezone.now())
+            )()
+            if not beating:
+                logger.warning("run %s was ended by another process; stopping it here", self.run.pk)
+                self.cancel.set()
+                return
 
     async def _watch_cancel(self) -> None:
         """Cancellation from elsewhere (API, admin) arrives as a flag on the run row."""
@@ -254,17 +288,30 @@ class SimulationRunner:
             "step_seconds": {k: round(v, 3) for k, v in sorted(self.step_seconds.items())},
         }
         run.finished_at = timezone.now()
-        await sync_to_async(run.save)(update_fields=["status", "summary", "finished_at"])
+        # Conditional: a run another process already ended (the reaper took it for dead) keeps that end.
+        ended_here = await sync_to_async(
+            lambda: Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
+                status=run.status, summary=run.summary, finished_at=run.finished_at)
+        )()
+        if not ended_here:
+            await sync_to_async(run.refresh_from_db)()
+            return
         kind = EventType.RUN_CANCELLED if run.status == Run.Status.CANCELLED else EventType.RUN_FINISHED
         await self.recorder.emit(kind, f"Run {run.status}: {passed} passed, {failed} failed, {cancelled} cancelled "
                                        f"in {elapsed:.1f} s", payload=run.summary,
                                  level="info" if run.status == Run.Status.SUCCEEDED else "warning")
 
-    async def _close(self) -> None:
-        for client in self._mllp.values():
-            await client.close()
+    async def _close(self, *, kill: bool = False) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            if kill:
+                self._pool.kill_workers()
+            else:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+        for client in self._mllp.values():
+            try:
+                await client.close()
+            except OSError:
+                pass  # closing a broken connection on the way out: nothing left to tell it
 
     # -- one patient story ------------------------------------------------------------------
     async def _patient(self, row: RunPatient, offset: float, semaphore: asyncio.Semaphore, t0: float) -> None:
@@ -337,7 +384,12 @@ class SimulationRunner:
 
     # -- planning: exam, patient, identity ---------------------------------------------------
     def _order_step(self) -> Step:
-        return next(s for s in self.steps if s.type == StepType.GENERATE_HL7)
+        # parse_steps refuses a scenario without one; a bare next() here once raised StopIteration
+        # into a Future from a worker thread, and the run hung "running" for good.
+        for step in self.steps:
+            if step.type == StepType.GENERATE_HL7:
+                return step
+        raise StepFailed("the scenario has no GENERATE_HL7 step to plan the order from")
 
     def _select_exam(self, params: dict, ctx: PatientContext, patient_age: int | None,
                      patient_sex: str | None) -> Selection:
@@ -589,12 +641,10 @@ class SimulationRunner:
         await self._emit(ctx, EventType.MPPS_SENT, f"MPPS IN PROGRESS created at {peer} (status 0x{status:04X})",
                          step, mpps_uid=ctx.mpps_uid, status=status, state="IN PROGRESS")
 
-    async def _process_pool(self) -> ProcessPoolExecutor:
+    async def _process_pool(self) -> PixelPool:
         async with self._pool_lock:
             if self._pool is None:
-                # spawn: the workers must not inherit the receivers' threads and sockets.
-                self._pool = ProcessPoolExecutor(max_workers=self.options.pixel_workers,
-                                                 mp_context=multiprocessing.get_context("spawn"))
+                self._pool = PixelPool(self.options.pixel_workers)
             return self._pool
 
     async def handle_generate_dicom(self, step: Step, ctx: PatientContext) -> None:

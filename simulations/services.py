@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import logging
+import os
+import re
 import secrets
+import shutil
+import socket
 import threading
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
+from django.utils import timezone
 
 from simulations.endpoints import EndpointSet
-from simulations.events import EventRecorder
-from simulations.models import Run, Scenario
+from simulations.events import EventRecorder, EventType
+from simulations.models import Run, RunPatient, Scenario
 from simulations.receivers import BuiltinReceivers
-from simulations.runner import TRANSFER_SYNTAX_UIDS, RunOptions, SimulationRunner
+from simulations.runner import TRANSFER_SYNTAX_UIDS, RunOptions, SimulationRunner, worker_id
 from simulations.selectors import run_owner_fields
 from simulations.steps import STEP_ENDPOINT_KIND, ScenarioError, Step, StepType, check_catalog_references, parse_steps
 
@@ -209,10 +218,59 @@ def fill_builtin(endpoints: EndpointSet, builtin: EndpointSet, kinds: tuple[str,
     return endpoints
 
 
+def _claim(run: Run) -> bool:
+    """Take a pending run for this process (one executor per run, whoever asks first)."""
+    now = timezone.now()
+    taken = Run.objects.filter(pk=run.pk, status=Run.Status.PENDING, cancel_requested=False).update(
+        status=Run.Status.RUNNING, started_at=now, heartbeat_at=now, worker=worker_id())
+    if not taken and Run.objects.filter(pk=run.pk, status=Run.Status.PENDING, cancel_requested=True).exists():
+        _close_run(run.pk, Run.Status.CANCELLED, "cancelled before it started", only=(Run.Status.PENDING,))
+    run.refresh_from_db()
+    return bool(taken)
+
+
+def _close_run(run_pk, status: str, reason: str, *,
+               only: tuple[str, ...] = (Run.Status.PENDING, Run.Status.RUNNING)) -> bool:
+    """End a run that did not finish by itself in ``status``: its pending patients are cancelled and
+    those in flight failed with ``reason``. False when it had already ended (nothing changed)."""
+    now = timezone.now()
+    with transaction.atomic():
+        ended = Run.objects.filter(pk=run_pk, status__in=only).update(status=status, error=reason, finished_at=now)
+        if not ended:
+            return False
+        RunPatient.objects.filter(run_id=run_pk, status=RunPatient.Status.PENDING).update(
+            status=RunPatient.Status.CANCELLED, finished_at=now)
+        RunPatient.objects.filter(run_id=run_pk, status=RunPatient.Status.RUNNING).update(
+            status=RunPatient.Status.FAILED, error=reason, finished_at=now)
+        counts = Counter(RunPatient.objects.filter(run_id=run_pk).values_list("status", flat=True))
+        run = Run.objects.get(pk=run_pk)
+        run.summary = {**run.summary, "patients": run.patient_count, "passed": counts.get("passed", 0),
+                       "failed": counts.get("failed", 0),
+                       "cancelled": run.patient_count - counts.get("passed", 0) - counts.get("failed", 0)}
+        run.save(update_fields=["summary"])
+    return True
+
+
+async def _end_run(run: Run, recorder: EventRecorder, status: str, event_type: str, reason: str) -> None:
+    """``_close_run`` plus the event saying why; the row ``run`` is refreshed."""
+    if await sync_to_async(_close_run)(run.pk, status, reason):
+        await recorder.emit(event_type, f"Run {status}: {reason}", level="error", payload={"reason": reason})
+    await sync_to_async(run.refresh_from_db)()
+
+
 async def run_execute_async(run: Run, *, listeners: list[Callable[[dict], None]] | None = None,
                             cancel: asyncio.Event | None = None,
                             on_receivers: Callable[[BuiltinReceivers], None] | None = None) -> Run:
-    """Execute a pending run to the end, starting the built-in receivers it needs for the duration."""
+    """Execute a pending run to the end, starting the built-in receivers it needs for the duration.
+
+    Whatever happens the run ends in a final state: an error of the run itself (not of one patient)
+    ends it ``error`` with a ``run.error`` event saying why; being cancelled from outside (a second
+    Ctrl-C, the process shutting down) ends it ``cancelled``. The receivers are always stopped.
+    A run that is not pending (taken by another worker, cancelled meanwhile) is returned untouched.
+    """
+    if not await sync_to_async(_claim)(run):
+        return run
+    recorder = EventRecorder(run.pk, listeners=listeners)
     options = RunOptions.from_json(run.options)
     endpoints = EndpointSet.from_json(run.endpoints)
     receivers = None
@@ -221,8 +279,8 @@ async def run_execute_async(run: Run, *, listeners: list[Callable[[dict], None]]
             try:
                 receivers = await asyncio.to_thread(_start_receivers, options)
             except OSError as exc:
-                run.status, run.error = Run.Status.ERROR, f"could not start the built-in receivers: {exc}"
-                await sync_to_async(run.save)(update_fields=["status", "error"])
+                await _end_run(run, recorder, Run.Status.ERROR, EventType.RUN_ERROR,
+                               f"could not start the built-in receivers: {exc}")
                 return run
             endpoints = fill_builtin(endpoints, receivers.endpoints(calling_ae_title=settings.YEETER["AE_TITLE"]),
                                      options.builtin_kinds)
@@ -230,15 +288,18 @@ async def run_execute_async(run: Run, *, listeners: list[Callable[[dict], None]]
             await sync_to_async(run.save)(update_fields=["endpoints"])
             if on_receivers is not None:
                 on_receivers(receivers)
-        runner = SimulationRunner(run, endpoints=endpoints, options=options,
-                                  recorder=EventRecorder(run.pk, listeners=listeners), cancel=cancel)
-        try:
-            return await runner.execute()
-        except Exception as exc:  # the run itself broke (not one patient): record it, never leave it "running"
-            logger.exception("run %s aborted", run.pk)
-            run.status, run.error = Run.Status.ERROR, f"{type(exc).__name__}: {exc}"
-            await sync_to_async(run.save)(update_fields=["status", "error"])
-            return run
+        runner = SimulationRunner(run, endpoints=endpoints, options=options, recorder=recorder, cancel=cancel)
+        return await runner.execute()
+    except Exception as exc:  # the run itself broke (not one patient): record it, never leave it "running"
+        logger.exception("run %s aborted", run.pk)
+        await _end_run(run, recorder, Run.Status.ERROR, EventType.RUN_ERROR,
+                       f"the run aborted: {type(exc).__name__}: {exc}")
+        return run
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        await asyncio.shield(_end_run(run, recorder, Run.Status.CANCELLED, EventType.RUN_CANCELLED,
+                                      "stopped at once (interrupted again, or the process is shutting down); "
+                                      "steps in flight were abandoned"))
+        raise
     finally:
         if receivers is not None:
             await asyncio.to_thread(receivers.stop)
@@ -316,17 +377,185 @@ def _run_in_thread(run_id) -> None:
         run_execute(Run.objects.get(pk=run_id))
     except Exception:  # noqa: BLE001 - a background run must record its failure, not vanish
         logger.exception("run %s failed", run_id)
-        Run.objects.filter(pk=run_id).update(status=Run.Status.ERROR, error="internal error; see the server log")
+        _close_run(run_id, Run.Status.ERROR, "internal error; see the server log")
     finally:
         close_old_connections()
 
 
 def run_cancel(*, run: Run) -> Run:
-    """Ask a run to stop: patients not yet finished end as cancelled; generated files are kept."""
-    if not run.is_finished:
-        Run.objects.filter(pk=run.pk).update(cancel_requested=True)
-        run.cancel_requested = True
+    """Ask a run to stop: patients not yet finished end as cancelled; generated files are kept.
+
+    A run whose process is gone (see :func:`run_owner_gone`) cannot act on the flag: it is ended
+    here and now as abandoned, with the reason in its events.
+    """
+    if run.is_finished:
+        return run
+    Run.objects.filter(pk=run.pk).update(cancel_requested=True)
+    run.refresh_from_db()
+    if run.status == Run.Status.RUNNING:
+        reason = run_owner_gone(run)
+        if reason is not None:
+            run_abandon(run=run, reason=f"{reason}; cancelled")
     return run
+
+
+def runs_housekeep() -> None:
+    """What every Yeeter process does once at start (runsim, serve, a Celery worker, the first web
+    request): abandon the runs whose process is gone, and delete runs past the retention
+    (``YEETER_RUN_RETENTION_DAYS``, off by default)."""
+    for run, reason in runs_reap():
+        logger.warning("run %s abandoned: %s", run.pk, reason)
+    days = settings.YEETER["RUN_RETENTION_DAYS"]
+    if days:
+        pruned = runs_prune(older_than=timedelta(days=days))
+        if pruned:
+            logger.warning("retention (%s days): deleted %s run(s), %.1f MB freed", days, len(pruned),
+                           sum(p.bytes for p in pruned) / 1e6)
+
+
+# -- disk: finished runs past their time -----------------------------------------------------------
+
+_UID_NAME = re.compile(r"^[0-9]+(\.[0-9]+)*$")  # a UID as a folder name, nothing that could climb out
+
+
+@dataclass(frozen=True)
+class PrunedRun:
+    """A finished run deleted (or that would be, in a dry run): its files and the bytes they held."""
+
+    run_id: str
+    status: str
+    finished_at: dt.datetime | None
+    paths: tuple[Path, ...]
+    bytes: int
+    files: int
+    error: str = ""  # a folder that could not be deleted: the run row is kept so a later prune retries
+
+
+def _size(path: Path) -> tuple[int, int]:
+    if path.is_file():
+        return path.stat().st_size, 1
+    total = count = 0
+    for root, _, names in os.walk(path):
+        for name in names:
+            try:
+                total += (Path(root) / name).lstat().st_size
+                count += 1
+            except OSError:
+                pass
+    return total, count
+
+
+def _run_paths(run: Run, keep_uids: set[str]) -> list[Path]:
+    """The folders a run wrote: its run folder (or, for a folder the user chose with --output, only
+    its own patient and study folders in it) and, when the built-in Storage SCP received its studies,
+    those received copies — unless another run kept holds the same study (same seed, same UIDs)."""
+    data = Path(settings.DATA_DIR).resolve()
+    patients = list(run.patients.values_list("index", "accession_number", "study_instance_uid"))
+    uids = {uid for _, _, uid in patients if _UID_NAME.match(uid or "")}
+    paths: list[Path] = []
+    if run.output_dir:
+        out = Path(run.output_dir).resolve()
+        if out == data / "runs" / str(run.id):
+            paths.append(out)
+        else:
+            paths += [out / "patients" / f"{index:05d}-{accession}" for index, accession, _ in patients if accession]
+            paths += [out / uid for uid in sorted(uids)]
+    if "storage" in run.options.get("builtin_kinds", []):
+        paths += [data / "received" / uid for uid in sorted(uids - keep_uids)]
+    return [p for p in paths if p.exists()]
+
+
+def runs_prune(*, older_than: timedelta, keep_failed: bool = False, dry_run: bool = False) -> list[PrunedRun]:
+    """Delete finished runs that ended more than ``older_than`` ago: their rows (patients, events,
+    worklist entries) and their files (:func:`_run_paths`). A run still pending or running is never
+    touched; ``keep_failed`` keeps runs that failed, errored or were abandoned (the ones worth a look)."""
+    cutoff = timezone.now() - older_than
+    finished = Run.objects.filter(status__in=Run.FINISHED)
+    old = finished.filter(finished_at__lt=cutoff) | finished.filter(finished_at__isnull=True, created_at__lt=cutoff)
+    if keep_failed:
+        old = old.exclude(status__in=[Run.Status.FAILED, Run.Status.ERROR, Run.Status.ABANDONED])
+    doomed = list(old.order_by("created_at"))
+    keep_uids = set(RunPatient.objects.exclude(run__in=[r.pk for r in doomed]).values_list("study_instance_uid",
+                                                                                           flat=True))
+    pruned: list[PrunedRun] = []
+    for run in doomed:
+        paths = _run_paths(run, keep_uids)
+        sizes = [_size(p) for p in paths]
+        error = ""
+        if not dry_run:
+            for path in paths:
+                try:
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+                except OSError as exc:
+                    error = f"{path}: {exc.strerror or exc}"
+                    break
+            if not error:
+                out = Path(run.output_dir) if run.output_dir else None
+                for folder in (out / "patients", out) if out else ():
+                    try:
+                        folder.rmdir()  # only when nothing else lives there
+                    except OSError:
+                        pass
+                run.delete()
+        pruned.append(PrunedRun(str(run.pk), run.status, run.finished_at, tuple(paths),
+                                sum(b for b, _ in sizes), sum(c for _, c in sizes), error))
+    return pruned
+
+
+# -- runs whose process died -----------------------------------------------------------------------
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    try:  # a zombie (killed, not yet reaped by its parent) is gone too
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def run_owner_gone(run: Run, *, stale_after: float | None = None) -> str | None:
+    """Why the process executing a running run is gone, or None while it lives.
+
+    Gone: its ``host:pid`` is on this host and that pid is not alive, or its heartbeat
+    (``Run.heartbeat_at``, written every ``YEETER_HEARTBEAT_SECONDS``) is older than
+    ``stale_after`` seconds (default ``YEETER_RUN_STALE_SECONDS``) — a worker on another host.
+    """
+    stale = float(settings.YEETER["RUN_STALE_SECONDS"] if stale_after is None else stale_after)
+    host, _, pid = run.worker.rpartition(":")
+    if host and host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() \
+            and not _pid_alive(int(pid)):
+        return f"its process {run.worker} is no longer running"
+    beat = run.heartbeat_at or run.started_at or run.created_at
+    silent = (timezone.now() - beat).total_seconds() if beat else float("inf")
+    if silent > stale:
+        return (f"no heartbeat from {run.worker or 'its process'} for {silent:.0f} s "
+                f"(the limit is {stale:.0f} s, YEETER_RUN_STALE_SECONDS)")
+    return None
+
+
+def run_abandon(*, run: Run, reason: str) -> bool:
+    """Mark a run whose process is gone ``abandoned``; False when it had ended meanwhile."""
+    if not _close_run(run.pk, Run.Status.ABANDONED, f"abandoned: {reason}", only=(Run.Status.RUNNING,)):
+        return False
+    async_to_sync(EventRecorder(run.pk).emit)(
+        EventType.RUN_ABANDONED, f"Run abandoned: {reason}. Patients in flight failed, the others were cancelled.",
+        level="error", payload={"reason": reason, "worker": run.worker})
+    run.refresh_from_db()
+    return True
+
+
+def runs_reap(*, stale_after: float | None = None) -> list[tuple[Run, str]]:
+    """Abandon every running run whose process is gone; returns each with the reason."""
+    reaped = []
+    for run in Run.objects.filter(status=Run.Status.RUNNING).order_by("created_at"):
+        reason = run_owner_gone(run, stale_after=stale_after)
+        if reason is not None and run_abandon(run=run, reason=reason):
+            reaped.append((run, reason))
+    return reaped
 
 
 @transaction.atomic

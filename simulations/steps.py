@@ -94,6 +94,7 @@ TEMPLATE_MESSAGE = ("the template-based step format is gone: steps no longer nam
                     "order, worklist entry and DICOM study are all built from that exam.")
 
 MPPS_FINAL_STATUSES = ("COMPLETED", "DISCONTINUED")
+MAX_INSTANCES_PER_SERIES = 5000  # the API's max_instances_per_series cap too
 TRANSFER_SYNTAXES = ("explicit", "rle", "jpegls")
 
 
@@ -193,6 +194,11 @@ def parse_steps(raw: Any) -> list[Step]:
             problems.append(f"{where}: a patient story has one order: only one GENERATE_HL7 step is allowed.")
         seen.add(step_type)
         steps.append(Step(index, step_type, params, float(wait_after) if _is(wait_after, (int, float)) else 0.0))
+    # A step whose type could not be read may be the order step itself: no second guess then.
+    if StepType.GENERATE_HL7 not in seen and len(steps) == len(raw):
+        problems.append(f"steps: no {StepType.GENERATE_HL7.value} step: every patient story is planned from its one "
+                        "order (exam, patient, identity set), so a scenario needs a GENERATE_HL7 step, e.g. "
+                        "{\"step_type\": \"GENERATE_HL7\", \"exam_id\": \"MR-KNEE-RIGHT-WO\"}.")
     if problems:
         raise ScenarioError(problems)
     return steps
@@ -227,8 +233,8 @@ def _check_values(where: str, step_type: StepType, params: dict) -> list[str]:
     if "transfer_syntax" in params and params["transfer_syntax"] not in TRANSFER_SYNTAXES:
         problems.append(f"{where}: field transfer_syntax: use one of {', '.join(TRANSFER_SYNTAXES)}, got "
                         f"{params['transfer_syntax']!r}.")
-    for key, low, high in (("max_instances_per_series", 1, 5000), ("associations", 1, 16), ("seconds", 0, 86400),
-                           ("timeout", 1, 3600)):
+    for key, low, high in (("max_instances_per_series", 1, MAX_INSTANCES_PER_SERIES), ("associations", 1, 16),
+                           ("seconds", 0, 86400), ("timeout", 1, 3600)):
         if key in params and not low <= params[key] <= high:
             problems.append(f"{where}: field {key}: must be from {low} to {high}, got {params[key]}.")
     if "station_ae_title" in params and not 0 < len(params["station_ae_title"]) <= 16:

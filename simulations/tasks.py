@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 from celery import shared_task
+from celery.signals import worker_ready
+
+
+@worker_ready.connect
+def housekeep_on_start(**kwargs) -> None:
+    """A worker starting is a Yeeter process starting: abandon runs whose process is gone."""
+    from simulations.services import runs_housekeep
+
+    runs_housekeep()
 
 
 @shared_task(name="simulations.run_simulation", acks_late=True)

@@ -205,6 +205,11 @@ YEETER = {
     "AE_TITLE": env_str("YEETER_AE_TITLE", "YEETER"),
     "BIND_ADDRESS": env_str("YEETER_BIND_ADDRESS", "127.0.0.1"),
     "PIXEL_WORKERS": env_int("YEETER_PIXEL_WORKERS", 2, minimum=1, maximum=64),
+    # A running run writes Run.heartbeat_at this often; one silent for RUN_STALE_SECONDS is abandoned.
+    "HEARTBEAT_SECONDS": env_int("YEETER_HEARTBEAT_SECONDS", 10, minimum=1, maximum=3600),
+    "RUN_STALE_SECONDS": env_int("YEETER_RUN_STALE_SECONDS", 120, minimum=5, maximum=7 * 86400),
+    # Finished runs older than this many days are deleted (rows and files) at start-up; 0 keeps them.
+    "RUN_RETENTION_DAYS": env_int("YEETER_RUN_RETENTION_DAYS", 0, minimum=0, maximum=36500),
 }
 
 # -- limits: what one API request may ask of this machine (README "Limits") --------------------------

@@ -291,15 +291,14 @@ def test_a_pacs_aborting_mid_study_fails_the_patient_and_records_what_it_stored(
     assert len(study_files(result, row)) == 7  # everything generated is kept
 
 
-def test_a_run_that_cannot_start_is_recorded_as_an_error_not_left_running(scenarios, tmp_path):
+def test_an_output_folder_that_cannot_be_made_is_refused_before_any_run_exists(scenarios, tmp_path):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the run directory should go")
     with pytest.raises(CommandError) as err:
         runsim("--patients", "1", "--output", str(blocker / "run"))
-    assert err.value.returncode == 1
-    assert "could not run" in str(err.value) and "NotADirectoryError" in str(err.value)
-    run = Run.objects.get()
-    assert run.status == "error" and "NotADirectoryError" in run.error
+    assert err.value.returncode == 2
+    assert str(err.value) == f"--output {blocker / 'run'}: {blocker} is not a directory."
+    assert not Run.objects.exists()
 
 
 @pytest.mark.parametrize("flag", ["--hl7", "--pacs"])

@@ -32,7 +32,7 @@ def test_sigint_cancels_the_run_and_reports_it(tmp_path):
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 1, stderr
+    assert proc.returncode == 130, stderr  # 128 + SIGINT, after the summary
     assert "Stopping: finishing steps in flight" in stderr
     assert "Run cancelled" in stdout and "cancelled of 20" in stdout
     assert "Traceback" not in stderr

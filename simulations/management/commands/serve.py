@@ -36,6 +36,9 @@ class Command(BaseCommand):
         if len(ae_prefix) > 11:
             raise CommandError("--ae-prefix is at most 11 characters (AE titles are 16 with the suffix).",
                                returncode=2)
+        from simulations.services import runs_housekeep
+
+        runs_housekeep()  # a Yeeter process starting: end the runs whose process died
         receivers = BuiltinReceivers(storage_dir=storage_dir or Path(settings.DATA_DIR) / "received", host=host,
                                      ports=ReceiverPorts(hl7_port, storage_port, mwl_port, mpps_port),
                                      ae_prefix=ae_prefix)
