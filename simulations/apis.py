@@ -328,7 +328,7 @@ class ScenarioListCreateApi(APIView):
 
 ENDPOINT_FIELDS = ["name", "kind", "host", "port", "ae_title", "calling_ae_title", "hl7_receiving_application",
                    "hl7_receiving_facility", "hl7_version", "folder", "connect_timeout", "timeout", "tls",
-                   "tls_verify", "tls_ca_file"]
+                   "tls_verify", "tls_ca_file", "listen_host", "listen_port"]
 
 
 class EndpointOutputSerializer(serializers.ModelSerializer):

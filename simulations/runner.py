@@ -49,8 +49,9 @@ from simulations.artifacts import PatientFiles, identity_json
 from simulations.endpoints import EndpointSet, HL7Target
 from simulations.events import EventRecorder, EventType
 from simulations.models import Run, RunPatient, WorklistEntry
+from simulations.pacs_verify import SentStudy, verify_pacs
 from simulations.steps import Step, StepType, parse_steps
-from simulations.transport.dimse.commitment import request_commitment
+from simulations.transport.dimse.commitment import CommitmentListener, CommitmentNotOffered, request_commitment
 from simulations.transport.dimse.common import DicomPeer
 from simulations.transport.dimse.mpps import mpps_create, mpps_set
 from simulations.transport.dimse.store import StoreResult, send_instances
@@ -134,6 +135,7 @@ class SimulationRunner:
         self._mllp: dict[tuple[str, int], AsyncMllpClient] = {}
         self._pool: ProcessPoolExecutor | None = None
         self._pool_lock = asyncio.Lock()
+        self.commit_listener: CommitmentListener | None = None
         self.step_seconds: dict[str, float] = defaultdict(float)
         self.counters: Counter[str] = Counter()
         self.acks: Counter[str] = Counter()
@@ -146,6 +148,7 @@ class SimulationRunner:
             StepType.GENERATE_DICOM: self.handle_generate_dicom,
             StepType.SEND_DICOM: self.handle_send_dicom,
             StepType.STORAGE_COMMIT: self.handle_storage_commit,
+            StepType.VERIFY_PACS: self.handle_verify_pacs,
             StepType.MPPS_COMPLETED: self.handle_mpps_completed,
             StepType.SEND_REPORT: self.handle_send_report,
             StepType.CANCEL_ORDER: self.handle_cancel_order,
@@ -170,6 +173,7 @@ class SimulationRunner:
         semaphore = asyncio.Semaphore(run.concurrency)
         offsets = self._arrival_offsets()
         try:
+            await self._start_commit_listener()
             await asyncio.gather(*(self._patient(rows[i], offsets[i], semaphore, started)
                                    for i in range(run.patient_count)))
         finally:
@@ -243,7 +247,20 @@ class SimulationRunner:
                                        f"in {elapsed:.1f} s", payload=run.summary,
                                  level="info" if run.status == Run.Status.SUCCEEDED else "warning")
 
+    async def _start_commit_listener(self) -> None:
+        """One listener per run for commitment reports on a new association (PS3.4 J.3.3)."""
+        where = self.endpoints.commit_listen
+        if where is None or not self.options.send or not any(s.type == StepType.STORAGE_COMMIT for s in self.steps):
+            return
+        listener = CommitmentListener(ae_title=where.ae_title, host=where.host, port=where.port)
+        try:
+            self.commit_listener = await asyncio.to_thread(listener.start)
+        except OSError as exc:
+            raise OSError(f"cannot listen for Storage Commitment reports on {where}: {exc}") from None
+
     async def _close(self) -> None:
+        if self.commit_listener is not None:
+            await asyncio.to_thread(self.commit_listener.stop)
         for client in self._mllp.values():
             await client.close()
         if self._pool is not None:
@@ -647,15 +664,56 @@ class SimulationRunner:
         instances = [(r.sop_class_uid, r.sop_instance_uid) for r in ctx.store_results if r.stored]
         if not instances:
             raise StepFailed("nothing was stored, so there is nothing to commit")
-        result = await self._exchange(peer, request_commitment, peer, instances, transaction_uid=new_uid(ctx.rng),
-                                      timeout=step.params.get("timeout", peer.timeout))
+        timeout = step.params.get("timeout", peer.timeout)
+        job = partial(request_commitment, peer, instances, transaction_uid=new_uid(ctx.rng), timeout=timeout,
+                      listener=self.commit_listener)
+        try:
+            # the watchdog leaves the report its whole timeout, plus the association's own
+            result = await asyncio.wait_for(asyncio.to_thread(job), timeout=timeout + 3 * peer.timeout)
+        except TimeoutError:
+            raise StepFailed(f"no answer from {peer} within {timeout + 3 * peer.timeout:g} s") from None
+        except CommitmentNotOffered as exc:
+            if step.params.get("required", False):
+                raise
+            await self._emit(ctx, EventType.STEP_SKIPPED, f"Storage commitment skipped: {exc}; the images were "
+                             "stored, the patient goes on (set \"required\": true to fail instead)", step,
+                             level="warning", peer=str(peer))
+            return
         self.counters["committed"] += len(result.committed)
         await self._emit(ctx, EventType.COMMITMENT,
                          f"Storage commitment at {peer}: {len(result.committed)} committed, {len(result.failed)} "
-                         f"failed", step, level="info" if not result.failed else "error",
-                         committed=len(result.committed), failed=len(result.failed))
+                         f"failed (report on {'the same' if result.same_association else 'a new'} association)",
+                         step, level="info" if not result.failed else "error", committed=len(result.committed),
+                         failed=len(result.failed), same_association=result.same_association)
         if result.failed:
             raise StepFailed(f"{len(result.failed)} instance(s) were not committed by {peer}")
+
+    async def handle_verify_pacs(self, step: Step, ctx: PatientContext) -> None:
+        """C-FIND the PACS (Study Root, study and series level) and compare with what was sent
+        (:mod:`simulations.pacs_verify`); a difference fails the patient naming the attribute."""
+        name = step.params.get("endpoint")
+        peer = self._dicom_peer("storage", step) if name else (self.endpoints.get("query")
+                                                               or self.endpoints.get("storage"))
+        if not self.options.send or peer is None:
+            await self._emit(ctx, EventType.STEP_SKIPPED, "PACS not queried (sending is off)", step)
+            return
+        stored = [Path(r.path) for r in ctx.store_results if r.stored]
+        if not stored:
+            raise StepFailed("nothing was stored, so there is nothing to look for in the PACS")
+        sent = await asyncio.to_thread(SentStudy.from_files, stored)
+        result = await self._exchange(peer, verify_pacs, peer, sent, timeout=peer.timeout)
+        ctx.files.write_json("pacs-verify.json", result.to_json())
+        if not result.ok:
+            for difference in result.differences[:20]:
+                await self._emit(ctx, EventType.MISMATCH, f"PACS {peer}: {difference}", step, level="error",
+                                 **difference.to_json())
+            shown = "; ".join(str(d) for d in result.differences[:3])
+            more = f" (and {len(result.differences) - 3} more)" if len(result.differences) > 3 else ""
+            raise StepFailed(f"{peer} does not hold the study as sent: {shown}{more}")
+        await self._emit(ctx, EventType.PACS_VERIFIED,
+                         f"PACS {peer} holds the study as sent: {len(sent.series)} series, {sent.instance_count} "
+                         "instances, patient, accession and description match", step,
+                         series=len(sent.series), instances=sent.instance_count)
 
     def _performed_series(self, ctx: PatientContext) -> list[PerformedSeries]:
         """The series and instances actually sent (or generated, when nothing was sent).

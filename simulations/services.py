@@ -137,7 +137,7 @@ def fill_builtin(endpoints: EndpointSet, builtin: EndpointSet, kinds: tuple[str,
         if kind == "storage" and endpoints.get("commitment") is None:
             endpoints = endpoints.with_kind("commitment", builtin.get("commitment"))
     if "mwl" in kinds:
-        endpoints = EndpointSet(by_kind=endpoints.by_kind, named=endpoints.named, builtin_worklist=True)
+        endpoints = dataclasses.replace(endpoints, builtin_worklist=True)
     return endpoints
 
 

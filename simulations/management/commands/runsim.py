@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from simulations.endpoints import EndpointPeer, EndpointSet, HL7Target, TlsSettings
+from simulations.endpoints import CommitListen, EndpointPeer, EndpointSet, HL7Target, TlsSettings
 from simulations.models import Run, Scenario
 from simulations.receivers import BuiltinReceivers
 from simulations.runner import TRANSFER_SYNTAX_UIDS, RunOptions
@@ -116,6 +116,13 @@ class Command(BaseCommand):
         net.add_argument("--worklist-dir", type=Path, metavar="DIR",
                          help="publish .wl files here (the folder dcmtk wlmscpfs or Orthanc serves)")
         net.add_argument("--mpps", metavar="AET@HOST:PORT", help="MPPS SCP")
+        net.add_argument("--commit-listen", metavar="[AET@][HOST:]PORT",
+                         help="listen here for Storage Commitment reports the PACS sends on a new association "
+                              "(register AET, default the calling AE title, at this host and port in the PACS; "
+                              "HOST defaults to 0.0.0.0)")
+        net.add_argument("--verify-pacs", action="store_true",
+                         help="after storing, C-FIND the PACS (Study Root, study and series level) and compare what "
+                              "it holds with what was sent (adds a VERIFY_PACS step)")
         net.add_argument("--calling-aet", default=settings.YEETER["AE_TITLE"], help="our AE title (default %(default)s)")
         net.add_argument("--tls", action="store_true", help="use TLS for the endpoints given by these flags")
         net.add_argument("--tls-ca", type=Path, metavar="FILE", help="CA certificate(s) to trust (PEM; default: "
@@ -145,6 +152,8 @@ class Command(BaseCommand):
                 raise _usage(f"The default scenario {DEFAULT_SCENARIO!r} is not loaded: run "
                              "`manage.py load_scenarios` first (scripts/run does).")
         steps = json_copy(scenario.steps)
+        if opts.get("verify_pacs"):
+            steps = with_verify_pacs(steps)
         if selectors:
             if opts.get("exam") and opts.get("cpt"):
                 raise _usage("Give either --exam or --cpt, not both.")
@@ -192,6 +201,12 @@ class Command(BaseCommand):
             raise _usage(f"TLS: {exc.message}") from None
         except ValueError as exc:
             raise _usage(f"Bad endpoint: {exc}.") from None
+        if opts.get("commit_listen"):
+            try:
+                listen = CommitListen.parse(opts["commit_listen"], ae_title=calling)
+            except ValueError as exc:
+                raise _usage(f"Bad --commit-listen: {exc}.") from None
+            endpoints = dataclasses.replace(endpoints, commit_listen=listen)
         if opts.get("worklist_dir"):
             folder = opts["worklist_dir"].expanduser().resolve()
             if not folder.is_dir():
@@ -334,6 +349,17 @@ class Command(BaseCommand):
             self.stdout.write(f"{label:<13} {value}")
         style = self.style.SUCCESS if s["status"] == "succeeded" else self.style.ERROR
         self.stdout.write(style(f"Run {s['status']}."))
+
+
+def with_verify_pacs(steps: list) -> list:
+    """``steps`` with a VERIFY_PACS step after the study was stored (and committed, when it is)."""
+    types = [s.get("step_type") if isinstance(s, dict) else None for s in steps]
+    if "VERIFY_PACS" in types:
+        return steps
+    if "SEND_DICOM" not in types:
+        raise _usage("--verify-pacs checks the study stored by a SEND_DICOM step; this scenario has none.")
+    anchor = max(i for i, t in enumerate(types) if t in ("SEND_DICOM", "STORAGE_COMMIT"))
+    return [*steps[:anchor + 1], {"step_type": "VERIFY_PACS"}, *steps[anchor + 1:]]
 
 
 def json_copy(value):

@@ -1,0 +1,100 @@
+"""One Storage Commitment listener per run: reports matched by Transaction UID, the address as users give it."""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from simulations.endpoints import CommitListen, EndpointSet, endpoint_set_from_rows
+from simulations.models import Endpoint
+from simulations.transport.dimse.commitment import CommitmentListener, request_commitment
+from simulations.transport.dimse.common import DicomPeer
+from simulations.transport.dimse.storage_scp import StorageScp
+from simulations.transport.dimse.store import send_instances
+from tests.conftest import free_port
+from tests.transport.dicom_files import write_ct_series
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("4104", CommitListen("YEETER", "0.0.0.0", 4104)),
+    ("127.0.0.1:4104", CommitListen("YEETER", "127.0.0.1", 4104)),
+    ("MODALITY7@4104", CommitListen("MODALITY7", "0.0.0.0", 4104)),
+    ("MODALITY7@10.1.2.3:4104", CommitListen("MODALITY7", "10.1.2.3", 4104)),
+])
+def test_it_reads_the_listen_address_in_every_form_the_flag_allows(text: str, expected: CommitListen) -> None:
+    assert CommitListen.parse(text) == expected
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "port from 1 to 65535"), ("host:", "port from 1 to 65535"), ("70000", "port from 1 to 65535"),
+    ("@4104", "AE title before @ is empty"), (":4104", "host before : is empty"),
+    ("A_VERY_LONG_AE_TITLE@4104", "not 1-16 printable ASCII"),
+])
+def test_it_rejects_a_listen_address_with_a_sentence(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        CommitListen.parse(text)
+
+
+@pytest.mark.django_db
+def test_runsim_refuses_a_bad_commit_listen_address_before_running(catalog) -> None:
+    from simulations.scenario_io import load_scenarios
+
+    load_scenarios()
+    with pytest.raises(CommandError, match="Bad --commit-listen: expected .*port from 1 to 65535") as raised:
+        call_command("runsim", "--commit-listen", "YEETER@host:x", stdout=io.StringIO(), stderr=io.StringIO())
+    assert raised.value.returncode == 2
+
+
+@pytest.mark.django_db
+def test_a_commitment_endpoint_with_a_listen_port_gives_the_run_its_listener() -> None:
+    row = Endpoint.objects.create(name="pacs-commit", kind="commitment", host="10.0.0.5", port=104,
+                                  ae_title="PACS", calling_ae_title="CT7", listen_host="", listen_port=4105)
+
+    endpoints = endpoint_set_from_rows(Endpoint.objects.all(), defaults=[row])
+
+    assert endpoints.commit_listen == CommitListen("CT7", "0.0.0.0", 4105)
+    assert EndpointSet.from_json(endpoints.to_json()).commit_listen == endpoints.commit_listen  # the run snapshot
+
+
+def test_one_listener_takes_the_reports_of_many_transactions_at_once(tmp_path: Path) -> None:
+    listen_port = free_port()
+    with StorageScp(storage_dir=tmp_path / "store", commitment_reply="new",
+                    commitment_peers={"YEETER": listen_port}) as scp, \
+            CommitmentListener(ae_title="YEETER", host="127.0.0.1", port=listen_port) as listener:
+        batches = []
+        for n in range(6):
+            results = send_instances(scp.peer, write_ct_series(tmp_path / f"s{n}", count=2, seed=n + 1))
+            batches.append([(r.sop_class_uid, r.sop_instance_uid) for r in results])
+        with ThreadPoolExecutor(6) as pool:
+            outcomes = list(pool.map(
+                lambda n: request_commitment(scp.peer, batches[n], transaction_uid=f"2.25.900{n}", timeout=10,
+                                             listener=listener), range(6)))
+
+    for n, outcome in enumerate(outcomes):
+        assert outcome.transaction_uid == f"2.25.900{n}"
+        assert outcome.committed == batches[n] and not outcome.failed
+        assert outcome.same_association is False
+
+
+def test_a_report_on_the_same_association_still_arrives_when_a_listener_runs(tmp_path: Path) -> None:
+    with StorageScp(storage_dir=tmp_path / "store") as scp, \
+            CommitmentListener(ae_title="YEETER", host="127.0.0.1", port=free_port()) as listener:
+        results = send_instances(scp.peer, write_ct_series(tmp_path / "s", count=2))
+        pairs = [(r.sop_class_uid, r.sop_instance_uid) for r in results]
+        outcome = request_commitment(scp.peer, pairs, transaction_uid="2.25.9100", timeout=10, listener=listener)
+    assert outcome.same_association is True and outcome.committed == pairs
+
+
+def test_a_report_nobody_awaits_is_acknowledged(tmp_path: Path) -> None:
+    from simulations.transport.dimse.commitment import commitment_report, send_commitment_report
+
+    with CommitmentListener(ae_title="YEETER", host="127.0.0.1", port=free_port()) as listener:
+        event_type, report = commitment_report("2.25.424242", [("1.2.840.10008.5.1.4.1.1.2", "2.25.1")], [])
+        # raises SendError unless the listener answers 0x0000
+        send_commitment_report(DicomPeer("127.0.0.1", listener.port, "YEETER", calling_ae_title="PACS"),
+                               event_type, report)
