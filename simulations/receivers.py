@@ -1,5 +1,6 @@
-"""The built-in receivers: an MLLP listener, a Storage SCP (which also answers storage commitment),
-a Modality Worklist SCP over the worklist entries runs publish, and an MPPS SCP.
+"""The built-in receivers: an MLLP listener, a Storage SCP (which also answers storage commitment)
+with a Study Root C-FIND SCP over what it received, a Modality Worklist SCP over the worklist
+entries runs publish, and an MPPS SCP.
 
 ``runsim`` with no endpoint flags starts them on loopback and runs the whole chain against them, so
 every message really crosses the network; ``manage.py serve`` starts them for external tools.
@@ -19,6 +20,7 @@ from simulations.endpoints import EndpointSet, HL7Target
 from simulations.models import WorklistEntry
 from simulations.transport.dimse.common import DicomPeer
 from simulations.transport.dimse.mpps import MppsScp
+from simulations.transport.dimse.query import StudyRootQueryScp
 from simulations.transport.dimse.storage_scp import StorageScp
 from simulations.transport.dimse.worklist import WorklistScp
 from simulations.transport.mllp_server import MllpServer, MllpServerThread
@@ -45,6 +47,7 @@ class ReceiverPorts:
     storage: int = 0
     mwl: int = 0
     mpps: int = 0
+    query: int = 0
 
 
 ALL_KINDS = ("hl7", "storage", "mwl", "mpps")
@@ -67,11 +70,14 @@ class BuiltinReceivers:
         self.mwl = WorklistScp(provider=scheduled_worklist_items, ae_title=f"{ae_prefix}_MWL", host=host,
                                port=ports.mwl)
         self.mpps = MppsScp(ae_title=f"{ae_prefix}_MPPS", host=host, port=ports.mpps)
+        # What the Storage SCP received, queryable (Study Root C-FIND): VERIFY_PACS against the built-ins.
+        self.query = StudyRootQueryScp(storage_dir=storage_dir, ae_title=f"{ae_prefix}_QR", host=host,
+                                       port=ports.query)
         self._mllp_thread: MllpServerThread | None = None
 
     def _dicom_servers(self) -> list:
-        return [server for kind, server in (("storage", self.storage), ("mwl", self.mwl), ("mpps", self.mpps))
-                if kind in self.kinds]
+        return [server for kind, server in (("storage", self.storage), ("storage", self.query), ("mwl", self.mwl),
+                                            ("mpps", self.mpps)) if kind in self.kinds]
 
     def start(self) -> "BuiltinReceivers":
         if "storage" in self.kinds:
@@ -116,6 +122,7 @@ class BuiltinReceivers:
         if "storage" in self.kinds:
             by_kind["storage"] = by_kind["commitment"] = DicomPeer(self.host, self.storage.port,
                                                                    self.storage.ae_title, calling_ae_title)
+            by_kind["query"] = DicomPeer(self.host, self.query.port, self.query.ae_title, calling_ae_title)
         for kind, server in (("mwl", self.mwl), ("mpps", self.mpps)):
             if kind in self.kinds:
                 by_kind[kind] = DicomPeer(self.host, server.port, server.ae_title, calling_ae_title)
@@ -126,7 +133,9 @@ class BuiltinReceivers:
             "hl7": lambda: f"HL7 MLLP listener      {self.host}:{self.hl7_port}",
             "storage": lambda: (f"Storage SCP (+commit)  {self.storage.ae_title}@{self.host}:{self.storage.port} "
                                 f"-> {self.storage_dir}"),
+            "query": lambda: f"Query SCP (Study Root) {self.query.ae_title}@{self.host}:{self.query.port}",
             "mwl": lambda: f"Modality Worklist SCP  {self.mwl.ae_title}@{self.host}:{self.mwl.port}",
             "mpps": lambda: f"MPPS SCP               {self.mpps.ae_title}@{self.host}:{self.mpps.port}",
         }
-        return [lines[kind]() for kind in self.kinds]
+        kinds = [k for kind in self.kinds for k in ((kind, "query") if kind == "storage" else (kind,))]
+        return [lines[kind]() for kind in kinds]

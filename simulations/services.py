@@ -136,6 +136,8 @@ def fill_builtin(endpoints: EndpointSet, builtin: EndpointSet, kinds: tuple[str,
         endpoints = endpoints.with_kind(kind, builtin.get(kind))
         if kind == "storage" and endpoints.get("commitment") is None:
             endpoints = endpoints.with_kind("commitment", builtin.get("commitment"))
+        if kind == "storage" and endpoints.get("query") is None:  # VERIFY_PACS asks the built-in query SCP
+            endpoints = endpoints.with_kind("query", builtin.get("query"))
     if "mwl" in kinds:
         endpoints = dataclasses.replace(endpoints, builtin_worklist=True)
     return endpoints
