@@ -50,6 +50,7 @@ from simulations.endpoints import EndpointSet, HL7Target
 from simulations.events import EventRecorder, EventType
 from simulations.models import Run, RunPatient, WorklistEntry
 from simulations.pacs_verify import SentStudy, verify_pacs
+from simulations.receivers import publish_worklist_entry
 from simulations.steps import Step, StepType, parse_steps
 from simulations.transport.dimse.commitment import CommitmentListener, CommitmentNotOffered, request_commitment
 from simulations.transport.dimse.common import DicomPeer
@@ -533,13 +534,9 @@ class SimulationRunner:
         ctx.files.write_dataset("worklist.json", ds)
         published: list[str] = []
         if self.endpoints.builtin_worklist:
-            await sync_to_async(WorklistEntry.objects.update_or_create)(
-                patient=ctx.row, defaults={
-                    "accession_number": order.accession_number, "modality": order.exam.modality.value,
-                    "station_ae_title": order.station_ae_title,
-                    "scheduled_at": timezone.make_aware(order.scheduled_at) if timezone.is_naive(order.scheduled_at)
-                    else order.scheduled_at,
-                    "status": WorklistEntry.Status.SCHEDULED, "dataset": ds.to_json_dict()})
+            await sync_to_async(publish_worklist_entry)(
+                accession_number=order.accession_number, dataset=ds, modality=order.exam.modality.value,
+                station_ae_title=order.station_ae_title, scheduled_at=order.scheduled_at, patient=ctx.row)
             published.append("built-in worklist")
         folder = self.endpoints.get("worklist_folder", step.params.get("endpoint"))
         if folder is not None:
@@ -555,6 +552,11 @@ class SimulationRunner:
             return
         query = query_dataset(AccessionNumber=order.accession_number)
         found = await self._exchange(peer, find_worklist, peer, query, timeout=peer.timeout)
+        for _ in range(12):  # a RIS turns the order into an item a moment after its ACK: ask again for ~3 s
+            if found or self.cancel.is_set():
+                break
+            await asyncio.sleep(0.25)
+            found = await self._exchange(peer, find_worklist, peer, query, timeout=peer.timeout)
         if not found:
             raise StepFailed(f"the worklist entry for accession {order.accession_number} is not visible at {peer}")
         ctx.files.write_dataset("worklist-found.json", found[0])

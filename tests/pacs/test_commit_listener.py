@@ -98,3 +98,29 @@ def test_a_report_nobody_awaits_is_acknowledged(tmp_path: Path) -> None:
         # raises SendError unless the listener answers 0x0000
         send_commitment_report(DicomPeer("127.0.0.1", listener.port, "YEETER", calling_ae_title="PACS"),
                                event_type, report)
+
+
+@pytest.mark.django_db
+def test_the_api_creates_a_commitment_endpoint_with_its_listen_address_and_a_run_listens_there(
+    django_user_model, catalog
+) -> None:
+    from rest_framework.test import APIClient
+
+    from simulations.models import Run
+    from simulations.scenario_io import load_scenarios
+
+    load_scenarios()
+    client = APIClient()
+    client.force_login(django_user_model.objects.create_user("curator", password="pw", is_staff=True))
+    created = client.post("/api/simulator/endpoints", {
+        "name": "orthanc-commit", "kind": "commitment", "host": "127.0.0.1", "port": 4242, "ae_title": "ORTHANC",
+        "listen_host": "127.0.0.1", "listen_port": 4104}, format="json")
+    assert created.status_code == 201, created.json()
+    assert (created.json()["listen_host"], created.json()["listen_port"]) == ("127.0.0.1", 4104)
+
+    # (the test's transaction is never committed, so the run is recorded and not dispatched)
+    started = client.post("/api/simulator/runs", {"scenario": "Full scheduled workflow", "patients": 1,
+                                                  "endpoints": [created.json()["id"]]}, format="json")
+    assert started.status_code == 202, started.json()
+    run = Run.objects.get(pk=started.json()["id"])
+    assert run.endpoints["commit_listen"] == {"ae_title": "YEETER", "host": "127.0.0.1", "port": 4104}

@@ -116,6 +116,9 @@ class Command(BaseCommand):
         net.add_argument("--worklist-dir", type=Path, metavar="DIR",
                          help="publish .wl files here (the folder dcmtk wlmscpfs or Orthanc serves)")
         net.add_argument("--mpps", metavar="AET@HOST:PORT", help="MPPS SCP")
+        net.add_argument("--query", metavar="AET@HOST:PORT",
+                         help="Study Root C-FIND SCP that VERIFY_PACS asks (default: the --pacs peer; the built-in "
+                              "receivers' is <prefix>_QR)")
         net.add_argument("--commit-listen", metavar="[AET@][HOST:]PORT",
                          help="listen here for Storage Commitment reports the PACS sends on a new association "
                               "(register AET, default the calling AE title, at this host and port in the PACS; "
@@ -197,6 +200,8 @@ class Command(BaseCommand):
                 endpoints = endpoints.with_kind("mwl", dicom(opts["worklist"]))
             if opts.get("mpps"):
                 endpoints = endpoints.with_kind("mpps", dicom(opts["mpps"]))
+            if opts.get("query"):
+                endpoints = endpoints.with_kind("query", dicom(opts["query"]))
         except TlsConfigError as exc:
             raise _usage(f"TLS: {exc.message}") from None
         except ValueError as exc:
