@@ -135,6 +135,9 @@ class BuiltinRis:
                 if raw is None:
                     return
                 self.schedule(raw)
+            except Exception:  # noqa: BLE001 - one odd order must not stop the RIS scheduling the next
+                logger.exception("built-in RIS: the order could not be scheduled")
+                self._problem("an order could not be scheduled (see the log)")
             finally:
                 self._queue.task_done()
 

@@ -52,7 +52,13 @@ from simulations.models import Run, RunPatient, WorklistEntry
 from simulations.pacs_verify import SentStudy, verify_pacs
 from simulations.receivers import publish_worklist_entry
 from simulations.steps import Step, StepType, parse_steps
-from simulations.transport.dimse.commitment import CommitmentListener, CommitmentNotOffered, request_commitment
+from simulations.transport.dimse.commitment import (
+    CommitmentListener,
+    CommitmentNotOffered,
+    acquire_listener,
+    release_listener,
+    request_commitment,
+)
 from simulations.transport.dimse.common import DicomPeer
 from simulations.transport.dimse.mpps import mpps_create, mpps_set
 from simulations.transport.dimse.store import StoreResult, send_instances
@@ -249,19 +255,21 @@ class SimulationRunner:
                                  level="info" if run.status == Run.Status.SUCCEEDED else "warning")
 
     async def _start_commit_listener(self) -> None:
-        """One listener per run for commitment reports on a new association (PS3.4 J.3.3)."""
+        """The run's listener for commitment reports on a new association (PS3.4 J.3.3); runs of this
+        process on the same address share it (reports are told apart by Transaction UID)."""
         where = self.endpoints.commit_listen
         if where is None or not self.options.send or not any(s.type == StepType.STORAGE_COMMIT for s in self.steps):
             return
-        listener = CommitmentListener(ae_title=where.ae_title, host=where.host, port=where.port)
         try:
-            self.commit_listener = await asyncio.to_thread(listener.start)
+            self.commit_listener = await asyncio.to_thread(partial(acquire_listener, ae_title=where.ae_title,
+                                                                   host=where.host, port=where.port))
         except OSError as exc:
             raise OSError(f"cannot listen for Storage Commitment reports on {where}: {exc}") from None
 
     async def _close(self) -> None:
         if self.commit_listener is not None:
-            await asyncio.to_thread(self.commit_listener.stop)
+            listener, self.commit_listener = self.commit_listener, None
+            await asyncio.to_thread(release_listener, listener)
         for client in self._mllp.values():
             await client.close()
         if self._pool is not None:

@@ -124,3 +124,20 @@ def test_the_api_creates_a_commitment_endpoint_with_its_listen_address_and_a_run
     assert started.status_code == 202, started.json()
     run = Run.objects.get(pk=started.json()["id"])
     assert run.endpoints["commit_listen"] == {"ae_title": "YEETER", "host": "127.0.0.1", "port": 4104}
+
+
+def test_runs_of_one_process_share_the_listener_of_an_address_until_the_last_one_ends() -> None:
+    import socket
+
+    from simulations.transport.dimse.commitment import acquire_listener, release_listener
+
+    port = free_port()
+    first = acquire_listener(ae_title="YEETER", host="127.0.0.1", port=port)
+    second = acquire_listener(ae_title="YEETER", host="127.0.0.1", port=port)
+    assert first is second
+    release_listener(first)
+    with socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass  # still listening for the second run
+    release_listener(second)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()

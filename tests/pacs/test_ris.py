@@ -146,3 +146,14 @@ def test_mpps_moves_the_item_to_started_then_off_the_worklist(receivers: Builtin
     mpps_set(receivers.mpps.peer, mpps_uid, build_mpps_completed(MR, ended_at=NOW + dt.timedelta(minutes=20),
                                                                  series=series, status="COMPLETED"))
     assert find(receivers, AccessionNumber=MR.accession_number) == []
+
+
+def test_an_order_it_cannot_schedule_is_logged_and_the_next_one_still_scheduled(receivers: BuiltinReceivers) -> None:
+    send(receivers, FOREIGN_ORM.replace("ACC-FOREIGN-1", ""))
+    send(receivers, "MSH|^~\\&|EPIC|GH|RIS|GH|20261126101500||ORM^O01|CTL43|P|2.3.1\rPID|||\r")
+    send(receivers, FOREIGN_ORM)
+
+    assert receivers.ris.problems == [
+        "order not scheduled: OBR-18 accession number is empty: the RIS cannot schedule an order without it",
+        "order not scheduled: ORM^O01 without an OBR segment: nothing to schedule (IHE RAD-4)"]
+    assert [f.AccessionNumber for f in find(receivers, AccessionNumber="ACC-FOREIGN-1")] == ["ACC-FOREIGN-1"]

@@ -229,6 +229,35 @@ class CommitmentListener:
         self.stop()
 
 
+_shared_lock = threading.Lock()
+_shared: dict[tuple[str, int], list[Any]] = {}  # (host, port) -> [listener, users]
+
+
+def acquire_listener(*, ae_title: str, host: str, port: int) -> CommitmentListener:
+    """The process's listener on ``host:port``, started on first use: runs in one process (the web
+    server, a Celery worker) that share a commitment endpoint share its listener, as Transaction
+    UIDs keep their reports apart. Pair every call with :func:`release_listener`."""
+    with _shared_lock:
+        entry = _shared.get((host, port))
+        if entry is None:
+            entry = _shared[(host, port)] = [CommitmentListener(ae_title=ae_title, host=host, port=port).start(), 0]
+        entry[1] += 1
+        return entry[0]
+
+
+def release_listener(listener: CommitmentListener) -> None:
+    """One user fewer; the last one stops the listener."""
+    with _shared_lock:
+        for key, entry in list(_shared.items()):
+            if entry[0] is listener:
+                entry[1] -= 1
+                if entry[1] <= 0:
+                    del _shared[key]
+                    listener.stop()
+                return
+    listener.stop()  # not shared: stop it anyway
+
+
 def request_commitment(
     peer: DicomPeer,
     instances: Sequence[tuple[str, str]],
@@ -359,6 +388,8 @@ def _reference(sop_class: str, sop_instance: str) -> Dataset:
 __all__ = [
     "CommitmentListener",
     "CommitmentNotOffered",
+    "acquire_listener",
+    "release_listener",
     "CommitmentResult",
     "FAILURE_CLASS_INSTANCE_CONFLICT",
     "FAILURE_NO_SUCH_OBJECT",
