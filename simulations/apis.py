@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -20,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apikeys.permissions import StaffWritesOnly
+from simulations.endpoints import CommitListen
 from simulations.events import event_dict
 from simulations.models import Endpoint, Run, RunEvent, Scenario
 from simulations.services import endpoint_check, endpoint_create, run_cancel, run_start, scenario_create
@@ -128,6 +130,16 @@ class RunListCreateApi(APIView):
                                   help_text="false: generate and record only, send nothing.")
         max_instances_per_series = StrictIntegerField(required=False, min_value=1, max_value=5000)
         validate_hl7 = StrictBooleanField(required=False, default=False)
+        commit_listen = serializers.CharField(
+            required=False, max_length=300,
+            help_text="[AET@][HOST:]PORT where the PACS sends Storage Commitment reports on a new association "
+                      "(register it in the PACS); default: the commitment endpoint's listen address, if any.")
+
+        def validate_commit_listen(self, value: str) -> CommitListen:
+            try:
+                return CommitListen.parse(value, ae_title=settings.YEETER["AE_TITLE"])
+            except ValueError as exc:
+                raise serializers.ValidationError(f"{exc}.") from None
 
         def validate(self, data: dict) -> dict:
             if ("scenario" in data) == ("steps" in data):
@@ -172,6 +184,7 @@ class RunListCreateApi(APIView):
             patients=data.get("patients"), concurrency=data.get("concurrency"), seed=data.get("seed"),
             endpoint_ids=data.get("endpoints", []), send=data["send"],
             max_instances_per_series=data.get("max_instances_per_series"), validate_hl7=data["validate_hl7"],
+            commit_listen=data.get("commit_listen"),
         )
         links = _run_links(request, run)
         return Response({"id": run.pk, "status": run.status, **links}, status=status.HTTP_202_ACCEPTED,

@@ -14,7 +14,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
 
-from simulations.endpoints import EndpointSet
+from simulations.endpoints import CommitListen, EndpointSet
 from simulations.events import EventRecorder
 from simulations.models import Run, Scenario
 from simulations.receivers import BuiltinReceivers
@@ -185,7 +185,7 @@ def run_execute(run: Run, *, listeners: list[Callable[[dict], None]] | None = No
 
 def run_start(*, scenario: Scenario | None, steps_json=None, patients: int | None = None, concurrency: int | None = None,
               seed: int | None = None, endpoint_ids=(), send: bool = True, max_instances_per_series: int | None = None,
-              validate_hl7: bool = False) -> Run:
+              validate_hl7: bool = False, commit_listen: CommitListen | None = None) -> Run:
     """Create a run from the API/web page and start it in the background (Celery when configured,
     otherwise a thread of this process). Kinds no given endpoint serves use built-in receivers."""
     from simulations.endpoints import endpoint_set_from_rows
@@ -201,6 +201,8 @@ def run_start(*, scenario: Scenario | None, steps_json=None, patients: int | Non
         raise ScenarioError([f"endpoints: no endpoint with id {', '.join(map(str, sorted(missing_ids)))}."])
     defaults = chosen + (list(scenario.endpoints.all()) if scenario else [])
     endpoints = endpoint_set_from_rows(Endpoint.objects.all(), defaults=defaults)
+    if commit_listen is not None:  # where commitment reports on a new association arrive (PS3.4 J.3.3)
+        endpoints = dataclasses.replace(endpoints, commit_listen=commit_listen)
     options = RunOptions(send=send,
                          validate_hl7=validate_hl7, max_instances_per_series=max_instances_per_series,
                          pixel_workers=settings.YEETER["PIXEL_WORKERS"],

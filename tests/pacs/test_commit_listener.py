@@ -141,3 +141,28 @@ def test_runs_of_one_process_share_the_listener_of_an_address_until_the_last_one
     release_listener(second)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+@pytest.mark.django_db
+def test_a_run_started_by_the_api_takes_its_listen_address_and_a_bad_one_is_a_400_naming_the_field(
+    django_user_model, catalog
+) -> None:
+    from rest_framework.test import APIClient
+
+    from simulations.models import Run
+    from simulations.scenario_io import load_scenarios
+
+    load_scenarios()
+    client = APIClient()
+    client.force_login(django_user_model.objects.create_user("runner", password="pw", is_staff=True))
+
+    started = client.post("/api/simulator/runs", {"scenario": "Full scheduled workflow", "patients": 1,
+                                                  "commit_listen": "MOD1@127.0.0.1:4106"}, format="json")
+    bad = client.post("/api/simulator/runs", {"scenario": "Full scheduled workflow", "commit_listen": "MOD1@x:"},
+                      format="json")
+
+    assert started.status_code == 202, started.json()
+    assert Run.objects.get(pk=started.json()["id"]).endpoints["commit_listen"] == {
+        "ae_title": "MOD1", "host": "127.0.0.1", "port": 4106}
+    assert bad.status_code == 400
+    assert "commit_listen" in str(bad.json()["error"]["details"]) and "port from 1 to 65535" in str(bad.json())
