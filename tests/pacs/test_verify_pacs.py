@@ -134,3 +134,25 @@ def test_runsim_verify_pacs_against_the_built_in_receivers_passes_every_patient(
     assert result["status"] == "succeeded", result["patient_rows"]
     verified = events(result["run_id"], "pacs.verified")
     assert len(verified) == 2 and all("YEETER_QR@" in e.message for e in verified)
+    from simulations.models import RunPatient
+
+    assert all(r.verification["checked"]["pacs"] == 1 for r in RunPatient.objects.filter(run_id=result["run_id"]))
+
+
+def test_re_verifying_a_patient_reports_what_the_pacs_held_differently(tmp_path: Path) -> None:
+    from generators.terms import Modality
+    from simulations.artifacts import PatientFiles, identity_json
+    from simulations.pacs_verify import Difference
+    from simulations.verification import verify_patient
+    from tests.examples import order_for
+
+    order = order_for(Modality.MR)
+    files = PatientFiles.for_order(tmp_path, 0, order.accession_number)
+    files.write_json("order.json", identity_json(order))
+    files.write_json("pacs-verify.json", {"ok": False, "differences": [
+        Difference("StudyDescription", "MR KNEE", "MR KNEE LEFT").to_json()]})
+
+    result = verify_patient(files, None)
+
+    assert result.mismatches == [{"artifact": "pacs", "field": "StudyDescription", "expected": "MR KNEE",
+                                  "actual": "MR KNEE LEFT"}]
