@@ -74,8 +74,12 @@ def _wait_ready(url: str, proc: subprocess.Popen, seconds: float = 30.0) -> None
 
 
 @contextmanager
-def orthanc(folder: Path, *, calling_ae_title: str = "YEETER", commit_port: int | None = None) -> Iterator[Orthanc]:
-    """Start Orthanc with its configuration in ``folder``; killed (SIGTERM, then SIGKILL) on exit."""
+def orthanc(folder: Path, *, calling_ae_title: str = "YEETER", commit_port: int | None = None,
+            worklists: Path | None = None) -> Iterator[Orthanc]:
+    """Start Orthanc with its configuration in ``folder``; killed (SIGTERM, then SIGKILL) on exit.
+
+    ``worklists``: a folder of ``.wl`` files its Modality Worklists plugin serves (Debian ships it).
+    """
     binary = require_binary("Orthanc")
     folder.mkdir(parents=True, exist_ok=True)
     dicom_port, http_port = free_port(), free_port()
@@ -103,6 +107,14 @@ def orthanc(folder: Path, *, calling_ae_title: str = "YEETER", commit_port: int 
         "StableAge": 1,
         "SaveJobs": False,
     }
+    if worklists is not None:
+        plugin = Path("/usr/share/orthanc/plugins/libModalityWorklists.so")
+        if not plugin.exists():
+            from tests.conftest import missing_peer
+
+            missing_peer(f"the Orthanc worklists plugin {plugin} is not installed (Debian package orthanc)")
+        config["Plugins"] = [str(plugin)]
+        config["Worklists"] = {"Enable": True, "Database": str(worklists)}
     config_path = folder / "orthanc.json"
     config_path.write_text(json.dumps(config, indent=1))
     env = {**os.environ, "TCP_NODELAY": "1"}

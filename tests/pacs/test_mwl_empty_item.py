@@ -2,7 +2,8 @@
 
 Most modalities ask for the Scheduled Procedure Step that way; before the fix our SCP answered with
 an empty item, so Modality, SPS ID, start date/time and station AE title were all missing. Checked
-with dcmtk ``findscu`` against our SCP and, for the same query file, against dcmtk ``wlmscpfs``.
+with dcmtk ``findscu`` against our SCP and, for the same query file, against dcmtk ``wlmscpfs`` and
+Orthanc's worklists plugin serving the same item.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tests.conftest import free_port, require_binary
 from tests.dcmtk import DCMTK_ENV
 from tests.dcmtk import wlmscpfs as dcmtk_wlmscpfs
 from tests.examples import order_for
+from tests.orthanc import orthanc
 
 MR = order_for(Modality.MR)
 ITEM = build_worklist_item(MR)
@@ -63,7 +65,7 @@ def write_query_file(path: Path) -> Path:
 def findscu(port: int, called: str, query_file: Path, out: Path, *keys: str) -> list[Dataset]:
     binary = require_binary("findscu")
     out.mkdir(parents=True, exist_ok=True)
-    args = [binary, "-W", "-aec", called, "-aet", "MODALITY1", "-X", "-od", str(out)]
+    args = [binary, "-W", "-aec", called, "-aet", "YEETER", "-X", "-od", str(out)]  # registered in Orthanc
     for k in keys:
         args += ["-k", k]
     result = subprocess.run([*args, "127.0.0.1", str(port), str(query_file)], env=DCMTK_ENV,
@@ -118,3 +120,18 @@ def test_our_scp_returns_the_same_sps_values_as_wlmscpfs_for_an_empty_item(our_s
     for keyword in SPS_VALUES:
         assert our_sps.get(keyword) == theirs_sps.get(keyword), keyword
     assert {e.keyword for e in theirs_sps if e.value not in (None, "")} <= {e.keyword for e in our_sps}
+
+
+@pytest.mark.interop
+def test_our_scp_returns_the_same_sps_values_as_orthanc_for_an_empty_item(our_scp: WorklistScp,
+                                                                          tmp_path: Path) -> None:
+    query = write_query_file(tmp_path / "query.dcm")
+    folder = tmp_path / "orthanc-worklists"
+    publish_worklist_item(ITEM, folder)
+    with orthanc(tmp_path / "orthanc", worklists=folder) as pacs:
+        (reference,) = findscu(pacs.peer.port, pacs.peer.ae_title, query, tmp_path / "orthanc-rsp")
+    (ours,) = findscu(our_scp.port, our_scp.ae_title, query, tmp_path / "ours")
+
+    theirs_sps, our_sps = reference.ScheduledProcedureStepSequence[0], ours.ScheduledProcedureStepSequence[0]
+    for keyword in SPS_VALUES:
+        assert our_sps.get(keyword) == theirs_sps.get(keyword) and our_sps.get(keyword), keyword
