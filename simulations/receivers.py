@@ -205,7 +205,8 @@ class BuiltinReceivers:
 
     def __init__(self, *, storage_dir: Path, host: str = "127.0.0.1", ports: ReceiverPorts = ReceiverPorts(),
                  ae_prefix: str = "YEETER", kinds: tuple[str, ...] = ALL_KINDS,
-                 station_ae_titles: dict[str, str] | None = None) -> None:
+                 station_ae_titles: dict[str, str] | None = None, commitment_reply: str = "same",
+                 commitment_peers: dict[str, int] | None = None) -> None:
         unknown = set(kinds) - set(ALL_KINDS)
         if unknown:
             raise ValueError(f"no built-in receiver for {', '.join(sorted(unknown))}")
@@ -216,7 +217,8 @@ class BuiltinReceivers:
         self.mllp = MllpServer(host, ports.hl7, application=f"{ae_prefix}_RIS", facility=f"{ae_prefix}_HOSP",
                                on_message=self.ris.on_message if "mwl" in self.kinds else None)
         self.storage = StorageScp(ae_title=f"{ae_prefix}_PACS", host=host, port=ports.storage,
-                                  storage_dir=storage_dir)
+                                  storage_dir=storage_dir, commitment_reply=commitment_reply,  # type: ignore[arg-type]
+                                  commitment_peers=commitment_peers)
         self.mwl = WorklistScp(provider=scheduled_worklist_items, ae_title=f"{ae_prefix}_MWL", host=host,
                                port=ports.mwl)
         self.mpps = MppsScp(ae_title=f"{ae_prefix}_MPPS", host=host, port=ports.mpps, on_event=self.ris.on_mpps if "mwl" in self.kinds else None)
@@ -280,11 +282,17 @@ class BuiltinReceivers:
                 by_kind[kind] = DicomPeer(self.host, server.port, server.ae_title, calling_ae_title)
         return EndpointSet(by_kind=by_kind, builtin_worklist="mwl" in self.kinds)
 
+    def _commitment_note(self) -> str:
+        if self.storage.commitment_reply != "new":
+            return ""
+        peers = ", ".join(f"{aet}:{port}" for aet, port in sorted(self.storage.commitment_peers.items()))
+        return f" (commitment reports on a new association to {peers or 'nobody'})"
+
     def describe(self) -> list[str]:
         lines = {
             "hl7": lambda: f"HL7 MLLP listener      {self.host}:{self.hl7_port}",
             "storage": lambda: (f"Storage SCP (+commit)  {self.storage.ae_title}@{self.host}:{self.storage.port} "
-                                f"-> {self.storage_dir}"),
+                                f"-> {self.storage_dir}" + self._commitment_note()),
             "query": lambda: f"Query SCP (Study Root) {self.query.ae_title}@{self.host}:{self.query.port}",
             "mwl": lambda: f"Modality Worklist SCP  {self.mwl.ae_title}@{self.host}:{self.mwl.port}",
             "mpps": lambda: f"MPPS SCP               {self.mpps.ae_title}@{self.host}:{self.mpps.port}",

@@ -27,12 +27,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[dict[str, int]]:
-    """A real ``serve`` subprocess with its own data folder and database; SIGINT in the finalizer."""
-    ports = {kind: free_port() for kind in KINDS}
+    """A real ``serve`` subprocess with its own data folder and database, reporting storage commitment on a
+    new association to YEETER at ``ports["commit"]`` as a PACS would; SIGINT in the finalizer."""
+    ports = {kind: free_port() for kind in (*KINDS, "commit")}
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env.update({"DJANGO_SETTINGS_MODULE": "tests.settings", "YEETER_DATA_DIR": str(tmp_path / "serve")})
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=120)
-    args = [sys.executable, "manage.py", "serve", "--station-aet", "*=MODALITY1"]
+    args = [sys.executable, "manage.py", "serve", "--station-aet", "*=MODALITY1", "--commit-reply", "new",
+            "--commit-peer", f"YEETER={ports['commit']}"]
     for kind in KINDS:
         args += [f"--{kind}-port", str(ports[kind])]
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -56,18 +58,23 @@ def serve(tmp_path: Path) -> Iterator[dict[str, int]]:
 
 
 def test_runsim_finds_the_worklist_item_its_order_created_and_mpps_takes_it_off(catalog_tx, serve, tmp_path) -> None:
+    """The whole loop against serve: order -> worklist item -> C-FIND, MPPS, images, commitment on a new
+    association to our listener, VERIFY_PACS through its query SCP."""
     p = serve
     result = runsim("--exam", "MR-KNEE-RIGHT-WO", "--patients", "2", "--seed", "401", "--max-instances", "1",
                     "--output", str(tmp_path / "run"), "--hl7", f"127.0.0.1:{p['hl7']}",
                     "--worklist", f"YEETER_MWL@127.0.0.1:{p['mwl']}", "--mpps", f"YEETER_MPPS@127.0.0.1:{p['mpps']}",
                     "--pacs", f"YEETER_PACS@127.0.0.1:{p['storage']}", "--query", f"YEETER_QR@127.0.0.1:{p['query']}",
-                    "--verify-pacs")
+                    "--verify-pacs", "--commit-listen", f"127.0.0.1:{p['commit']}")
 
     assert result["status"] == "succeeded", result["patient_rows"]
     assert result["worklist_found"] == 2 and "received" not in result  # nothing built-in: serve did it all
     found = events(result["run_id"], "worklist.found")
     assert len(found) == 2
     assert len(events(result["run_id"], "pacs.verified")) == 2
+    reports = events(result["run_id"], "commitment.result")
+    assert len(reports) == 2 and not any(e.payload["same_association"] for e in reports)
+    assert result["committed"] == result["instances_stored"] > 0
     # MPPS COMPLETED moved both items off serve's worklist
     mwl = DicomPeer("127.0.0.1", p["mwl"], "YEETER_MWL", timeout=10)
     for row in result["patient_rows"]:

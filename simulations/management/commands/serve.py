@@ -31,11 +31,16 @@ class Command(BaseCommand):
         parser.add_argument("--station-aet", action="append", default=[], metavar="MODALITY=AET",
                             help="Scheduled Station AE Title the built-in RIS gives orders of MODALITY (repeatable; "
                                  "*=AET for every modality; default: empty, any station)")
+        parser.add_argument("--commit-reply", choices=["same", "new"], default="same",
+                            help="send Storage Commitment reports on the requesting association (same, default) or "
+                                 "on a new one to the requestor's address, as most PACS do (new)")
+        parser.add_argument("--commit-peer", action="append", default=[], metavar="AET=PORT",
+                            help="with --commit-reply new: the port each requesting AE title listens on (repeatable)")
         parser.add_argument("--ae-prefix", default="YEETER", help="AE titles are <prefix>_PACS, _QR, _MWL, _MPPS")
 
     def handle(self, *args, host: str, hl7_port: int, storage_port: int, mwl_port: int, mpps_port: int,
                query_port: int, storage_dir: Path | None, ae_prefix: str, station_aet: list[str],
-               **options) -> None:
+               commit_reply: str, commit_peer: list[str], **options) -> None:
         for name, port in (("--hl7-port", hl7_port), ("--storage-port", storage_port), ("--mwl-port", mwl_port),
                            ("--mpps-port", mpps_port), ("--query-port", query_port)):
             if not 0 <= port < 65536:
@@ -50,9 +55,19 @@ class Command(BaseCommand):
                 raise CommandError(f"--station-aet expects MODALITY=AET with a 1-16 character AE title, got "
                                    f"{entry!r}.", returncode=2)
             stations[modality.strip().upper() if modality != "*" else "*"] = aet.strip()
+        peers: dict[str, int] = {}
+        for entry in commit_peer:
+            aet, sep, port = entry.rpartition("=")
+            if not sep or not 0 < len(aet) <= 16 or not port.isdigit() or not 0 < int(port) < 65536:
+                raise CommandError(f"--commit-peer expects AET=PORT (a 1-16 character AE title, a port from 1 to "
+                                   f"65535), got {entry!r}.", returncode=2)
+            peers[aet] = int(port)
+        if peers and commit_reply != "new":
+            raise CommandError("--commit-peer only applies with --commit-reply new.", returncode=2)
         receivers = BuiltinReceivers(storage_dir=storage_dir or Path(settings.DATA_DIR) / "received", host=host,
                                      ports=ReceiverPorts(hl7_port, storage_port, mwl_port, mpps_port, query_port),
-                                     ae_prefix=ae_prefix, station_ae_titles=stations)
+                                     ae_prefix=ae_prefix, station_ae_titles=stations, commitment_reply=commit_reply,
+                                     commitment_peers=peers)
         try:
             receivers.start()
         except OSError as exc:
