@@ -166,3 +166,15 @@ def test_a_run_started_by_the_api_takes_its_listen_address_and_a_bad_one_is_a_40
         "ae_title": "MOD1", "host": "127.0.0.1", "port": 4106}
     assert bad.status_code == 400
     assert "commit_listen" in str(bad.json()["error"]["details"]) and "port from 1 to 65535" in str(bad.json())
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--commit-reply", "new", "--commit-peer", "YEETER"], "--commit-peer expects AET=PORT"),
+    (["--commit-reply", "new", "--commit-peer", "YEETER=99999"], "--commit-peer expects AET=PORT"),
+    (["--commit-peer", "YEETER=4104"], "only applies with --commit-reply new"),
+    (["--station-aet", "MR"], "--station-aet expects MODALITY=AET"),
+])
+def test_serve_refuses_bad_receiver_options_with_a_sentence(args: list[str], message: str) -> None:
+    with pytest.raises(CommandError, match=message) as raised:
+        call_command("serve", *args, stdout=io.StringIO(), stderr=io.StringIO())
+    assert raised.value.returncode == 2
