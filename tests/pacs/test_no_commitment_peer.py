@@ -40,3 +40,20 @@ def test_a_required_commitment_fails_the_patient_instead(catalog_tx, tmp_path: P
     (row,) = raised.value.summary["patient_rows"]  # type: ignore[attr-defined]
     assert row["status"] == RunPatient.Status.FAILED
     assert "does not offer Storage Commitment" in row["error"] and "STORAGE_COMMIT" in row["error"]
+
+
+def test_a_listen_port_already_taken_ends_the_run_in_error_saying_so(catalog_tx, tmp_path: Path) -> None:
+    import socket
+
+    from simulations.models import Run
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with pytest.raises(CommandError) as raised:
+            runsim("--patients", "1", "--seed", "203", "--max-instances", "1", "--output", str(tmp_path / "run"),
+                   "--commit-listen", f"127.0.0.1:{port}")
+
+    assert f"cannot listen for Storage Commitment reports on YEETER@127.0.0.1:{port}" in str(raised.value)
+    assert Run.objects.get().status == Run.Status.ERROR
