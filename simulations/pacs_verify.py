@@ -1,7 +1,8 @@
 """What the peer stored: query the PACS for a study just sent and compare with what was sent (VERIFY_PACS).
 
 The check is a closed loop over the network: Study Root C-FIND (PS3.4 C.4.1) at STUDY level for the
-Study Instance UID, then at SERIES level inside it, and the answers compared with the study as sent
+Study Instance UID, then at SERIES level inside it (or the same two searches over DICOMweb QIDO-RS,
+PS3.18 §10.6, for a PACS that speaks it), and the answers compared with the study as sent
 (:class:`SentStudy`, read from the headers of the files that were stored, one per series, so it is
 literally what went on the wire):
 
@@ -24,15 +25,18 @@ feed answers of any shape.
 
 from __future__ import annotations
 
+import urllib.parse
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import Dataset, dcmread
+from pydicom.datadict import tag_for_keyword
 
 from simulations.transport.dimse.common import DicomPeer
 from simulations.transport.dimse.query import find_study_root, level_query
+from simulations.transport.qido import qido_search
 
 STUDY_KEYS = ("PatientID", "PatientName", "AccessionNumber", "StudyDescription", "ModalitiesInStudy",
               "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances")
@@ -192,14 +196,42 @@ class PacsVerification:
 def verify_pacs(peer: DicomPeer, sent: SentStudy, *, timeout: float | None = None) -> PacsVerification:
     """C-FIND ``peer`` for ``sent`` at STUDY and SERIES level and compare (raises SendError on network failure)."""
     uid = sent.study_instance_uid
-    studies = find_study_root(peer, study_query(uid), timeout=timeout)
-    series = find_study_root(peer, series_query(uid), timeout=timeout) if len(studies) == 1 else []
+
+    def images(series_uid: str) -> list[Dataset]:
+        return find_study_root(peer, level_query("IMAGE", {"StudyInstanceUID": uid, "SeriesInstanceUID": series_uid,
+                                                           "SOPInstanceUID": ""}), timeout=timeout)
+
+    return _verify(sent, lambda: find_study_root(peer, study_query(uid), timeout=timeout),
+                   lambda: find_study_root(peer, series_query(uid), timeout=timeout), images)
+
+
+def verify_pacs_qido(base_url: str, sent: SentStudy, *, timeout: float = 30.0) -> PacsVerification:
+    """The same comparison over DICOMweb: QIDO-RS study and series searches (PS3.18 §10.6) at ``base_url``."""
+    uid = sent.study_instance_uid
+
+    def fields(keywords: tuple[str, ...]) -> list[str]:
+        return [f"{tag_for_keyword(k):08X}" for k in keywords]
+
+    quoted = urllib.parse.quote(uid, safe="")
+    return _verify(
+        sent,
+        lambda: qido_search(base_url, "studies", {"StudyInstanceUID": uid, "includefield": fields(STUDY_KEYS)},
+                            timeout=timeout),
+        lambda: qido_search(base_url, f"studies/{quoted}/series", {"includefield": fields(SERIES_KEYS)},
+                            timeout=timeout),
+        lambda series_uid: qido_search(base_url, f"studies/{quoted}/series/{urllib.parse.quote(series_uid, safe='')}"
+                                                 "/instances", {"includefield": fields(("SOPInstanceUID",))},
+                                       timeout=timeout),
+    )
+
+
+def _verify(sent: SentStudy, find_studies: Callable[[], list[Dataset]], find_series: Callable[[], list[Dataset]],
+            find_images: Callable[[str], list[Dataset]]) -> PacsVerification:
+    studies = find_studies()
+    series = find_series() if len(studies) == 1 else []
     counted: dict[str, int] = {}
     for answer in series:
         series_uid = _text(answer, "SeriesInstanceUID")
         if series_uid and not _text(answer, "NumberOfSeriesRelatedInstances"):
-            images = find_study_root(peer, level_query("IMAGE", {"StudyInstanceUID": uid,
-                                                                 "SeriesInstanceUID": series_uid,
-                                                                 "SOPInstanceUID": ""}), timeout=timeout)
-            counted[series_uid] = len({_text(i, "SOPInstanceUID") for i in images})
+            counted[series_uid] = len({_text(i, "SOPInstanceUID") for i in find_images(series_uid)})
     return PacsVerification(sent, studies, series, compare(sent, studies, series, counted))

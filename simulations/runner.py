@@ -49,7 +49,7 @@ from simulations.artifacts import PatientFiles, identity_json
 from simulations.endpoints import EndpointSet, HL7Target
 from simulations.events import EventRecorder, EventType
 from simulations.models import Run, RunPatient, WorklistEntry
-from simulations.pacs_verify import SentStudy, verify_pacs
+from simulations.pacs_verify import SentStudy, verify_pacs, verify_pacs_qido
 from simulations.receivers import publish_worklist_entry
 from simulations.steps import Step, StepType, parse_steps
 from simulations.transport.dimse.commitment import (
@@ -699,29 +699,38 @@ class SimulationRunner:
             raise StepFailed(f"{len(result.failed)} instance(s) were not committed by {peer}")
 
     async def handle_verify_pacs(self, step: Step, ctx: PatientContext) -> None:
-        """C-FIND the PACS (Study Root, study and series level) and compare with what was sent
-        (:mod:`simulations.pacs_verify`); a difference fails the patient naming the attribute."""
-        name = step.params.get("endpoint")
-        peer = self._dicom_peer("storage", step) if name else (self.endpoints.get("query")
-                                                               or self.endpoints.get("storage"))
-        if not self.options.send or peer is None:
+        """C-FIND the PACS (Study Root, study and series level), or search it over QIDO-RS when the step
+        names a DICOMweb base URL, and compare with what was sent (:mod:`simulations.pacs_verify`); a
+        difference fails the patient naming the attribute."""
+        qido = step.params.get("qido")
+        peer = (self._dicom_peer("storage", step) if step.params.get("endpoint")
+                else self.endpoints.get("query") or self.endpoints.get("storage"))
+        if not self.options.send or (peer is None and not qido):
             await self._emit(ctx, EventType.STEP_SKIPPED, "PACS not queried (sending is off)", step)
             return
         stored = [Path(r.path) for r in ctx.store_results if r.stored]
         if not stored:
             raise StepFailed("nothing was stored, so there is nothing to look for in the PACS")
         sent = await asyncio.to_thread(SentStudy.from_files, stored)
-        result = await self._exchange(peer, verify_pacs, peer, sent, timeout=peer.timeout)
+        timeout = peer.timeout if peer is not None else 30.0
+        if qido:
+            target, job = qido, partial(verify_pacs_qido, qido, sent, timeout=timeout)
+        else:
+            target, job = str(peer), partial(verify_pacs, peer, sent, timeout=timeout)
+        try:  # a few searches, each bounded by the timeout: the watchdog only catches a hang
+            result = await asyncio.wait_for(asyncio.to_thread(job), timeout=max(4 * timeout, 30.0))
+        except TimeoutError:
+            raise StepFailed(f"no answer from {target} within {max(4 * timeout, 30.0):g} s") from None
         ctx.files.write_json("pacs-verify.json", result.to_json())
         if not result.ok:
             for difference in result.differences[:20]:
-                await self._emit(ctx, EventType.MISMATCH, f"PACS {peer}: {difference}", step, level="error",
+                await self._emit(ctx, EventType.MISMATCH, f"PACS {target}: {difference}", step, level="error",
                                  **difference.to_json())
             shown = "; ".join(str(d) for d in result.differences[:3])
             more = f" (and {len(result.differences) - 3} more)" if len(result.differences) > 3 else ""
-            raise StepFailed(f"{peer} does not hold the study as sent: {shown}{more}")
+            raise StepFailed(f"{target} does not hold the study as sent: {shown}{more}")
         await self._emit(ctx, EventType.PACS_VERIFIED,
-                         f"PACS {peer} holds the study as sent: {len(sent.series)} series, {sent.instance_count} "
+                         f"PACS {target} holds the study as sent: {len(sent.series)} series, {sent.instance_count} "
                          "instances, patient, accession and description match", step,
                          series=len(sent.series), instances=sent.instance_count)
 

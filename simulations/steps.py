@@ -61,7 +61,7 @@ _FIELDS: dict[StepType, dict[str, Any]] = {
     StepType.GENERATE_DICOM: {"max_instances_per_series": int, "transfer_syntax": str},
     StepType.SEND_DICOM: {"endpoint": str, "associations": int},
     StepType.STORAGE_COMMIT: {"endpoint": str, "timeout": (int, float), "required": bool},
-    StepType.VERIFY_PACS: {"endpoint": str},
+    StepType.VERIFY_PACS: {"endpoint": str, "qido": str},
     StepType.MPPS_COMPLETED: {"endpoint": str, "status": str},
     StepType.SEND_REPORT: {"endpoint": str},
     StepType.CANCEL_ORDER: {"endpoint": str},
@@ -236,6 +236,12 @@ def _check_values(where: str, step_type: StepType, params: dict) -> list[str]:
                            ("timeout", 1, 3600)):
         if key in params and not low <= params[key] <= high:
             problems.append(f"{where}: field {key}: must be from {low} to {high}, got {params[key]}.")
+    if "qido" in params:
+        from simulations.transport.qido import check_base_url
+
+        problem = check_base_url(params["qido"])
+        if problem:
+            problems.append(f"{where}: field qido: {problem}.")
     if "station_ae_title" in params and not 0 < len(params["station_ae_title"]) <= 16:
         problems.append(f"{where}: field station_ae_title: an AE title has 1 to 16 characters.")
     return problems

@@ -73,12 +73,22 @@ def _wait_ready(url: str, proc: subprocess.Popen, seconds: float = 30.0) -> None
     raise RuntimeError(f"Orthanc did not answer {url}/system within {seconds} s")
 
 
+def _plugin(name: str) -> str:
+    path = Path("/usr/share/orthanc/plugins") / name
+    if not path.exists():
+        from tests.conftest import missing_peer
+
+        missing_peer(f"the Orthanc plugin {path} is not installed (Debian packages orthanc, orthanc-dicomweb)")
+    return str(path)
+
+
 @contextmanager
 def orthanc(folder: Path, *, calling_ae_title: str = "YEETER", commit_port: int | None = None,
-            worklists: Path | None = None) -> Iterator[Orthanc]:
+            worklists: Path | None = None, dicomweb: bool = False) -> Iterator[Orthanc]:
     """Start Orthanc with its configuration in ``folder``; killed (SIGTERM, then SIGKILL) on exit.
 
-    ``worklists``: a folder of ``.wl`` files its Modality Worklists plugin serves (Debian ships it).
+    ``worklists``: a folder of ``.wl`` files its Modality Worklists plugin serves; ``dicomweb``: its
+    DICOMweb plugin at ``/dicom-web`` (Debian ships both).
     """
     binary = require_binary("Orthanc")
     folder.mkdir(parents=True, exist_ok=True)
@@ -107,14 +117,14 @@ def orthanc(folder: Path, *, calling_ae_title: str = "YEETER", commit_port: int 
         "StableAge": 1,
         "SaveJobs": False,
     }
+    plugins = []
     if worklists is not None:
-        plugin = Path("/usr/share/orthanc/plugins/libModalityWorklists.so")
-        if not plugin.exists():
-            from tests.conftest import missing_peer
-
-            missing_peer(f"the Orthanc worklists plugin {plugin} is not installed (Debian package orthanc)")
-        config["Plugins"] = [str(plugin)]
+        plugins.append(_plugin("libModalityWorklists.so"))
         config["Worklists"] = {"Enable": True, "Database": str(worklists)}
+    if dicomweb:
+        plugins.append(_plugin("libOrthancDicomWeb.so"))
+        config["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/"}
+    config["Plugins"] = plugins
     config_path = folder / "orthanc.json"
     config_path.write_text(json.dumps(config, indent=1))
     env = {**os.environ, "TCP_NODELAY": "1"}

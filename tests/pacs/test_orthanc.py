@@ -15,7 +15,7 @@ import pytest
 from django.core.management.base import CommandError
 
 from simulations.models import Run
-from simulations.pacs_verify import SentStudy, verify_pacs
+from simulations.pacs_verify import SentStudy, verify_pacs, verify_pacs_qido
 from simulations.transport.dimse.commitment import request_commitment
 from simulations.transport.dimse.store import send_instances
 from simulations.transport.errors import SendError
@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.interop, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def pacs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
-    with orthanc(tmp_path_factory.mktemp("orthanc")) as server:
+    with orthanc(tmp_path_factory.mktemp("orthanc"), dicomweb=True) as server:
         yield server
 
 
@@ -130,3 +130,47 @@ def test_verify_pacs_names_the_series_whose_instance_orthanc_lost(empty_pacs: Or
     (difference,) = result.differences
     assert difference.attribute.endswith("NumberOfSeriesRelatedInstances")
     assert (difference.expected, difference.found) == ("3", "2")
+
+
+def stored_series(pacs: Orthanc, tmp_path: Path, count: int = 3) -> list[Path]:
+    files = write_ct_series(tmp_path / "s", count=count)
+    for i, path in enumerate(files):  # the generator's names: <series>_<instance>.dcm
+        path.rename(path.with_name(f"001_{i + 1:05d}.dcm"))
+    files = sorted((tmp_path / "s").glob("*.dcm"))
+    assert all(r.stored for r in send_instances(pacs.peer, files))
+    return files
+
+
+def test_verify_pacs_over_qido_rs_finds_what_c_find_finds(empty_pacs: Orthanc, tmp_path: Path) -> None:
+    files = stored_series(empty_pacs, tmp_path)
+    sent = SentStudy.from_files(files)
+    base = f"{empty_pacs.url}/dicom-web"
+
+    assert verify_pacs_qido(base, sent, timeout=10).ok
+
+    lost = pydicom.dcmread(files[0], stop_before_pixels=True).SOPInstanceUID
+    (instance,) = [i for i in empty_pacs.get("/instances?expand") if i["MainDicomTags"]["SOPInstanceUID"] == lost]
+    empty_pacs.delete(f"/instances/{instance['ID']}")
+    over_web, over_dimse = verify_pacs_qido(base, sent, timeout=10), verify_pacs(empty_pacs.peer, sent, timeout=10)
+
+    assert [str(d) for d in over_web.differences] == [str(d) for d in over_dimse.differences]
+    assert over_web.differences[0].found == "2"
+
+
+def test_a_qido_url_that_is_not_dicomweb_fails_with_the_http_status(empty_pacs: Orthanc, tmp_path: Path) -> None:
+    sent = SentStudy.from_files(stored_series(empty_pacs, tmp_path, count=1))
+    with pytest.raises(SendError, match=r"QIDO-RS .*/no-such-root/studies\?.* answered HTTP 404"):
+        verify_pacs_qido(f"{empty_pacs.url}/no-such-root", sent, timeout=10)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runsim_qido_verifies_the_study_in_orthanc_over_dicomweb(catalog_tx, empty_pacs: Orthanc,
+                                                               tmp_path: Path) -> None:
+    result = runsim("--patients", "1", "--seed", "103", "--max-instances", "1", "--output", str(tmp_path / "run"),
+                    "--pacs", f"ORTHANC@127.0.0.1:{empty_pacs.peer.port}",
+                    "--commit-listen", f"YEETER@127.0.0.1:{empty_pacs.commit_port}",
+                    "--qido", f"{empty_pacs.url}/dicom-web")
+
+    assert result["status"] == "succeeded", result["patient_rows"]
+    (verified,) = events(result["run_id"], "pacs.verified")
+    assert f"{empty_pacs.url}/dicom-web holds the study as sent" in verified.message

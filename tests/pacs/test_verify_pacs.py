@@ -156,3 +156,25 @@ def test_re_verifying_a_patient_reports_what_the_pacs_held_differently(tmp_path:
 
     assert result.mismatches == [{"artifact": "pacs", "field": "StudyDescription", "expected": "MR KNEE",
                                   "actual": "MR KNEE LEFT"}]
+
+
+@pytest.mark.parametrize(("qido", "message"), [
+    ("ftp://pacs/dicom-web", "expected an http:// or https:// DICOMweb base URL"),
+    ("http://pacs/dicom-web?x=1", "must not carry a query"),
+])
+def test_a_verify_pacs_step_with_a_bad_qido_url_is_refused_naming_the_field(qido: str, message: str) -> None:
+    from simulations.steps import ScenarioError, parse_steps
+
+    steps = [{"step_type": "GENERATE_HL7"}, {"step_type": "GENERATE_DICOM"}, {"step_type": "SEND_DICOM"},
+             {"step_type": "VERIFY_PACS", "qido": qido}]
+    with pytest.raises(ScenarioError) as raised:
+        parse_steps(steps)
+    (problem,) = raised.value.problems
+    assert problem.startswith("step 4 (VERIFY_PACS): field qido: ") and message in problem
+
+
+def test_verify_pacs_needs_a_send_dicom_step_before_it() -> None:
+    from simulations.steps import ScenarioError, parse_steps
+
+    with pytest.raises(ScenarioError, match=r"step 2 \(VERIFY_PACS\): VERIFY_PACS compares .* put a SEND_DICOM step"):
+        parse_steps([{"step_type": "GENERATE_HL7"}, {"step_type": "VERIFY_PACS"}])

@@ -119,6 +119,9 @@ class Command(BaseCommand):
         net.add_argument("--query", metavar="AET@HOST:PORT",
                          help="Study Root C-FIND SCP that VERIFY_PACS asks (default: the --pacs peer; the built-in "
                               "receivers' is <prefix>_QR)")
+        net.add_argument("--qido", metavar="URL",
+                         help="VERIFY_PACS searches this DICOMweb QIDO-RS base URL (e.g. "
+                              "http://pacs:8042/dicom-web) instead of a C-FIND")
         net.add_argument("--commit-listen", metavar="[AET@][HOST:]PORT",
                          help="listen here for Storage Commitment reports the PACS sends on a new association "
                               "(register AET, default the calling AE title, at this host and port in the PACS; "
@@ -155,8 +158,8 @@ class Command(BaseCommand):
                 raise _usage(f"The default scenario {DEFAULT_SCENARIO!r} is not loaded: run "
                              "`manage.py load_scenarios` first (scripts/run does).")
         steps = json_copy(scenario.steps)
-        if opts.get("verify_pacs"):
-            steps = with_verify_pacs(steps)
+        if opts.get("verify_pacs") or opts.get("qido"):
+            steps = with_verify_pacs(steps, qido=opts.get("qido"))
         if selectors:
             if opts.get("exam") and opts.get("cpt"):
                 raise _usage("Give either --exam or --cpt, not both.")
@@ -356,15 +359,20 @@ class Command(BaseCommand):
         self.stdout.write(style(f"Run {s['status']}."))
 
 
-def with_verify_pacs(steps: list) -> list:
-    """``steps`` with a VERIFY_PACS step after the study was stored (and committed, when it is)."""
+def with_verify_pacs(steps: list, *, qido: str | None = None) -> list:
+    """``steps`` with a VERIFY_PACS step after the study was stored (and committed, when it is); ``qido``
+    makes every VERIFY_PACS step search that DICOMweb base URL."""
     types = [s.get("step_type") if isinstance(s, dict) else None for s in steps]
     if "VERIFY_PACS" in types:
+        for step, kind in zip(steps, types):
+            if kind == "VERIFY_PACS" and qido:
+                step["qido"] = qido
         return steps
     if "SEND_DICOM" not in types:
         raise _usage("--verify-pacs checks the study stored by a SEND_DICOM step; this scenario has none.")
     anchor = max(i for i, t in enumerate(types) if t in ("SEND_DICOM", "STORAGE_COMMIT"))
-    return [*steps[:anchor + 1], {"step_type": "VERIFY_PACS"}, *steps[anchor + 1:]]
+    added = {"step_type": "VERIFY_PACS", **({"qido": qido} if qido else {})}
+    return [*steps[:anchor + 1], added, *steps[anchor + 1:]]
 
 
 def json_copy(value):
