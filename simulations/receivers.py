@@ -60,20 +60,27 @@ def scheduled_worklist_items() -> Iterator[Dataset]:
         yield ds
 
 
+# A run publishing its own item (SEND_DMWL) and the RIS scheduling the same order run in one process
+# (the built-in receivers start beside the runner): this lock makes "look, then insert" atomic between
+# them, so neither database isolation level nor timing can leave two items for one accession.
+_publish_lock = threading.Lock()
+
+
 def publish_worklist_entry(*, accession_number: str, dataset: Dataset, modality: str, station_ae_title: str,
                            scheduled_at: dt.datetime | None, patient: Any = None,
                            replace: bool = True) -> WorklistEntry | None:
     """Create or update the one worklist entry of ``accession_number`` (a RIS has one item per order).
 
     ``replace=False`` (a new order for an accession already scheduled, e.g. by a run that published
-    its own item) leaves an existing entry alone. Duplicates left by a race are folded into one.
+    its own item) leaves an existing entry alone, so a run's own item always wins over the RIS's
+    mapping of the same order. Duplicates (from another process) are folded into one.
     """
     when = scheduled_at or timezone.localtime().replace(tzinfo=None)
     if timezone.is_naive(when):
         when = timezone.make_aware(when)
     fields = {"modality": modality[:2], "station_ae_title": station_ae_title[:16], "scheduled_at": when,
               "status": WorklistEntry.Status.SCHEDULED, "dataset": dataset.to_json_dict()}
-    with transaction.atomic():
+    with _publish_lock, transaction.atomic():
         existing = list(WorklistEntry.objects.filter(accession_number=accession_number).order_by("pk"))
         if existing and not replace:
             return None

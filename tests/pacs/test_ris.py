@@ -157,3 +157,32 @@ def test_an_order_it_cannot_schedule_is_logged_and_the_next_one_still_scheduled(
         "order not scheduled: OBR-18 accession number is empty: the RIS cannot schedule an order without it",
         "order not scheduled: ORM^O01 without an OBR segment: nothing to schedule (IHE RAD-4)"]
     assert [f.AccessionNumber for f in find(receivers, AccessionNumber="ACC-FOREIGN-1")] == ["ACC-FOREIGN-1"]
+
+
+def test_a_run_publishing_its_own_item_and_the_ris_scheduling_its_order_leave_one_item_the_runs(
+    transactional_db,
+) -> None:
+    """Whatever the order of the two (both at once here), one entry remains per accession and it is the
+    run's own item: the run's publish replaces the RIS's mapping, the RIS leaves a run's item alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from simulations.models import WorklistEntry
+    from simulations.receivers import BuiltinRis, publish_worklist_entry
+
+    orders = [order_for(Modality.MR, seed=seed) for seed in range(20, 32)]
+    ris = BuiltinRis()
+
+    def run_publishes(order) -> None:
+        publish_worklist_entry(accession_number=order.accession_number, dataset=build_worklist_item(order),
+                               modality="MR", station_ae_title=order.station_ae_title, scheduled_at=order.scheduled_at)
+
+    with ThreadPoolExecutor(8) as pool:
+        jobs = [pool.submit(run_publishes, o) for o in orders]
+        jobs += [pool.submit(ris.schedule, build_orm(o, config=CONFIG, now=NOW, control_id=f"R{i}"))
+                 for i, o in enumerate(orders)]
+        for job in jobs:
+            job.result()
+    entries = list(WorklistEntry.objects.order_by("accession_number"))
+    assert [e.accession_number for e in entries] == sorted(o.accession_number for o in orders)
+    assert all(e.dataset == build_worklist_item(o).to_json_dict()
+               for e, o in zip(entries, sorted(orders, key=lambda o: o.accession_number)))
