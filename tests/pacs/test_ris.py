@@ -186,3 +186,16 @@ def test_a_run_publishing_its_own_item_and_the_ris_scheduling_its_order_leave_on
     assert [e.accession_number for e in entries] == sorted(o.accession_number for o in orders)
     assert all(e.dataset == build_worklist_item(o).to_json_dict()
                for e, o in zip(entries, sorted(orders, key=lambda o: o.accession_number)))
+
+
+def test_a_replacement_order_rewrites_the_item_and_status_updates_move_it(receivers: BuiltinReceivers) -> None:
+    send(receivers, FOREIGN_ORM)
+    send(receivers, FOREIGN_ORM.replace("ORC|NW|", "ORC|XO|").replace("CT HEAD W/O \\T\\ WITH", "CT HEAD W/O"))
+    (item,) = find(receivers, AccessionNumber="ACC-FOREIGN-1")
+    assert item.RequestedProcedureDescription == "CT HEAD W/O"
+
+    send(receivers, FOREIGN_ORM.replace("ORC|NW|PL-9|FI-9||SC|", "ORC|SC|PL-9|FI-9||IP|"))
+    (started,) = find(receivers, AccessionNumber="ACC-FOREIGN-1")
+    assert started.ScheduledProcedureStepSequence[0].ScheduledProcedureStepStatus == "STARTED"
+    send(receivers, FOREIGN_ORM.replace("ORC|NW|PL-9|FI-9||SC|", "ORC|SC|PL-9|FI-9||CM|"))
+    assert find(receivers, AccessionNumber="ACC-FOREIGN-1") == []

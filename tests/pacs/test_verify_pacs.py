@@ -178,3 +178,10 @@ def test_verify_pacs_needs_a_send_dicom_step_before_it() -> None:
 
     with pytest.raises(ScenarioError, match=r"step 2 \(VERIFY_PACS\): VERIFY_PACS compares .* put a SEND_DICOM step"):
         parse_steps([{"step_type": "GENERATE_HL7"}, {"step_type": "VERIFY_PACS"}])
+
+
+def test_our_query_scp_answers_c_echo(received) -> None:
+    from simulations.transport.dimse.echo import echo
+
+    _, query, _ = received
+    assert echo(query.peer) < 5
