@@ -57,3 +57,19 @@ def test_a_listen_port_already_taken_ends_the_run_in_error_saying_so(catalog_tx,
 
     assert f"cannot listen for Storage Commitment reports on YEETER@127.0.0.1:{port}" in str(raised.value)
     assert Run.objects.get().status == Run.Status.ERROR
+
+
+def test_runsim_against_an_external_pacs_without_a_listener_says_how_to_get_reports_on_a_new_association(
+    catalog_tx, tmp_path: Path
+) -> None:
+    import io
+
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    with storescp(tmp_path / "received") as peer:
+        call_command("runsim", "--patients", "1", "--seed", "204", "--max-instances", "1", "--output",
+                     str(tmp_path / "run"), "--pacs", f"STORESCP@127.0.0.1:{peer.port}", stdout=out,
+                     stderr=io.StringIO())
+
+    assert "pass --commit-listen [AET@][HOST:]PORT and register it in the PACS" in out.getvalue()

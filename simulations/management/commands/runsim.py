@@ -261,6 +261,11 @@ class Command(BaseCommand):
                               f"seed {run.seed}")
             for kind, target in endpoints.describe().items():
                 self.stdout.write(f"  {kind:<16} -> {target}")
+            commits = any(isinstance(st, dict) and st.get("step_type") == "STORAGE_COMMIT" for st in steps)
+            if commits and endpoints.get("commitment") is not None and endpoints.commit_listen is None:
+                self.stdout.write("  note: storage commitment reports are accepted on the requesting association only; "
+                                  "most PACS report on a new one: pass --commit-listen [AET@][HOST:]PORT and register "
+                                  "it in the PACS")
         tty = sys.stdout.isatty()
         progress = Progress(patients, stream=self.stdout, tty=tty, verbose=opts["verbose"], quiet=quiet)
         started: list[BuiltinReceivers] = []
