@@ -24,6 +24,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apikeys.permissions import StaffWritesOnly
+from simulations.endpoints import CommitListen
 from simulations.events import event_dict
 from simulations.models import Endpoint, Run, RunEvent, Scenario
 from simulations.runner import TRANSFER_SYNTAX_UIDS
@@ -241,6 +242,16 @@ class RunListCreateApi(APIView):
         validate_hl7 = StrictBooleanField(required=False, default=False,
                                           help_text="Validate every HL7 message against v2.5.1 (hl7apy) before "
                                                     "sending.")
+        commit_listen = serializers.CharField(
+            required=False, max_length=300,
+            help_text="[AET@][HOST:]PORT where the PACS sends Storage Commitment reports on a new association "
+                      "(register it in the PACS); default: the commitment endpoint's listen address, if any.")
+
+        def validate_commit_listen(self, value: str) -> CommitListen:
+            try:
+                return CommitListen.parse(value, ae_title=settings.YEETER["AE_TITLE"])
+            except ValueError as exc:
+                raise serializers.ValidationError(f"{exc}.") from None
 
         def validate(self, data: dict) -> dict:
             if ("scenario" in data) == ("steps" in data):
@@ -305,7 +316,7 @@ def run_start_from_input(body, *, principal) -> Run:
         endpoint_ids=data.get("endpoints", []), send=data["send"],
         max_instances_per_series=data.get("max_instances_per_series"), validate_hl7=data["validate_hl7"],
         speed=data["speed"], transfer_syntax=data["transfer_syntax"], arrival=data.get("arrival"),
-        rate_per_hour=data.get("rate_per_hour"), principal=principal,
+        rate_per_hour=data.get("rate_per_hour"), principal=principal, commit_listen=data.get("commit_listen"),
     )
 
 
@@ -476,7 +487,7 @@ HOST_VALIDATOR = RegexValidator(r"^[A-Za-z0-9._:\-\[\]%]+\Z",
 
 ENDPOINT_FIELDS = ["name", "kind", "host", "port", "ae_title", "calling_ae_title", "hl7_receiving_application",
                    "hl7_receiving_facility", "hl7_version", "folder", "connect_timeout", "timeout", "tls",
-                   "tls_verify", "tls_ca_file"]
+                   "tls_verify", "tls_ca_file", "listen_host", "listen_port"]
 
 
 class EndpointOutputSerializer(serializers.ModelSerializer):

@@ -83,16 +83,55 @@ class HL7Target:
 Target = HL7Target | DicomPeer | Path
 
 
+@dataclass(frozen=True, slots=True)
+class CommitListen:
+    """Where a run listens for Storage Commitment reports sent on a new association (PS3.4 J.3.3).
+
+    The PACS must have ``ae_title`` registered at this host and ``port`` (Orthanc
+    ``DicomModalities``, dcm4chee "Storage Commitment SCU" AE): it connects back there with its
+    N-EVENT-REPORT. ``host`` is the address we bind ("0.0.0.0": every interface).
+    """
+
+    ae_title: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str, *, ae_title: str = "YEETER", host: str = "0.0.0.0") -> "CommitListen":
+        """``[AET@][HOST:]PORT`` as ``--commit-listen`` takes it; ``ValueError`` with a sentence otherwise."""
+        aet, sep, rest = text.rpartition("@")
+        if sep and not aet:
+            raise ValueError(f"expected [AET@][HOST:]PORT, got {text!r}: the AE title before @ is empty")
+        bind, sep2, port = rest.rpartition(":")
+        if sep2 and not bind:
+            raise ValueError(f"expected [AET@][HOST:]PORT, got {text!r}: the host before : is empty")
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected [AET@][HOST:]PORT with a port from 1 to 65535, got {text!r}")
+        aet = aet or ae_title
+        if len(aet) > 16 or not aet.isascii() or not aet.isprintable():
+            raise ValueError(f"AE title {aet!r} is not 1-16 printable ASCII characters")
+        return cls(ae_title=aet, host=bind or host, port=int(port))
+
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ae_title": self.ae_title, "host": self.host, "port": self.port}
+
+
 @dataclass(frozen=True)
 class EndpointSet:
     """The endpoint of each kind a run uses, plus named endpoints that individual steps may pick.
 
-    ``builtin_worklist`` means SEND_DMWL publishes into the database served by the built-in MWL SCP.
+    ``builtin_worklist`` means SEND_DMWL publishes into the database served by the built-in MWL SCP;
+    ``commit_listen`` is where the run's one commitment listener binds (None: reports are expected
+    on the requesting association only).
     """
 
     by_kind: dict[str, Target] = field(default_factory=dict)
     named: dict[str, tuple[str, Target]] = field(default_factory=dict)
     builtin_worklist: bool = False
+    commit_listen: CommitListen | None = None
 
     def get(self, kind: str, name: str | None = None) -> Target | None:
         if name:
@@ -109,7 +148,10 @@ class EndpointSet:
         return replace(self, by_kind=by_kind)
 
     def describe(self) -> dict[str, str]:
-        return {kind: str(target) for kind, target in sorted(self.by_kind.items())}
+        described = {kind: str(target) for kind, target in sorted(self.by_kind.items())}
+        if self.commit_listen is not None:
+            described["commitment reports"] = f"listening as {self.commit_listen}"
+        return described
 
     # -- snapshot ----------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
@@ -117,6 +159,7 @@ class EndpointSet:
             "by_kind": {k: _target_json(k, t) for k, t in self.by_kind.items()},
             "named": {n: {"kind": k, **_target_json(k, t)} for n, (k, t) in self.named.items()},
             "builtin_worklist": self.builtin_worklist,
+            "commit_listen": self.commit_listen.to_json() if self.commit_listen else None,
         }
 
     @classmethod
@@ -125,6 +168,7 @@ class EndpointSet:
             by_kind={k: _target_from_json(k, v) for k, v in data.get("by_kind", {}).items()},
             named={n: (v["kind"], _target_from_json(v["kind"], v)) for n, v in data.get("named", {}).items()},
             builtin_worklist=bool(data.get("builtin_worklist", False)),
+            commit_listen=CommitListen(**data["commit_listen"]) if data.get("commit_listen") else None,
         )
 
 
@@ -170,10 +214,14 @@ def target_for(endpoint) -> Target:
 
 
 def endpoint_set_from_rows(endpoints, *, defaults=()) -> EndpointSet:
-    """Named targets for every row, and a per-kind default from ``defaults`` (rows) when given."""
+    """Named targets for every row, and a per-kind default from ``defaults`` (rows) when given; the
+    default commitment row's listen address becomes the run's commitment listener."""
     named = {e.name: (e.kind, target_for(e)) for e in endpoints}
     by_kind: dict[str, Target] = {}
+    listen: CommitListen | None = None
     for e in defaults:
         by_kind.setdefault(e.kind, target_for(e))
         named.setdefault(e.name, (e.kind, target_for(e)))
-    return EndpointSet(by_kind=by_kind, named=named)
+        if e.kind == "commitment" and e.listen_port and listen is None:
+            listen = CommitListen(ae_title=e.calling_ae_title, host=e.listen_host or "0.0.0.0", port=e.listen_port)
+    return EndpointSet(by_kind=by_kind, named=named, commit_listen=listen)

@@ -41,6 +41,7 @@ class EventType:
     STEP_FAILED = "step.failed"
     VERIFIED = "verification.passed"
     MISMATCH = "verification.mismatch"
+    PACS_VERIFIED = "pacs.verified"  # VERIFY_PACS: the PACS holds the study as sent
 
 
 def group_name(run_id: Any) -> str:

@@ -49,9 +49,17 @@ from simulations.artifacts import PatientFiles, identity_json
 from simulations.endpoints import EndpointSet, HL7Target
 from simulations.events import EventRecorder, EventType
 from simulations.models import Run, RunPatient, WorklistEntry
+from simulations.pacs_verify import SentStudy, verify_pacs, verify_pacs_qido
 from simulations.pool import PixelPool
+from simulations.receivers import publish_worklist_entry
 from simulations.steps import Step, StepType, parse_steps
-from simulations.transport.dimse.commitment import request_commitment
+from simulations.transport.dimse.commitment import (
+    CommitmentListener,
+    CommitmentNotOffered,
+    acquire_listener,
+    release_listener,
+    request_commitment,
+)
 from simulations.transport.dimse.common import DicomPeer
 from simulations.transport.dimse.mpps import mpps_create, mpps_set
 from simulations.transport.dimse.store import StoreResult, send_instances
@@ -145,6 +153,7 @@ class SimulationRunner:
         self._mllp: dict[tuple[str, int], AsyncMllpClient] = {}
         self._pool: PixelPool | None = None
         self._pool_lock = asyncio.Lock()
+        self.commit_listener: CommitmentListener | None = None
         self.step_seconds: dict[str, float] = defaultdict(float)
         self.counters: Counter[str] = Counter()
         self.acks: Counter[str] = Counter()
@@ -157,6 +166,7 @@ class SimulationRunner:
             StepType.GENERATE_DICOM: self.handle_generate_dicom,
             StepType.SEND_DICOM: self.handle_send_dicom,
             StepType.STORAGE_COMMIT: self.handle_storage_commit,
+            StepType.VERIFY_PACS: self.handle_verify_pacs,
             StepType.MPPS_COMPLETED: self.handle_mpps_completed,
             StepType.SEND_REPORT: self.handle_send_report,
             StepType.CANCEL_ORDER: self.handle_cancel_order,
@@ -182,6 +192,7 @@ class SimulationRunner:
         semaphore = asyncio.Semaphore(run.concurrency)
         aborted = True
         try:
+            await self._start_commit_listener()
             try:
                 # A task group: an error escaping one patient cancels the others instead of leaving
                 # them running behind a run already recorded as broken.
@@ -301,7 +312,22 @@ class SimulationRunner:
                                        f"in {elapsed:.1f} s", payload=run.summary,
                                  level="info" if run.status == Run.Status.SUCCEEDED else "warning")
 
+    async def _start_commit_listener(self) -> None:
+        """The run's listener for commitment reports on a new association (PS3.4 J.3.3); runs of this
+        process on the same address share it (reports are told apart by Transaction UID)."""
+        where = self.endpoints.commit_listen
+        if where is None or not self.options.send or not any(s.type == StepType.STORAGE_COMMIT for s in self.steps):
+            return
+        try:
+            self.commit_listener = await asyncio.to_thread(partial(acquire_listener, ae_title=where.ae_title,
+                                                                   host=where.host, port=where.port))
+        except OSError as exc:
+            raise OSError(f"cannot listen for Storage Commitment reports on {where}: {exc}") from None
+
     async def _close(self, *, kill: bool = False) -> None:
+        if self.commit_listener is not None:
+            listener, self.commit_listener = self.commit_listener, None
+            await asyncio.to_thread(release_listener, listener)
         if self._pool is not None:
             if kill:
                 self._pool.kill_workers()
@@ -588,13 +614,9 @@ class SimulationRunner:
         ctx.files.write_dataset("worklist.json", ds)
         published: list[str] = []
         if self.endpoints.builtin_worklist:
-            await sync_to_async(WorklistEntry.objects.update_or_create)(
-                patient=ctx.row, defaults={
-                    "accession_number": order.accession_number, "modality": order.exam.modality.value,
-                    "station_ae_title": order.station_ae_title,
-                    "scheduled_at": timezone.make_aware(order.scheduled_at) if timezone.is_naive(order.scheduled_at)
-                    else order.scheduled_at,
-                    "status": WorklistEntry.Status.SCHEDULED, "dataset": ds.to_json_dict()})
+            await sync_to_async(publish_worklist_entry)(
+                accession_number=order.accession_number, dataset=ds, modality=order.exam.modality.value,
+                station_ae_title=order.station_ae_title, scheduled_at=order.scheduled_at, patient=ctx.row)
             published.append("built-in worklist")
         folder = self.endpoints.get("worklist_folder", step.params.get("endpoint"))
         if folder is not None:
@@ -610,6 +632,11 @@ class SimulationRunner:
             return
         query = query_dataset(AccessionNumber=order.accession_number)
         found = await self._exchange(peer, find_worklist, peer, query, timeout=peer.timeout)
+        for _ in range(12):  # a RIS turns the order into an item a moment after its ACK: ask again for ~3 s
+            if found or self.cancel.is_set():
+                break
+            await asyncio.sleep(0.25)
+            found = await self._exchange(peer, find_worklist, peer, query, timeout=peer.timeout)
         if not found:
             raise StepFailed(f"the worklist entry for accession {order.accession_number} is not visible at {peer}")
         ctx.files.write_dataset("worklist-found.json", found[0])
@@ -718,15 +745,65 @@ class SimulationRunner:
         instances = [(r.sop_class_uid, r.sop_instance_uid) for r in ctx.store_results if r.stored]
         if not instances:
             raise StepFailed("nothing was stored, so there is nothing to commit")
-        result = await self._exchange(peer, request_commitment, peer, instances, transaction_uid=new_uid(ctx.ids),
-                                      timeout=step.params.get("timeout", peer.timeout))
+        timeout = step.params.get("timeout", peer.timeout)
+        job = partial(request_commitment, peer, instances, transaction_uid=new_uid(ctx.ids), timeout=timeout,
+                      listener=self.commit_listener)
+        try:
+            # the watchdog leaves the report its whole timeout, plus the association's own
+            result = await asyncio.wait_for(asyncio.to_thread(job), timeout=timeout + 3 * peer.timeout)
+        except TimeoutError:
+            raise StepFailed(f"no answer from {peer} within {timeout + 3 * peer.timeout:g} s") from None
+        except CommitmentNotOffered as exc:
+            if step.params.get("required", False):
+                raise
+            await self._emit(ctx, EventType.STEP_SKIPPED, f"Storage commitment skipped: {exc}; the images were "
+                             "stored, the patient goes on (set \"required\": true to fail instead)", step,
+                             level="warning", peer=str(peer))
+            return
         self.counters["committed"] += len(result.committed)
         await self._emit(ctx, EventType.COMMITMENT,
                          f"Storage commitment at {peer}: {len(result.committed)} committed, {len(result.failed)} "
-                         f"failed", step, level="info" if not result.failed else "error",
-                         committed=len(result.committed), failed=len(result.failed))
+                         f"failed (report on {'the same' if result.same_association else 'a new'} association)",
+                         step, level="info" if not result.failed else "error", committed=len(result.committed),
+                         failed=len(result.failed), same_association=result.same_association)
         if result.failed:
             raise StepFailed(f"{len(result.failed)} instance(s) were not committed by {peer}")
+
+    async def handle_verify_pacs(self, step: Step, ctx: PatientContext) -> None:
+        """C-FIND the PACS (Study Root, study and series level), or search it over QIDO-RS when the step
+        names a DICOMweb base URL, and compare with what was sent (:mod:`simulations.pacs_verify`); a
+        difference fails the patient naming the attribute."""
+        qido = step.params.get("qido")
+        peer = (self._dicom_peer("storage", step) if step.params.get("endpoint")
+                else self.endpoints.get("query") or self.endpoints.get("storage"))
+        if not self.options.send or (peer is None and not qido):
+            await self._emit(ctx, EventType.STEP_SKIPPED, "PACS not queried (sending is off)", step)
+            return
+        stored = [Path(r.path) for r in ctx.store_results if r.stored]
+        if not stored:
+            raise StepFailed("nothing was stored, so there is nothing to look for in the PACS")
+        sent = await asyncio.to_thread(SentStudy.from_files, stored)
+        timeout = peer.timeout if peer is not None else 30.0
+        if qido:
+            target, job = qido, partial(verify_pacs_qido, qido, sent, timeout=timeout)
+        else:
+            target, job = str(peer), partial(verify_pacs, peer, sent, timeout=timeout)
+        try:  # a few searches, each bounded by the timeout: the watchdog only catches a hang
+            result = await asyncio.wait_for(asyncio.to_thread(job), timeout=max(4 * timeout, 30.0))
+        except TimeoutError:
+            raise StepFailed(f"no answer from {target} within {max(4 * timeout, 30.0):g} s") from None
+        ctx.files.write_json("pacs-verify.json", result.to_json())
+        if not result.ok:
+            for difference in result.differences[:20]:
+                await self._emit(ctx, EventType.MISMATCH, f"PACS {target}: {difference}", step, level="error",
+                                 **difference.to_json())
+            shown = "; ".join(str(d) for d in result.differences[:3])
+            more = f" (and {len(result.differences) - 3} more)" if len(result.differences) > 3 else ""
+            raise StepFailed(f"{target} does not hold the study as sent: {shown}{more}")
+        await self._emit(ctx, EventType.PACS_VERIFIED,
+                         f"PACS {target} holds the study as sent: {len(sent.series)} series, {sent.instance_count} "
+                         "instances, patient, accession and description match", step,
+                         series=len(sent.series), instances=sent.instance_count)
 
     def _performed_series(self, ctx: PatientContext) -> list[PerformedSeries]:
         """The series and instances actually sent (or generated, when nothing was sent).

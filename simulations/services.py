@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from simulations.endpoints import EndpointSet
+from simulations.endpoints import CommitListen, EndpointSet
 from simulations.events import EventRecorder, EventType
 from simulations.models import Run, RunPatient, Scenario
 from simulations.receivers import BuiltinReceivers
@@ -213,8 +213,10 @@ def fill_builtin(endpoints: EndpointSet, builtin: EndpointSet, kinds: tuple[str,
         endpoints = endpoints.with_kind(kind, builtin.get(kind))
         if kind == "storage" and endpoints.get("commitment") is None:
             endpoints = endpoints.with_kind("commitment", builtin.get("commitment"))
+        if kind == "storage" and endpoints.get("query") is None:  # VERIFY_PACS asks the built-in query SCP
+            endpoints = endpoints.with_kind("query", builtin.get("query"))
     if "mwl" in kinds:
-        endpoints = EndpointSet(by_kind=endpoints.by_kind, named=endpoints.named, builtin_worklist=True)
+        endpoints = dataclasses.replace(endpoints, builtin_worklist=True)
     return endpoints
 
 
@@ -313,7 +315,8 @@ def run_execute(run: Run, *, listeners: list[Callable[[dict], None]] | None = No
 def run_start(*, scenario: Scenario | None, steps_json=None, patients: int | None = None, concurrency: int | None = None,
               seed: int | None = None, endpoint_ids=(), send: bool = True, max_instances_per_series: int | None = None,
               validate_hl7: bool = False, speed: float = 1.0, transfer_syntax: str = "explicit",
-              arrival: str | None = None, rate_per_hour: float | None = None, principal=None) -> Run:
+              arrival: str | None = None, rate_per_hour: float | None = None, principal=None,
+              commit_listen: CommitListen | None = None) -> Run:
     """Create a run from the API/web page and start it in the background (Celery when configured,
     otherwise a thread of this process). Kinds no given endpoint serves use built-in receivers.
 
@@ -339,6 +342,8 @@ def run_start(*, scenario: Scenario | None, steps_json=None, patients: int | Non
         raise ScenarioError([f"transfer_syntax: use one of {', '.join(sorted(TRANSFER_SYNTAX_UIDS))}."])
     if not (speed > 0 and speed < float("inf")):
         raise ScenarioError(["speed: must be a finite number greater than 0."])
+    if commit_listen is not None:  # where commitment reports on a new association arrive (PS3.4 J.3.3)
+        endpoints = dataclasses.replace(endpoints, commit_listen=commit_listen)
     patients = patients or (scenario.default_patients if scenario else 1)
     if arrival is None:
         arrival = "poisson" if rate_per_hour else (scenario.arrival if scenario else "all_at_once")

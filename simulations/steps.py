@@ -25,6 +25,7 @@ class StepType(StrEnum):
     GENERATE_DICOM = "GENERATE_DICOM"
     SEND_DICOM = "SEND_DICOM"
     STORAGE_COMMIT = "STORAGE_COMMIT"
+    VERIFY_PACS = "VERIFY_PACS"  # C-FIND the PACS for the study, compare with what was sent
     MPPS_COMPLETED = "MPPS_COMPLETED"
     SEND_REPORT = "SEND_REPORT"  # ORU^R01
     CANCEL_ORDER = "CANCEL_ORDER"  # ORM^O01 CA
@@ -41,6 +42,7 @@ STEP_ENDPOINT_KIND: dict[StepType, str | None] = {
     StepType.GENERATE_DICOM: None,
     StepType.SEND_DICOM: "storage",
     StepType.STORAGE_COMMIT: "commitment",
+    StepType.VERIFY_PACS: "storage",  # the PACS's query service: a "query" target when one is known
     StepType.MPPS_COMPLETED: "mpps",
     StepType.SEND_REPORT: "hl7",
     StepType.CANCEL_ORDER: "hl7",
@@ -58,7 +60,8 @@ _FIELDS: dict[StepType, dict[str, Any]] = {
     StepType.MPPS_IN_PROGRESS: {"endpoint": str},
     StepType.GENERATE_DICOM: {"max_instances_per_series": int, "transfer_syntax": str},
     StepType.SEND_DICOM: {"endpoint": str, "associations": int},
-    StepType.STORAGE_COMMIT: {"endpoint": str, "timeout": (int, float)},
+    StepType.STORAGE_COMMIT: {"endpoint": str, "timeout": (int, float), "required": bool},
+    StepType.VERIFY_PACS: {"endpoint": str, "qido": str},
     StepType.MPPS_COMPLETED: {"endpoint": str, "status": str},
     StepType.SEND_REPORT: {"endpoint": str},
     StepType.CANCEL_ORDER: {"endpoint": str},
@@ -80,6 +83,8 @@ _REQUIRES: dict[StepType, tuple[tuple[StepType, ...], str]] = {
                                                       "GENERATE_DICOM step before it."),
     StepType.STORAGE_COMMIT: ((StepType.SEND_DICOM,), "Storage commitment asks about instances sent: put a "
                                                       "SEND_DICOM step before STORAGE_COMMIT."),
+    StepType.VERIFY_PACS: ((StepType.SEND_DICOM,), "VERIFY_PACS compares what the PACS holds with the study sent: "
+                                                   "put a SEND_DICOM step before it."),
     StepType.MPPS_COMPLETED: ((StepType.MPPS_IN_PROGRESS,), "MPPS_COMPLETED sets the step MPPS_IN_PROGRESS created: "
                                                             "put an MPPS_IN_PROGRESS step before it."),
     StepType.SEND_REPORT: ((StepType.GENERATE_HL7,), "The report is about the order's exam: put a GENERATE_HL7 "
@@ -237,6 +242,12 @@ def _check_values(where: str, step_type: StepType, params: dict) -> list[str]:
                            ("seconds", 0, 86400), ("timeout", 1, 3600)):
         if key in params and not low <= params[key] <= high:
             problems.append(f"{where}: field {key}: must be from {low} to {high}, got {params[key]}.")
+    if "qido" in params:
+        from simulations.transport.qido import check_base_url
+
+        problem = check_base_url(params["qido"])
+        if problem:
+            problems.append(f"{where}: field qido: {problem}.")
     if "station_ae_title" in params and not 0 < len(params["station_ae_title"]) <= 16:
         problems.append(f"{where}: field station_ae_title: an AE title has 1 to 16 characters.")
     return problems

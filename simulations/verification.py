@@ -4,7 +4,8 @@ Compares the HL7 messages, the worklist item (as published and as the worklist S
 the MPPS datasets and every DICOM file's header against the identity set minted for the order
 (``order.json``): patient identity, accession, requested procedure / SPS ids, Study Instance UID,
 modality, body part, laterality, description, procedure code and the performed procedure step (PPS ID,
-MPPS SOP Instance UID and start date/time alike in MPPS and every image). Works from the files of
+MPPS SOP Instance UID and start date/time alike in MPPS and every image); and, when a VERIFY_PACS step ran,
+the differences between what the PACS holds and what was sent (``pacs-verify.json``). Works from the files of
 :mod:`simulations.artifacts` alone, so ``manage.py verify_run`` can re-check a run at any time.
 """
 
@@ -253,6 +254,10 @@ def verify_patient(files: PatientFiles, study_dir: Path | None) -> Verification:
             uid = _check_dicom_file(v, path, ident, mpps_start)
             if uid:
                 sop_uids.add(uid)
+    pacs = files.read_json("pacs-verify.json")  # VERIFY_PACS: what the PACS answered, compared with what was sent
+    if isinstance(pacs, dict):
+        v.count("pacs")
+        v.mismatches.extend(d for d in pacs.get("differences", []) if isinstance(d, dict))
     mpps_set = files.read_dataset("mpps-set.json")
     if mpps_set is not None and sop_uids:
         referenced = {item.ReferencedSOPInstanceUID for series in mpps_set.get("PerformedSeriesSequence", [])

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.markup import escape
 from rich.table import Table
 
-from simulations.endpoints import EndpointPeer, EndpointSet, HL7Target, TlsSettings
+from simulations.endpoints import CommitListen, EndpointPeer, EndpointSet, HL7Target, TlsSettings
 from simulations.models import AE_TITLE_VALIDATOR, Run, Scenario
 from simulations.receivers import BuiltinReceivers
 from simulations.runner import TRANSFER_SYNTAX_UIDS, RunOptions
@@ -188,6 +188,19 @@ class Command(BaseCommand):
         net.add_argument("--worklist-dir", type=Path, metavar="DIR",
                          help="publish .wl files here (the folder dcmtk wlmscpfs or Orthanc serves)")
         net.add_argument("--mpps", metavar="AET@HOST:PORT", help="MPPS SCP")
+        net.add_argument("--query", metavar="AET@HOST:PORT",
+                         help="Study Root C-FIND SCP that VERIFY_PACS asks (default: the --pacs peer; the built-in "
+                              "receivers' is <prefix>_QR)")
+        net.add_argument("--qido", metavar="URL",
+                         help="VERIFY_PACS searches this DICOMweb QIDO-RS base URL (e.g. "
+                              "http://pacs:8042/dicom-web) instead of a C-FIND")
+        net.add_argument("--commit-listen", metavar="[AET@][HOST:]PORT",
+                         help="listen here for Storage Commitment reports the PACS sends on a new association "
+                              "(register AET, default the calling AE title, at this host and port in the PACS; "
+                              "HOST defaults to 0.0.0.0)")
+        net.add_argument("--verify-pacs", action="store_true",
+                         help="after storing, C-FIND the PACS (Study Root, study and series level) and compare what "
+                              "it holds with what was sent (adds a VERIFY_PACS step)")
         net.add_argument("--calling-aet", default=settings.YEETER["AE_TITLE"], help="our AE title (default %(default)s)")
         net.add_argument("--tls", action="store_true", help="use TLS for the endpoints given by these flags")
         net.add_argument("--tls-ca", type=Path, metavar="FILE", help="CA certificate(s) to trust (PEM; default: "
@@ -217,6 +230,8 @@ class Command(BaseCommand):
                 raise _usage(f"The default scenario {DEFAULT_SCENARIO!r} is not loaded: run "
                              "`manage.py load_scenarios` first (scripts/run does).")
         steps = json_copy(scenario.steps)
+        if opts.get("verify_pacs") or opts.get("qido"):
+            steps = with_verify_pacs(steps, qido=opts.get("qido"))
         if selectors:
             if opts.get("exam") and opts.get("cpt"):
                 raise _usage("Give either --exam or --cpt, not both.")
@@ -260,10 +275,18 @@ class Command(BaseCommand):
                 endpoints = endpoints.with_kind("mwl", dicom(opts["worklist"]))
             if opts.get("mpps") is not None:
                 endpoints = endpoints.with_kind("mpps", dicom(opts["mpps"]))
+            if opts.get("query"):
+                endpoints = endpoints.with_kind("query", dicom(opts["query"]))
         except TlsConfigError as exc:
             raise _usage(f"TLS: {exc.message}") from None
         except ValueError as exc:
             raise _usage(f"Bad endpoint: {exc}.") from None
+        if opts.get("commit_listen"):
+            try:
+                listen = CommitListen.parse(opts["commit_listen"], ae_title=calling)
+            except ValueError as exc:
+                raise _usage(f"Bad --commit-listen: {exc}.") from None
+            endpoints = dataclasses.replace(endpoints, commit_listen=listen)
         if opts.get("worklist_dir") is not None:
             folder = _writable_dir(opts["worklist_dir"], "--worklist-dir", must_exist=True)
             endpoints = endpoints.with_kind("worklist_folder", folder)
@@ -343,6 +366,11 @@ class Command(BaseCommand):
                          f"seed {run.seed}\n")
             for kind, target in endpoints.describe().items():
                 stream.write(f"  {kind:<16} -> {target}\n")
+            commits = any(isinstance(st, dict) and st.get("step_type") == "STORAGE_COMMIT" for st in steps)
+            if commits and endpoints.get("commitment") is not None and endpoints.commit_listen is None:
+                stream.write("  note: storage commitment reports are accepted on the requesting association only; "
+                             "most PACS report on a new one: pass --commit-listen [AET@][HOST:]PORT and register "
+                             "it in the PACS\n")
             stream.flush()
         display = RunDisplay(patients, stream=stream, tty=tty, verbose=opts["verbose"], quiet=quiet, console=console)
         started: list[BuiltinReceivers] = []
@@ -474,6 +502,22 @@ class Command(BaseCommand):
         console.print(totals)
         style = "green" if s["status"] == "succeeded" else "red"
         console.print(f"[bold {style}]Run {s['status']}.[/]")
+
+
+def with_verify_pacs(steps: list, *, qido: str | None = None) -> list:
+    """``steps`` with a VERIFY_PACS step after the study was stored (and committed, when it is); ``qido``
+    makes every VERIFY_PACS step search that DICOMweb base URL."""
+    types = [s.get("step_type") if isinstance(s, dict) else None for s in steps]
+    if "VERIFY_PACS" in types:
+        for step, kind in zip(steps, types):
+            if kind == "VERIFY_PACS" and qido:
+                step["qido"] = qido
+        return steps
+    if "SEND_DICOM" not in types:
+        raise _usage("--verify-pacs checks the study stored by a SEND_DICOM step; this scenario has none.")
+    anchor = max(i for i, t in enumerate(types) if t in ("SEND_DICOM", "STORAGE_COMMIT"))
+    added = {"step_type": "VERIFY_PACS", **({"qido": qido} if qido else {})}
+    return [*steps[:anchor + 1], added, *steps[anchor + 1:]]
 
 
 def json_copy(value):

@@ -84,6 +84,11 @@ _REJECT_REASONS = {
 }
 
 
+# SendError.status of an association accepted without any usable presentation context: the peer
+# does not offer the service (callers may treat that as "not available" rather than a failure).
+NO_ACCEPTED_CONTEXT = "no accepted presentation context"
+
+
 def reject_reason(source: int, reason: int) -> str:
     """Text of an A-ASSOCIATE-RJ reason/diagnostic (PS3.8 Table 9-21)."""
     return _REJECT_REASONS.get((source, reason), f"reason {reason} (source {source})")
@@ -108,7 +113,8 @@ def association_error(assoc: Association, peer: DicomPeer, purpose: str = "assoc
             status=f"A-ASSOCIATE-RJ {result}/{source}/{diagnostic}",
         )
     if assoc.is_aborted and primitive is not None and getattr(primitive, "result", None) == 0x00:
-        return SendError(f"{peer} accepted no presentation context for {purpose}", permanent=True)
+        return SendError(f"{peer} accepted no presentation context for {purpose}", permanent=True,
+                         status=NO_ACCEPTED_CONTEXT)
     if assoc.is_aborted:
         return SendError(f"{peer} aborted the {purpose} association during negotiation")
     return SendError(f"cannot open a {purpose} association with {peer}: no answer or connection refused")

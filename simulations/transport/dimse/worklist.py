@@ -24,7 +24,9 @@ Matching rules implemented (PS3.4 C.2.2.2), and the choices the standard leaves 
   with time ``1800-0800`` means 25 Nov 18:00 to 26 Nov 08:00, not 18:00-08:00 on each day.
 * Sequence matching (C.2.2.2.6): a key sequence holds one item whose keys are matched against
   each item of the entity's sequence; matching items are returned. A key sequence with zero
-  items returns the whole sequence.
+  items, or with one zero-length item (the form most modalities send for
+  ScheduledProcedureStepSequence), is universal matching of the sequence: every item is
+  returned whole, as dcmtk ``wlmscpfs`` and Orthanc answer it.
 
 Only requested keys are returned (absent ones zero length), plus Specific Character Set.
 Statuses: 0xFF00 pending per match, 0x0000 at the end, 0xFE00 after C-CANCEL, 0xA900 for an
@@ -180,6 +182,8 @@ def _match_sequence(qelem: DataElement, ielem: DataElement | None) -> Sequence |
             status=IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
         )
     key_item = key_items[0]
+    if not any(_is_key(elem) for elem in key_item):
+        return Sequence(copy.deepcopy(entity_items))
     matched = [r for r in (_match_level(key_item, entity_item) for entity_item in entity_items) if r is not None]
     if matched:
         return Sequence(matched)
