@@ -398,7 +398,7 @@ class RunEventsApi(APIView):
         run = _run_or_404(request, run_id)
         rows = (RunEvent.objects.filter(run=run, seq__gt=query["after"]).select_related("patient")
                 .order_by("seq")[:query["limit"]])
-        events = [event_dict(e, e.patient.index if e.patient is not None else None) for e in rows]
+        events = [event_dict(e, e.patient.number if e.patient is not None else None) for e in rows]
         return Response({"run": run.pk, "status": run.status, "finished": run.is_finished,
                          "last_seq": events[-1]["seq"] if events else query["after"], "events": events})
 

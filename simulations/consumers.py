@@ -64,9 +64,7 @@ async def refuse(consumer, code: int) -> None:
 
 
 def _frame(event: RunEvent) -> dict[str, Any]:
-    data = event_dict(event, event.patient.index if event.patient is not None else None)
-    data["patient_number"] = event.patient.number if event.patient is not None else None
-    return data
+    return event_dict(event, event.patient.number if event.patient is not None else None)
 
 
 class RunEventsConsumer(AsyncJsonWebsocketConsumer):

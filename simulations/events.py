@@ -49,10 +49,13 @@ def group_name(run_id: Any) -> str:
     return f"run-{run_id}"
 
 
-def event_dict(event: RunEvent, patient_index: int | None) -> dict[str, Any]:
-    """The one JSON shape of an event: live (Channels, CLI), backlog (WebSocket) and API alike."""
+def event_dict(event: RunEvent, patient_number: int | None) -> dict[str, Any]:
+    """The one JSON shape of an event: live (Channels, CLI), backlog (WebSocket) and API alike.
+
+    ``patient`` is the patient's number as people see it (``RunPatient.number``, from 1), or None for
+    events of the run itself."""
     return {"seq": event.seq, "type": event.type, "level": event.level, "message": event.message,
-            "patient": patient_index, "step_index": event.step_index, "step_type": event.step_type,
+            "patient": patient_number, "step_index": event.step_index, "step_type": event.step_type,
             "payload": event.payload, "created_at": event.created_at.isoformat()}
 
 
@@ -82,7 +85,7 @@ class EventRecorder:
             step_type=step.type.value if step is not None else "",
             type=type, level=level, message=message, payload=payload or {},
         )
-        data = event_dict(event, patient_index)
+        data = event_dict(event, patient_index + 1 if patient_index is not None else None)
         for listener in self.listeners:
             try:
                 listener(data)

@@ -372,6 +372,9 @@ def run_dispatch(*, run_id) -> None:
 
         run_simulation.delay(str(run_id))
         return
+    # The thread belongs to this process: if it dies before the run starts, the reaper can tell
+    # (a pending run queued for Celery has no worker yet and is never reaped).
+    Run.objects.filter(pk=run_id, status=Run.Status.PENDING).update(worker=worker_id())
     threading.Thread(target=_run_in_thread, args=(run_id,), name=f"run-{run_id}", daemon=True).start()
 
 
@@ -523,10 +526,10 @@ def _pid_alive(pid: int) -> bool:
 
 
 def run_owner_gone(run: Run, *, stale_after: float | None = None) -> str | None:
-    """Why the process executing a running run is gone, or None while it lives.
+    """Why the process executing a running run (or holding a pending one) is gone, or None while it lives.
 
-    Gone: its ``host:pid`` is on this host and that pid is not alive, or its heartbeat
-    (``Run.heartbeat_at``, written every ``YEETER_HEARTBEAT_SECONDS``) is older than
+    Gone: its ``host:pid`` is on this host and that pid is not alive, or — running runs only — its
+    heartbeat (``Run.heartbeat_at``, written every ``YEETER_HEARTBEAT_SECONDS``) is older than
     ``stale_after`` seconds (default ``YEETER_RUN_STALE_SECONDS``) — a worker on another host.
     """
     stale = float(settings.YEETER["RUN_STALE_SECONDS"] if stale_after is None else stale_after)
@@ -534,6 +537,8 @@ def run_owner_gone(run: Run, *, stale_after: float | None = None) -> str | None:
     if host and host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() \
             and not _pid_alive(int(pid)):
         return f"its process {run.worker} is no longer running"
+    if run.status != Run.Status.RUNNING:
+        return None  # a pending run has no heartbeat yet: only a dead owner process ends it
     beat = run.heartbeat_at or run.started_at or run.created_at
     silent = (timezone.now() - beat).total_seconds() if beat else float("inf")
     if silent > stale:
@@ -544,7 +549,8 @@ def run_owner_gone(run: Run, *, stale_after: float | None = None) -> str | None:
 
 def run_abandon(*, run: Run, reason: str) -> bool:
     """Mark a run whose process is gone ``abandoned``; False when it had ended meanwhile."""
-    if not _close_run(run.pk, Run.Status.ABANDONED, f"abandoned: {reason}", only=(Run.Status.RUNNING,)):
+    if not _close_run(run.pk, Run.Status.ABANDONED, f"abandoned: {reason}",
+                      only=(Run.Status.PENDING, Run.Status.RUNNING)):
         return False
     async_to_sync(EventRecorder(run.pk).emit)(
         EventType.RUN_ABANDONED, f"Run abandoned: {reason}. Patients in flight failed, the others were cancelled.",
@@ -554,9 +560,11 @@ def run_abandon(*, run: Run, reason: str) -> bool:
 
 
 def runs_reap(*, stale_after: float | None = None) -> list[tuple[Run, str]]:
-    """Abandon every running run whose process is gone; returns each with the reason."""
+    """Abandon every running run whose process is gone, and every pending run whose dispatching process
+    died before it started; returns each with the reason."""
     reaped = []
-    for run in Run.objects.filter(status=Run.Status.RUNNING).order_by("created_at"):
+    held = Run.objects.filter(status=Run.Status.PENDING).exclude(worker="")
+    for run in (Run.objects.filter(status=Run.Status.RUNNING) | held).order_by("created_at"):
         reason = run_owner_gone(run, stale_after=stale_after)
         if reason is not None and run_abandon(run=run, reason=reason):
             reaped.append((run, reason))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -199,3 +200,36 @@ def test_the_web_servers_first_request_abandons_a_run_whose_process_is_gone(db):
     client.get("/api/simulator/runs")
     second.refresh_from_db()
     assert second.status == Run.Status.RUNNING  # once per process, not a query per request
+
+
+def test_reap_runs_abandons_a_pending_run_whose_dispatching_process_died_and_spares_queued_ones(db):
+    """A run the web process handed to its own thread is pending until the thread starts it: if that
+    process dies first, nobody else ever will. A run queued for Celery (no worker yet) is left alone."""
+    here = socket.gethostname()
+    held = Run.objects.create(steps=ORDER, patient_count=2, seed=1, worker=f"{here}:{_dead_pid()}")
+    RunPatient.objects.bulk_create(RunPatient(run=held, index=i) for i in range(2))
+    queued = Run.objects.create(steps=ORDER, patient_count=1, seed=1,
+                                created_at=timezone.now() - timedelta(hours=2))
+    living = Run.objects.create(steps=ORDER, patient_count=1, seed=1, worker=f"{here}:1")  # pid 1 lives
+    call_command("reap_runs", stdout=io.StringIO())
+    held.refresh_from_db()
+    assert held.status == Run.Status.ABANDONED
+    assert set(held.patients.values_list("status", flat=True)) == {"cancelled"}
+    assert "is no longer running" in RunEvent.objects.get(run=held, type="run.abandoned").message
+    for run in (queued, living):
+        run.refresh_from_db()
+        assert run.status == Run.Status.PENDING and not run.events.exists()
+
+
+def test_a_dispatched_run_records_the_process_that_holds_it(catalog_tx, settings):
+    from simulations.services import run_dispatch
+
+    settings.CELERY_BROKER_URL = ""
+    run = Run.objects.create(steps=ORDER, patient_count=1, seed=1, cancel_requested=True)
+    run_dispatch(run_id=run.pk)
+    run.refresh_from_db()
+    assert run.worker == f"{socket.gethostname()}:{os.getpid()}"
+    for thread in [t for t in threading.enumerate() if t.name == f"run-{run.pk}"]:
+        thread.join(timeout=60)  # the run (cancelled before it began) ends before the database goes
+    run.refresh_from_db()
+    assert run.is_finished

@@ -141,7 +141,7 @@ async def test_replay_then_live_has_no_gap_and_no_duplicate_under_a_concurrent_r
         assert [e["seq"] for e in first] == rows
         assert [e["seq"] for e in second] == rows[2:]
         assert [e["type"] for e in first].count("patient.passed") == 3
-        assert {e["patient_number"] for e in first if e["patient_number"] is not None} == {1, 2, 3}
+        assert {e["patient"] for e in first if e["patient"] is not None} == {1, 2, 3}
     finally:
         await early.disconnect()
         await late.disconnect()

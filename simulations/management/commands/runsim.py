@@ -117,7 +117,7 @@ class RunDisplay:
             self.mb += event["payload"].get("bytes", 0) / 1e6
         if self.quiet:
             return
-        who = f"[patient {event['patient'] + 1}] " if event.get("patient") is not None else ""
+        who = f"[patient {event['patient']}] " if event.get("patient") is not None else ""
         if self._bar is not None:
             if kind in {"patient.failed", "verification.mismatch", "run.error"} or event["level"] == "error":
                 self._bar.console.print(f"  ! {who}{event['message']}", markup=False)

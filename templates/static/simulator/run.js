@@ -60,7 +60,7 @@ function setConnection(text, kind) {
 
 // -- events -------------------------------------------------------------------------------------
 function patientOf(ev) {
-  const n = ev.patient_number;
+  const n = ev.patient;
   if (n == null) return null;
   if (!state.patients.has(n)) state.patients.set(n, {status: "pending", steps: new Map()});
   return state.patients.get(n);
@@ -75,20 +75,24 @@ function onEvent(ev) {
   const pl = ev.payload || {};
   switch (ev.type) {
     case "run.started": state.startedAt = Date.parse(ev.created_at); break;
-    case "run.finished": case "run.cancelled":
+    case "run.finished": case "run.cancelled": case "run.error": case "run.abandoned":
       state.endedAt = Date.parse(ev.created_at);
+      // A run that ends without finishing its patients: those in flight failed (error, abandoned: the
+      // server records them so), the ones not started were cancelled.
       for (const q of state.patients.values()) {
-        if (ev.type === "run.cancelled" && (q.status === "pending" || q.status === "running")) q.status = "cancelled";
+        if (ev.type === "run.finished") continue;
+        if (q.status === "running") q.status = ev.type === "run.cancelled" ? "cancelled" : "failed";
+        if (q.status === "pending") q.status = "cancelled";
       }
       break;
     case "run.rate_changed": if ($("#rate")) $("#rate").value = pl.to; break;
     case "patient.started": {
       p.status = "running";
       const m = /^Patient \d+: (.+?) \(/.exec(ev.message);
-      updateRow(ev.patient_number, {name: m ? m[1] : "", mrn: pl.patient_id, accession: pl.accession});
+      updateRow(ev.patient, {name: m ? m[1] : "", mrn: pl.patient_id, accession: pl.accession});
       break;
     }
-    case "exam.bound": updateRow(ev.patient_number, {exam: pl.exam_id}); break;
+    case "exam.bound": updateRow(ev.patient, {exam: pl.exam_id}); break;
     case "patient.passed": p.status = "passed"; break;
     case "patient.failed": p.status = "failed"; p.reason = pl.reason; break;
     case "hl7.sent": c.hl7 += 1; if (pl.ack_code === "AA" || pl.ack_code === "CA") c.acked += 1; break;
@@ -111,8 +115,10 @@ function onEvent(ev) {
     p.steps.set(ev.step_index, step);
     p.steps.lastTitle = ev.message;
   }
-  if (ev.patient_number != null) dirty.add(ev.patient_number);
-  if (ev.type === "run.cancelled") for (const n of state.patients.keys()) dirty.add(n);
+  if (ev.patient != null) dirty.add(ev.patient);
+  if (["run.cancelled", "run.error", "run.abandoned"].includes(ev.type)) {
+    for (const n of state.patients.keys()) dirty.add(n);
+  }
   scheduleRender();
   appendEvent(ev);
 }
@@ -230,8 +236,8 @@ setInterval(() => { if (!state.finished && state.startedAt) scheduleRender(); },
 const filters = {patient: "", step: "", errors: false};
 const LOG_ROWS = 3000; // the newest rows matching the filters stay in the page
 function matches(ev) {
-  if (filters.patient === "run" && ev.patient_number != null) return false;
-  if (filters.patient && filters.patient !== "run" && String(ev.patient_number) !== filters.patient) return false;
+  if (filters.patient === "run" && ev.patient != null) return false;
+  if (filters.patient && filters.patient !== "run" && String(ev.patient) !== filters.patient) return false;
   if (filters.step !== "" && String(ev.step_index) !== filters.step) return false;
   if (filters.errors && ev.level === "info") return false;
   return true;
@@ -242,7 +248,7 @@ function eventRow(ev) {
   tr.className = `level-${ev.level}`;
   const time = new Date(ev.created_at).toLocaleTimeString([], {hour12: false});
   const step = ev.step_index != null ? (data.steps.find((s) => s.index === ev.step_index)?.short || ev.step_type) : "";
-  for (const text of [ev.seq, time, ev.patient_number ?? "run", step, ev.type, ev.message]) {
+  for (const text of [ev.seq, time, ev.patient ?? "run", step, ev.type, ev.message]) {
     const td = document.createElement("td");
     td.textContent = text;
     tr.append(td);
