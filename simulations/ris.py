@@ -19,7 +19,7 @@ Placer / Filler Order Number Imaging Service Request  ORC-2.1 / ORC-3.1 (else OB
 AccessionNumber                                       OBR-18
 RequestedProcedureID                                  OBR-19
 RequestedProcedureCodeSequence                        OBR-44 (CE), else OBR-4.1-3
-RequestedProcedureDescription                         OBR-44.2, else OBR-4.2
+RequestedProcedureDescription                         OBR-4.2 (the order text; else OBR-44.2)
 RequestedProcedurePriority                            TQ1-9, else OBR-27.6 / ORC-7.6 (S STAT, A HIGH, R ROUTINE)
 ReasonForTheRequestedProcedure (+ code sequence)      OBR-31 (CE), else OBR-13
 StudyInstanceUID                                      ZDS-1.1 (minted when the order has no ZDS)
@@ -185,7 +185,9 @@ def _worklist_item(msg: hl7.Message, stations: dict[str, str]) -> tuple[Dataset,
     modality = _modality(_get(msg, "OBR.F24"))
     requested = (_code(_get(msg, "OBR.F44.R1.C1"), _get(msg, "OBR.F44.R1.C2"), _get(msg, "OBR.F44.R1.C3"))
                  or _code(_get(msg, "OBR.F4.R1.C1"), _get(msg, "OBR.F4.R1.C2"), _get(msg, "OBR.F4.R1.C3")))
-    description = _get(msg, "OBR.F44.R1.C2") or _get(msg, "OBR.F4.R1.C2")
+    # The order's text (OBR-4.2) is the Requested Procedure Description, as the catalog's description is both;
+    # OBR-44.2 is the code's display name and goes with the code (Requested Procedure Code Sequence).
+    description = _get(msg, "OBR.F4.R1.C2") or _get(msg, "OBR.F44.R1.C2")
     protocol = _code(_get(msg, "OBR.F4.R1.C4"), _get(msg, "OBR.F4.R1.C5"), _get(msg, "OBR.F4.R1.C6"))
     reason = _code(_get(msg, "OBR.F31.R1.C1"), _get(msg, "OBR.F31.R1.C2"), _get(msg, "OBR.F31.R1.C3"))
     priority = _get(msg, "TQ1.F9.R1.C1") or _get(msg, "OBR.F27.R1.C6") or _get(msg, "ORC.F7.R1.C6")

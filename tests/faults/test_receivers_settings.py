@@ -46,9 +46,11 @@ def _wait_for(peer: DicomPeer, proc: subprocess.Popen, seconds: float = 30) -> N
 
 
 def test_serve_applies_the_receiver_settings_from_the_environment(tmp_path: Path) -> None:
-    ports = {name: free_port() for name in ("hl7", "storage", "mwl", "mpps")}
+    ports = {name: free_port() for name in ("hl7", "storage", "mwl", "mpps", "query")}
     env = _env(tmp_path, YEETER_DICOM_ARTIM_TIMEOUT="1", YEETER_STORE_DUPLICATES="reject",
                YEETER_MLLP_VERSIONS="2.5.1")
+    # serve ends orphaned runs at start-up (reap), so its database must exist
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=120)
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "serve", "--storage-dir", str(tmp_path / "received"),
          *(arg for kind, port in ports.items() for arg in (f"--{kind}-port", str(port)))],

@@ -9,7 +9,7 @@ from rich.console import Console
 from simulations.management.commands.runsim import RunDisplay
 
 
-def _event(type_: str, message: str, *, level: str = "info", patient: int | None = 0, **payload) -> dict:
+def _event(type_: str, message: str, *, level: str = "info", patient: int | None = 1, **payload) -> dict:
     return {"type": type_, "message": message, "level": level, "patient": patient, "payload": payload}
 
 
@@ -19,7 +19,7 @@ def test_a_terminal_gets_one_bar_redrawn_in_place_and_errors_above_it():
     progress = RunDisplay(2, stream=out, tty=True, verbose=False, quiet=False, console=console)
     progress(_event("dicom.generated", "Generated 10", instances=10, bytes=5_000_000))
     progress(_event("patient.passed", "Patient 1 passed"))
-    progress(_event("patient.failed", "Patient 2 failed: step 3 (SEND_HL7): AR", level="error", patient=1))
+    progress(_event("patient.failed", "Patient 2 failed: step 3 (SEND_HL7): AR", level="error", patient=2))
     progress.finish()
     text = out.getvalue()
     assert "\r" in text or "\x1b[" in text  # redrawn in place (cursor moves), not appended line by line

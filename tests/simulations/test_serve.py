@@ -22,13 +22,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.django_db(transaction=True)
 def test_serve_answers_mllp_and_dicom_until_interrupted(tmp_path):
-    ports = {name: free_port() for name in ("hl7", "storage", "mwl", "mpps")}
+    ports = {name: free_port() for name in ("hl7", "storage", "mwl", "mpps", "query")}
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env.update({"DJANGO_SETTINGS_MODULE": "tests.settings", "YEETER_DATA_DIR": str(tmp_path)})
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=120)
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "serve", "--hl7-port", str(ports["hl7"]), "--storage-port",
-         str(ports["storage"]), "--mwl-port", str(ports["mwl"]), "--mpps-port", str(ports["mpps"])],
+         str(ports["storage"]), "--mwl-port", str(ports["mwl"]), "--mpps-port", str(ports["mpps"]),
+         "--query-port", str(ports["query"])],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
