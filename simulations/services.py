@@ -26,6 +26,7 @@ from django.utils import timezone
 from simulations.endpoints import CommitListen, EndpointSet
 from simulations.events import EventRecorder, EventType
 from simulations.models import Run, RunPatient, Scenario
+from simulations.processes import pid_alive
 from simulations.receivers import BuiltinReceivers
 from simulations.runner import TRANSFER_SYNTAX_UIDS, RunOptions, SimulationRunner, worker_id
 from simulations.selectors import run_owner_fields
@@ -512,19 +513,6 @@ def runs_prune(*, older_than: timedelta, keep_failed: bool = False, dry_run: boo
 
 # -- runs whose process died -----------------------------------------------------------------------
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    try:  # a zombie (killed, not yet reaped by its parent) is gone too
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def run_owner_gone(run: Run, *, stale_after: float | None = None) -> str | None:
     """Why the process executing a running run (or holding a pending one) is gone, or None while it lives.
 
@@ -535,7 +523,7 @@ def run_owner_gone(run: Run, *, stale_after: float | None = None) -> str | None:
     stale = float(settings.YEETER["RUN_STALE_SECONDS"] if stale_after is None else stale_after)
     host, _, pid = run.worker.rpartition(":")
     if host and host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() \
-            and not _pid_alive(int(pid)):
+            and not pid_alive(int(pid)):
         return f"its process {run.worker} is no longer running"
     if run.status != Run.Status.RUNNING:
         return None  # a pending run has no heartbeat yet: only a dead owner process ends it

@@ -30,19 +30,17 @@ from pynetdicom.events import Event
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification  # type: ignore[attr-defined]
 
 from generators.worklist import clip
-from simulations.transport.dimse.common import DicomPeer, PynetdicomScp, associate
+from simulations.transport.dimse.common import DicomPeer, PynetdicomScp
 from simulations.transport.dimse.worklist import (
     CANCELLED,
     IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
-    OUT_OF_RESOURCES,
     PENDING,
-    PENDING_WARNING,
     SOURCE_FAILED,
     SUCCESS,
     QueryError,
+    c_find,
     match_worklist_item,
 )
-from simulations.transport.errors import SendError
 
 logger = logging.getLogger(__name__)
 
@@ -74,28 +72,8 @@ def find_study_root(peer: DicomPeer, query: Dataset, *, timeout: float | None = 
     Returns the identifiers of the pending responses; raises :class:`SendError` when the peer is
     absent, does not offer the model, or ends with a failure status (``.status`` carries it).
     """
-    assoc = associate(peer, [(StudyRootQueryRetrieveInformationModelFind, None)], purpose="Study Root C-FIND",
-                      timeout=timeout)
-    results: list[Dataset] = []
-    try:
-        for status, identifier in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
-            if "Status" not in status:
-                raise SendError(f"{peer} sent no valid C-FIND response (timeout, abort or bad PDU)")
-            code = int(status.Status)
-            if code in (PENDING, PENDING_WARNING):
-                if identifier is not None:
-                    results.append(identifier)
-            elif code == SUCCESS:
-                break
-            else:
-                comment = status.get("ErrorComment", "")
-                raise SendError(f"{peer} answered the Study Root C-FIND with status 0x{code:04X}"
-                                f"{': ' + comment if comment else ''}", permanent=code != OUT_OF_RESOURCES,
-                                status=code)
-    finally:
-        if assoc.is_established:
-            assoc.release()
-    return results
+    return c_find(peer, StudyRootQueryRetrieveInformationModelFind, query, purpose="Study Root C-FIND",
+                  timeout=timeout)
 
 
 def level_query(level: str, keys: dict[str, object]) -> Dataset:

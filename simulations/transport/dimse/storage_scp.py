@@ -81,6 +81,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
+from simulations.processes import pid_alive
 from simulations.transport.dimse.commitment import (
     FAILURE_CLASS_INSTANCE_CONFLICT,
     FAILURE_NO_SUCH_OBJECT,
@@ -352,7 +353,7 @@ class StorageScp:
         """
         for path in self.spool_dir.glob(f"{_HOST}-*.part"):
             pid_text = path.name[len(_HOST) + 1 :].split("-", 1)[0]
-            if not pid_text.isdigit() or _alive(int(pid_text)):
+            if not pid_text.isdigit() or pid_alive(int(pid_text)):
                 continue
             try:
                 path.unlink()
@@ -929,16 +930,6 @@ class _Association:
                 "%s answered our message %s (command 0x%04X) with status %r",
                 self.calling_ae_title, fields.get(0x0120), int(fields.get(0x0100, 0) or 0), status,
             )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    return True
 
 
 def _notify(callback: Callable[[StoredInstance], None] | None, instance: StoredInstance, name: str) -> None:

@@ -430,10 +430,18 @@ def find_worklist(peer: DicomPeer, query: Dataset, *, timeout: float | None = No
     ``.status`` for a DIMSE failure status) when the peer is absent, rejects or aborts the
     association, or answers with a non-success final status.
     """
-    assoc = associate(peer, [(ModalityWorklistInformationFind, None)], purpose="worklist C-FIND", timeout=timeout)
+    return c_find(peer, ModalityWorklistInformationFind, query, purpose="worklist C-FIND", timeout=timeout)
+
+
+def c_find(peer: DicomPeer, model: str, query: Dataset, *, purpose: str,
+           timeout: float | None = None) -> list[Dataset]:
+    """One C-FIND of ``query`` on information ``model`` (PS3.4 C.4.1 / K.4.1): the identifiers of the
+    pending responses (0xFF00/0xFF01) up to Success; any other final status is a :class:`SendError`
+    carrying it (transient only for 0xA700 Out of Resources). Shared by every C-FIND SCU here."""
+    assoc = associate(peer, [(model, None)], purpose=purpose, timeout=timeout)
     results: list[Dataset] = []
     try:
-        for status, identifier in assoc.send_c_find(query, ModalityWorklistInformationFind):
+        for status, identifier in assoc.send_c_find(query, model):
             if "Status" not in status:
                 raise SendError(f"{peer} sent no valid C-FIND response (timeout, abort or bad PDU)")
             code = int(status.Status)
@@ -445,7 +453,7 @@ def find_worklist(peer: DicomPeer, query: Dataset, *, timeout: float | None = No
             else:
                 comment = status.get("ErrorComment", "")
                 raise SendError(
-                    f"{peer} answered C-FIND with status 0x{code:04X}{': ' + comment if comment else ''}",
+                    f"{peer} answered the {purpose} with status 0x{code:04X}{': ' + comment if comment else ''}",
                     permanent=code != OUT_OF_RESOURCES,
                     status=code,
                 )
