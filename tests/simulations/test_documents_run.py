@@ -4,6 +4,7 @@ each sent with the images, listed by the MPPS, committed and verified — agains
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pydicom
@@ -13,6 +14,8 @@ from django.core.management.base import CommandError
 from simulations.models import RunPatient, Scenario
 from simulations.receivers import BuiltinReceivers
 from simulations.steps import ScenarioError, parse_steps
+from tests.conftest import require_binary
+from tests.generators.test_sr_objects import _DCENTVFY_ARTEFACT
 from tests.simulations.test_runner import runsim as _runsim, scenarios  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -115,6 +118,17 @@ def test_the_optional_documents_carry_the_report_the_oru_carries(scenarios, tmp_
             for series in study.ReferencedSeriesSequence for sop in series.ReferencedSOPSequence}
     images = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in folder.glob("00*_*.dcm")}
     assert keys and keys <= images
+    # what the Storage SCP received passes dciodvfy, and dcentvfy finds one patient and one study
+    received = [s.path for s in stored if s.sop_instance_uid in documents]
+    assert len(received) == 4
+    for path in received:
+        proc = subprocess.run([require_binary("dciodvfy"), str(path)], capture_output=True, text=True, check=False)
+        assert [line for line in (proc.stdout + proc.stderr).splitlines()
+                if line.startswith(("Error", "Warning"))] == [], path
+    files = [str(p) for p in sorted(folder.glob("*.dcm"))]
+    proc = subprocess.run([require_binary("dcentvfy"), *files], capture_output=True, text=True, check=False)
+    assert [line for line in (proc.stdout + proc.stderr).splitlines()
+            if line.strip() and _DCENTVFY_ARTEFACT not in line] == []
 
 
 def _walk(ds: pydicom.Dataset):
