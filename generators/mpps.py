@@ -46,6 +46,9 @@ class PerformedSeries:
     # (SOP Class UID, SOP Instance UID) of every instance sent (ReferencedImageSequence).
     instances: list[tuple[str, str]] = field(default_factory=list)
     retrieve_ae_title: str = ""
+    # A series of non-image documents (dose SR, KOS, SR, PDF): its instances go in Referenced Non-Image
+    # Composite SOP Instance Sequence instead (PS3.3 C.4.15, PS3.4 Table F.7.2-1), and it names no protocol.
+    non_image: bool = False
 
 
 def performed_procedure_step_id(mpps_uid: str) -> str:
@@ -143,8 +146,8 @@ def performed_series_item(series: PerformedSeries, *, performing: str, operators
         ref.ReferencedSOPClassUID = sop_class_uid
         ref.ReferencedSOPInstanceUID = sop_instance_uid
         refs.append(ref)
-    item.ReferencedImageSequence = Sequence(refs)
-    item.ReferencedNonImageCompositeSOPInstanceSequence = Sequence()
+    item.ReferencedImageSequence = Sequence([] if series.non_image else refs)
+    item.ReferencedNonImageCompositeSOPInstanceSequence = Sequence(refs if series.non_image else [])
     return item
 
 
@@ -181,7 +184,7 @@ def build_mpps_completed(
     ds.PerformedProcedureStepEndTime = dicom_time(ended_at)
     ds.ProcedureCodeSequence = Sequence([code_item(order.procedure_code)])
     # The protocols actually run, once each, in acquisition order.
-    protocols = list(dict.fromkeys(s.protocol_name for s in series))
+    protocols = list(dict.fromkeys(s.protocol_name for s in series if not s.non_image))
     ds.PerformedProtocolCodeSequence = Sequence([protocol_code_item(p) for p in protocols])
     ds.PerformedSeriesSequence = Sequence(
         [performed_series_item(s, performing=performing, operators=operators_name) for s in series]

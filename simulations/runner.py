@@ -34,18 +34,24 @@ from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, RLELossless
 from exams.errors import CatalogLookupError
 from exams.factory import ExamFactory, ExamFilters, Selection
 from exams.vocabulary import generate_indication
-from generators import dicom as dicom_gen
 from generators.hl7 import HL7Config, HL7ValidationError, build_adt, build_orm, build_oru
 from generators.hl7 import validate as validate_hl7
 from generators.identity import mint_order
 from generators.mpps import PerformedSeries, build_mpps_completed, build_mpps_in_progress
 from generators.patients import generate_patient
-from generators.reports import build_report
+from generators.reports import Report, build_report
 from generators.terms import CareSetting, Priority, Sex
 from generators.types import ExamInfo, Indication, Order, Patient
 from generators.uids import new_uid
 from generators.worklist import build_worklist_item, query_dataset
 from simulations.artifacts import PatientFiles, identity_json
+from simulations.documents import (
+    DocumentChoice,
+    document_seed,
+    documents_time,
+    is_document_series,
+    write_study_with_documents,
+)
 from simulations.endpoints import EndpointSet, HL7Target
 from simulations.events import EventRecorder, EventType
 from simulations.models import Run, RunPatient, WorklistEntry
@@ -135,6 +141,7 @@ class PatientContext:
     pixel_seed: int = 0
     mpps_uid: str = ""
     study: Any = None  # generators.dicom.StudyResult
+    report: Report | None = None  # built once (for the ORU^R01 and the report documents alike)
     store_results: list[StoreResult] = field(default_factory=list)
 
 
@@ -683,8 +690,12 @@ class SimulationRunner:
         ts = TRANSFER_SYNTAX_UIDS[step.params.get("transfer_syntax", self.options.transfer_syntax)]
         limit = step.params.get("max_instances_per_series", self.options.max_instances_per_series)
         pool = await self._process_pool()
-        job = partial(dicom_gen.write_study, order, self.run_dir, seed=ctx.pixel_seed, transfer_syntax=ts,
-                      now=self._now(), max_instances_per_series=limit, pps_started_at=ctx.pps_started_at)
+        now, documents = self._now(), DocumentChoice.from_params(step.params)
+        report = self._report(ctx, documents_time(order, now)) if documents.needs_report else None
+        job = partial(write_study_with_documents, order, self.run_dir, seed=ctx.pixel_seed, transfer_syntax=ts,
+                      now=now, max_instances_per_series=limit, pps_started_at=ctx.pps_started_at,
+                      documents=documents, report=report, doc_seed=document_seed(ctx.pixel_seed,
+                                                                                 order.study_instance_uid))
         study = await asyncio.get_running_loop().run_in_executor(pool, job)
         ctx.study = study
         self.counters["instances_generated"] += study.instance_count
@@ -824,9 +835,11 @@ class SimulationRunner:
         for path, sop_class, sop_instance in sorted(sent):
             number = int(path.name.split("_", 1)[0])
             record = records[number]
+            document = is_document_series(record)  # Protocol Name is Type 1: a document series names itself
             series = by_series.setdefault(number, PerformedSeries(
                 series_instance_uid=record.series_instance_uid, description=record.description,
-                protocol_name=specs[number].protocol_name if number in specs else "", instances=[]))
+                protocol_name=record.description if document else specs[number].protocol_name if number in specs
+                else "", instances=[], non_image=document))
             series.instances.append((str(sop_class), str(sop_instance)))
         return [by_series[n] for n in sorted(by_series)]
 
@@ -851,13 +864,20 @@ class SimulationRunner:
     async def handle_send_report(self, step: Step, ctx: PatientContext) -> None:
         """ORU^R01 final report fitting the exam (IHE RAD-... results)."""
         now = self._now()
-        report = build_report(ctx.order, ctx.rng, now=now)
+        report = self._report(ctx, now)
         message = build_oru(ctx.order, report, config=self._hl7_config(step), now=now,
                             control_id=self._control_id(ctx, "R"))
         self._check_hl7(message, step)
         ctx.files.write_text("oru.hl7", message)
         self.counters["reports"] += 1
         await self._send_hl7(step, ctx, message, "ORU^R01")
+
+    @staticmethod
+    def _report(ctx: PatientContext, signed_at: dt.datetime) -> Report:
+        """The patient's one report (ORU^R01, text SR, PDF), built by whichever step needs it first."""
+        if ctx.report is None:
+            ctx.report = build_report(ctx.order, ctx.rng, now=signed_at)
+        return ctx.report
 
     async def handle_cancel_order(self, step: Step, ctx: PatientContext) -> None:
         """ORM^O01 with ORC-1 CA (IHE RAD-13); the worklist entry is discontinued."""

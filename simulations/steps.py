@@ -58,7 +58,10 @@ _FIELDS: dict[StepType, dict[str, Any]] = {
     StepType.SEND_HL7: {"endpoint": str},
     StepType.SEND_DMWL: {"endpoint": str, "verify": bool},
     StepType.MPPS_IN_PROGRESS: {"endpoint": str},
-    StepType.GENERATE_DICOM: {"max_instances_per_series": int, "transfer_syntax": str},
+    # dose_sr (default on: the X-Ray Radiation Dose SR of a CT/DX/CR/MG study), key_images, text_report and
+    # pdf_report (default off): the study's documents, sent with its images (simulations.documents)
+    StepType.GENERATE_DICOM: {"max_instances_per_series": int, "transfer_syntax": str, "dose_sr": bool,
+                              "key_images": bool, "text_report": bool, "pdf_report": bool},
     StepType.SEND_DICOM: {"endpoint": str, "associations": int},
     StepType.STORAGE_COMMIT: {"endpoint": str, "timeout": (int, float), "required": bool},
     StepType.VERIFY_PACS: {"endpoint": str, "qido": str},

@@ -26,7 +26,16 @@ _DICOM_TAGS = ["PatientID", "PatientName", "PatientBirthDate", "PatientSex", "Ac
                "Modality", "BodyPartExamined", "Laterality", "ImageLaterality", "StudyDescription",
                "RequestAttributesSequence", "ProcedureCodeSequence", "SOPInstanceUID", "SeriesInstanceUID",
                "PerformedProcedureStepID", "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime",
-               "ReferencedPerformedProcedureStepSequence"]
+               "ReferencedPerformedProcedureStepSequence", "SOPClassUID", "ReferencedRequestSequence",
+               "CurrentRequestedProcedureEvidenceSequence"]
+
+# The document IODs a study carries beside its images (simulations.documents) and their Modality (0008,0060).
+DOCUMENT_MODALITY = {
+    "1.2.840.10008.5.1.4.1.1.88.67": "SR",  # X-Ray Radiation Dose SR (PS3.3 A.35.8)
+    "1.2.840.10008.5.1.4.1.1.88.11": "SR",  # Basic Text SR (A.35.1)
+    "1.2.840.10008.5.1.4.1.1.88.59": "KO",  # Key Object Selection Document (A.35.4)
+    "1.2.840.10008.5.1.4.1.1.104.1": "DOC",  # Encapsulated PDF (A.45.1)
+}
 
 
 @dataclass
@@ -183,7 +192,8 @@ def _check_performed_step(v: Verification, artifact: str, ds: Dataset, ident: di
 
 
 def _check_dicom_file(v: Verification, path: Path, ident: dict,
-                      mpps_start: tuple[str, str] | None = None) -> str | None:
+                      mpps_start: tuple[str, str] | None = None) -> tuple[str, bool] | None:
+    """Check one file of the study; its SOP Instance UID and whether it is a document, or None if unreadable."""
     artifact = f"dicom {path.name}"
     try:
         ds = dcmread(path, stop_before_pixels=True, specific_tags=_DICOM_TAGS)
@@ -191,6 +201,9 @@ def _check_dicom_file(v: Verification, path: Path, ident: dict,
         v.mismatches.append({"artifact": artifact, "field": "file", "expected": "a readable DICOM file",
                              "actual": str(exc)})
         return None
+    if _get(ds, "SOPClassUID") in DOCUMENT_MODALITY:
+        _check_document(v, artifact, ds, ident)
+        return _get(ds, "SOPInstanceUID"), True
     v.count("dicom")
     _check_patient(v, artifact, ds, ident)
     for keyword, key in (("AccessionNumber", "accession_number"), ("StudyInstanceUID", "study_instance_uid"),
@@ -224,7 +237,47 @@ def _check_dicom_file(v: Verification, path: Path, ident: dict,
     if code is not None:
         v.expect(artifact, "ProcedureCodeSequence[0].CodeValue", ident["procedure_code"], _get(code, "CodeValue"))
     _check_performed_step(v, artifact, ds, ident, mpps_start)
-    return _get(ds, "SOPInstanceUID")
+    return _get(ds, "SOPInstanceUID"), False
+
+
+def _check_document(v: Verification, artifact: str, ds: Dataset, ident: dict) -> None:
+    """A document of the study (dose SR, KOS, text SR, PDF): the patient and study identity of the images,
+    its IOD's Modality, the order it answers (Referenced Request Sequence, PS3.3 C.17.2.1) and the MPPS
+    that acquired the images (Referenced Performed Procedure Step Sequence). Its evidence references are
+    compared with the images afterwards (:func:`_check_evidence`)."""
+    v.count("document")
+    _check_patient(v, artifact, ds, ident)
+    for keyword, key in (("AccessionNumber", "accession_number"), ("StudyInstanceUID", "study_instance_uid"),
+                         ("StudyDescription", "description")):
+        v.expect(artifact, keyword, ident[key], _get(ds, keyword))
+    v.expect(artifact, "Modality (of the document IOD)", DOCUMENT_MODALITY[_get(ds, "SOPClassUID")],
+             _get(ds, "Modality"))
+    request = _first(ds, "ReferencedRequestSequence")
+    if request is not None:
+        for keyword, key in (("AccessionNumber", "accession_number"), ("StudyInstanceUID", "study_instance_uid"),
+                             ("RequestedProcedureID", "requested_procedure_id")):
+            v.expect(artifact, f"ReferencedRequest {keyword}", ident[key], _get(request, keyword))
+    ref = _first(ds, "ReferencedPerformedProcedureStepSequence")
+    if ref is not None:
+        v.expect(artifact, "ReferencedPerformedProcedureStep SOP Instance UID", ident.get("mpps_uid", ""),
+                 _get(ref, "ReferencedSOPInstanceUID"))
+
+
+def _evidence_uids(ds: Dataset) -> set[str]:
+    return {str(sop.ReferencedSOPInstanceUID) for study in ds.get("CurrentRequestedProcedureEvidenceSequence", [])
+            for series in study.get("ReferencedSeriesSequence", []) for sop in series.get("ReferencedSOPSequence", [])}
+
+
+def _check_evidence(v: Verification, path: Path, image_uids: set[str]) -> None:
+    """The images a document cites (Current Requested Procedure Evidence, Table C.17-3) are images of the study."""
+    try:
+        ds = dcmread(path, stop_before_pixels=True, specific_tags=["CurrentRequestedProcedureEvidenceSequence"])
+    except (InvalidDicomError, OSError, ValueError):
+        return  # already reported by _check_dicom_file
+    unknown = _evidence_uids(ds) - image_uids
+    if unknown:
+        v.expect(f"dicom {path.name}", "CurrentRequestedProcedureEvidenceSequence", "instances of the generated study",
+                 f"{len(unknown)} unknown SOP Instance UID(s)")
 
 
 def verify_patient(files: PatientFiles, study_dir: Path | None) -> Verification:
@@ -249,11 +302,19 @@ def verify_patient(files: PatientFiles, study_dir: Path | None) -> Verification:
             _check_mpps(v, name.removesuffix(".json"), ds, ident)
     sop_uids: set[str] = set()
     mpps_start = _pps_start(files.read_dataset("mpps-create.json"))
+    documents: dict[str, Path] = {}  # SOP Instance UID -> file
     if study_dir is not None and study_dir.exists():
         for path in sorted(study_dir.glob("*.dcm")):
-            uid = _check_dicom_file(v, path, ident, mpps_start)
-            if uid:
+            checked = _check_dicom_file(v, path, ident, mpps_start)
+            if checked is None:
+                continue
+            uid, is_document = checked
+            if is_document:
+                documents[uid] = path
+            elif uid:
                 sop_uids.add(uid)
+    for path in documents.values():
+        _check_evidence(v, path, sop_uids)
     pacs = files.read_json("pacs-verify.json")  # VERIFY_PACS: what the PACS answered, compared with what was sent
     if isinstance(pacs, dict):
         v.count("pacs")
@@ -266,4 +327,9 @@ def verify_patient(files: PatientFiles, study_dir: Path | None) -> Verification:
         if unknown:
             v.expect("mpps-set", "ReferencedImageSequence", "instances of the generated study",
                      f"{len(unknown)} unknown SOP Instance UID(s)")
+        listed = {item.ReferencedSOPInstanceUID for series in mpps_set.get("PerformedSeriesSequence", [])
+                  for item in series.get("ReferencedNonImageCompositeSOPInstanceSequence", [])}
+        if listed - set(documents):
+            v.expect("mpps-set", "ReferencedNonImageCompositeSOPInstanceSequence", "documents of the generated study",
+                     f"{len(listed - set(documents))} unknown SOP Instance UID(s)")
     return v

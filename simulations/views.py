@@ -32,6 +32,7 @@ from exams.apis import FILTER_NAMES, BODY_PARTS, LATERALITIES, MODALITIES, SETTI
 from exams.factory import ExamFactory, ExamFilters
 from simulations.apis import CHECK_TIMEOUT_CAP_S, run_start_from_input
 from simulations.artifacts import PatientFiles
+from simulations.documents import DOCUMENT_MODALITIES, pdf_file_name
 from simulations.models import Endpoint, Run, RunEvent, RunPatient, Scenario
 from simulations.selectors import run_visible_to, runs_visible_to
 from simulations import services
@@ -511,7 +512,9 @@ def _json_dataset_rows(files: PatientFiles, name: str) -> list[dict[str, Any]] |
 
 
 def _series(run: Run, patient: RunPatient) -> list[dict[str, Any]]:
-    """Per series: its preview, description, instance count and the header of one instance."""
+    """Per series: its preview, description, instance count and the header of one instance; the study's
+    documents (dose SR, key objects, report as SR and PDF: series 990-993) are marked as such, the PDF
+    with its file."""
     study = _study_dir(run, patient)
     if study is None:
         return []
@@ -532,9 +535,12 @@ def _series(run: Run, patient: RunPatient) -> list[dict[str, Any]]:
             header, description, modality = [{"tag": "", "keyword": "(unreadable)", "vr": "", "depth": 0,
                                               "value": str(exc)}], "", ""
         preview = study / f"preview_{number:03d}.png"
+        pdf = study / pdf_file_name(number)  # an Encapsulated PDF's document, written beside it
         rel = f"{patient.study_instance_uid}/"
         out.append({"number": number, "description": description, "modality": modality, "count": len(paths),
                     "preview": rel + preview.name if preview.is_file() and not preview.is_symlink() else None,
+                    "document": modality in DOCUMENT_MODALITIES,
+                    "pdf": rel + pdf.name if pdf.is_file() and not pdf.is_symlink() else None,
                     "instance": rel + first.name, "header": header})
     return out
 

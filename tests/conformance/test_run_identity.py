@@ -50,7 +50,8 @@ def _story(result: dict) -> dict[str, object]:
         story["accessions"].add(row.accession_number)
         for path in sorted((Path(result["output_dir"]) / row.study_instance_uid).glob("*.dcm")):
             ds = pydicom.dcmread(path)
-            story["pixels"].append((path.name, hashlib.sha256(ds.PixelData).hexdigest()))
+            if "PixelData" in ds:  # not the study's documents (dose SR)
+                story["pixels"].append((path.name, hashlib.sha256(ds.PixelData).hexdigest()))
             story["uids"] |= {ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID}
             story["headers"].append(ds)
     return story
@@ -79,9 +80,12 @@ def test_mpps_and_every_image_name_the_same_performed_procedure_step(scenarios, 
         pps_id = create["00400253"]["Value"][0]
         start = (create["00400244"]["Value"][0], create["00400245"]["Value"][0])
         assert pps_id == order["pps_id"] and order["mpps_uid"]
-        images = [pydicom.dcmread(p, stop_before_pixels=True)
-                  for p in (Path(result["output_dir"]) / row.study_instance_uid).glob("*.dcm")]
+        instances = [pydicom.dcmread(p, stop_before_pixels=True)
+                     for p in (Path(result["output_dir"]) / row.study_instance_uid).glob("*.dcm")]
+        images = [ds for ds in instances if ds.Modality == row.modality]
         assert images
+        for ds in instances:  # the documents too (the dose SR): they name the step that acquired the images
+            assert ds.ReferencedPerformedProcedureStepSequence[0].ReferencedSOPInstanceUID == order["mpps_uid"]
         for ds in images:
             assert ds.PerformedProcedureStepID == pps_id != ds.RequestAttributesSequence[0].ScheduledProcedureStepID
             assert ds.ReferencedPerformedProcedureStepSequence[0].ReferencedSOPInstanceUID == order["mpps_uid"]

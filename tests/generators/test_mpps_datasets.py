@@ -206,3 +206,18 @@ def test_the_mpps_study_id_is_the_one_the_images_carry(tmp_path) -> None:
     image = pydicom.dcmread(next(Path(study.study_dir).glob("*.dcm")), stop_before_pixels=True)
     ds = build_mpps_in_progress(order, mpps_uid=MPPS_UID, started_at=STARTED, station_ae_title="US1")
     assert ds.StudyID == image.StudyID == order.study_id
+
+
+def test_a_document_series_is_listed_as_non_image_instances_and_names_no_performed_protocol() -> None:
+    order = order_for(Modality.CT)
+    dose = PerformedSeries(series_instance_uid="2.25.9990", description="Radiation Dose Report",
+                           protocol_name="Radiation Dose Report",
+                           instances=[("1.2.840.10008.5.1.4.1.1.88.67", "2.25.99901")], non_image=True)
+    ds = build_mpps_completed(order, ended_at=STARTED + dt.timedelta(minutes=20), series=[*series_of(order), dose])
+    *images, documents = ds.PerformedSeriesSequence
+    assert all(s.ReferencedImageSequence and not s.ReferencedNonImageCompositeSOPInstanceSequence for s in images)
+    assert list(documents.ReferencedImageSequence) == []  # PS3.3 C.4.15: a document is not an image
+    (ref,) = documents.ReferencedNonImageCompositeSOPInstanceSequence
+    assert (ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID) == ("1.2.840.10008.5.1.4.1.1.88.67", "2.25.99901")
+    assert documents.ProtocolName == "Radiation Dose Report"  # Type 1 in the Performed Series Sequence
+    assert "Radiation Dose Report" not in {c.CodeMeaning for c in ds.PerformedProtocolCodeSequence}

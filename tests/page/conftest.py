@@ -33,7 +33,8 @@ def staff_client(client, staff):
     return client
 
 
-def execute_small_run(*, owner, exam_id: str = "MR-KNEE-RIGHT-WO", patients: int = 1):
+def execute_small_run(*, owner, exam_id: str = "MR-KNEE-RIGHT-WO", patients: int = 1,
+                      generate_dicom: dict | None = None):
     """A real run on the built-in receivers (loopback), started as the page starts it (dispatched to a
     background thread on commit: use a transactional test) and waited for until it ends."""
     from simulations.apis import run_start_from_input
@@ -44,6 +45,7 @@ def execute_small_run(*, owner, exam_id: str = "MR-KNEE-RIGHT-WO", patients: int
                                                   "STORAGE_COMMIT", "MPPS_COMPLETED", "SEND_REPORT")],
             "patients": patients, "max_instances_per_series": 1, "seed": 7}
     body["steps"][1]["exam_id"] = exam_id
+    body["steps"][5].update(generate_dicom or {})  # GENERATE_DICOM's fields (dose_sr, key_images, ...)
     run = run_start_from_input(body, principal=owner)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

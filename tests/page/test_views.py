@@ -227,6 +227,29 @@ def test_the_patient_story_shows_every_message_the_series_and_the_verification(c
     assert archive.testzip() is None
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_patient_story_lists_the_studys_documents_and_links_the_pdf_report(client, catalog_tx,
+                                                                              django_user_model):
+    owner = django_user_model.objects.create_user("documents", password=PASSWORD)
+    run = execute_small_run(owner=owner, exam_id="CT-ABDPEL-W",
+                            generate_dicom={"key_images": True, "text_report": True, "pdf_report": True})
+    assert run.status == Run.Status.SUCCEEDED, run.error
+    client.force_login(owner)
+    response = client.get(f"/simulator/runs/{run.pk}/patients/1/")
+    html = response.content.decode()
+    documents = [s for s in response.context["series"] if s["document"]]
+    assert [(s["number"], s["modality"], s["preview"]) for s in documents] == [
+        (990, "SR", None), (991, "KO", None), (992, "SR", None), (993, "DOC", None)]
+    assert all(s["preview"] and not s["document"] for s in response.context["series"] if s["number"] < 990)
+    assert "Series 990: Radiation Dose Report" in html and "document (KO), no image" in html
+    assert [s["pdf"] for s in documents if s["pdf"]] == [f"{run.patients.get().study_instance_uid}/993_0001.pdf"]
+    link = f"/simulator/runs/{run.pk}/files/{documents[3]['pdf']}"
+    assert f'href="{link}"' in html
+    pdf = client.get(link)
+    assert pdf["Content-Type"] == "application/pdf"
+    assert b"".join(pdf.streaming_content).startswith(b"%PDF")
+
+
 def test_admin_records_are_read_only_with_readable_json_and_links(staff_client, staff):
     run = Run.objects.create(steps=[{"step_type": "GENERATE_HL7"}], patient_count=1, seed=1,
                              summary={"passed": 1}, owner=staff)

@@ -56,13 +56,14 @@ def test_ten_patients_run_concurrently_against_the_built_in_receivers_and_verify
     run = Run.objects.get(pk=result["run_id"])
     rows = list(run.patients.order_by("index"))
     assert {r.status for r in rows} == {"passed"}
-    # no modality mismatch in any DICOM file: every file carries its bound exam's modality and study
+    # no modality mismatch in any DICOM file: every image carries its bound exam's modality and study, and
+    # every ionising-radiation study its dose report (simulations.documents)
     for row in rows:
         files = study_files(result, row)
         assert files, row.exam_code
         for path in files:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
-            assert ds.Modality == row.modality
+            assert ds.Modality == ("SR" if path.name == "990_0001.dcm" else row.modality)
             assert ds.StudyInstanceUID == row.study_instance_uid
             assert ds.AccessionNumber == row.accession_number
             assert ds.PatientID == row.patient_id
@@ -72,6 +73,8 @@ def test_ten_patients_run_concurrently_against_the_built_in_receivers_and_verify
         mpps = pydicom.Dataset.from_json(json.loads((folder / "mpps-set.json").read_text()))
         referenced = {item.ReferencedSOPInstanceUID for series in mpps.PerformedSeriesSequence
                       for item in series.ReferencedImageSequence}
+        referenced |= {item.ReferencedSOPInstanceUID for series in mpps.PerformedSeriesSequence
+                       for item in series.ReferencedNonImageCompositeSOPInstanceSequence}
         sent = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in study_files(result, row)}
         assert referenced == sent
         assert len(mpps.PerformedSeriesSequence) == len({p.name.split("_")[0] for p in study_files(result, row)})
@@ -128,7 +131,8 @@ def test_the_same_seed_gives_the_same_exams_patients_and_pixels(scenarios, tmp_p
         a_files, b_files = study_files(first, a_row), study_files(second, b_row)
         assert [p.name for p in a_files] == [p.name for p in b_files]
         for a, b in zip(a_files, b_files, strict=True):
-            assert pydicom.dcmread(a).PixelData == pydicom.dcmread(b).PixelData
+            a_ds, b_ds = pydicom.dcmread(a), pydicom.dcmread(b)
+            assert a_ds.get("PixelData") == b_ds.get("PixelData")  # None for a dose SR
     third = runsim("--patients", "3", "--seed", "12", "--max-instances", "2", "--no-send",
                    "--output", str(tmp_path / "c"))
     assert rows(third) != rows(first)
@@ -287,8 +291,9 @@ def test_a_pacs_aborting_mid_study_fails_the_patient_and_records_what_it_stored(
     assert row.status == "failed" and "step 7 (SEND_DICOM)" in row.error
     stored_event = RunEvent.objects.get(patient=row, type="dicom.stored")
     assert stored_event.level == "error" and stored_event.payload["stored"] == 2
-    assert result["instances_stored"] == 2 and result["instances_generated"] == row.instances == 7
-    assert len(study_files(result, row)) == 7  # everything generated is kept
+    # 7 images and the study's dose SR
+    assert result["instances_stored"] == 2 and result["instances_generated"] == row.instances == 8
+    assert len(study_files(result, row)) == 8  # everything generated is kept
 
 
 def test_an_output_folder_that_cannot_be_made_is_refused_before_any_run_exists(scenarios, tmp_path):
@@ -319,4 +324,5 @@ def test_a_peer_that_is_not_listening_fails_the_patient_clearly_and_keeps_the_fi
     folder = Path(result["output_dir"]) / "patients" / f"{row.index:05d}-{row.accession_number}"
     assert (folder / "order.json").exists()
     if flag == "--pacs":
-        assert len(study_files(result, row)) == row.instances == 2  # generated before the send failed
+        # generated before the send failed: two images and the dose SR
+        assert len(study_files(result, row)) == row.instances == 3

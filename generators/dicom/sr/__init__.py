@@ -15,8 +15,8 @@ Modules (one IOD each; every module docstring names its PS3.3 IOD and PS3.16 tem
 
 Wiring
 ------
-How the runner and study generator should call these (not wired yet; nothing here touches the ORM,
-the network or the images):
+How the runner calls these (wired by :mod:`simulations.documents`, called from ``GENERATE_DICOM``; nothing
+here touches the ORM, the network or the images):
 
 1. After ``GENERATE_DICOM`` (``write_study`` / ``iter_study``), build the context from the instance records
    the generator yielded — never by globbing or re-reading headers::
