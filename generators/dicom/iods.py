@@ -60,6 +60,7 @@ SOP_INSTANCE_UID = 0x00080018
 INSTANCE_NUMBER = 0x00200013
 IMAGE_POSITION = 0x00200032
 SLICE_LOCATION = 0x00201041
+IMAGE_ORIENTATION = 0x00200037  # per instance only in a multi-plane series (an MR three-plane localizer)
 DETECTOR_INFORMATION = 0x00540022
 PIXEL_DATA = 0x7FE00010
 DYNAMIC: dict[int, str] = {SOP_INSTANCE_UID: "UI", INSTANCE_NUMBER: "IS", IMAGE_POSITION: "DS",
@@ -303,7 +304,8 @@ def _plane(ds: Dataset, ctx: SeriesContext, *, spacing_between: bool) -> None:
     ds.PatientPosition = "HFS"
     ds.FrameOfReferenceUID = ctx.frame_of_reference_uid
     ds.PositionReferenceIndicator = ""
-    ds.ImageOrientationPatient = [decimal_string(v) for v in geometry.orientation]
+    if not geometry.planes:  # a multi-plane series writes it per instance (writer DYNAMIC)
+        ds.ImageOrientationPatient = [decimal_string(v) for v in geometry.orientation]
     ds.PixelSpacing = [decimal_string(geometry.pixel_spacing), decimal_string(geometry.pixel_spacing)]
 
 

@@ -29,9 +29,11 @@ from generators.terms import (
     Laterality,
     Modality,
     Plane,
+    Projection,
     Purpose,
     SeriesRole,
     Weighting,
+    WindowPreset,
 )
 
 CATALOG_PATH = Path(__file__).resolve().parents[2] / "exams" / "fixtures" / "catalog.json"
@@ -56,6 +58,8 @@ EXAM_FIELDS = {"id", "name", "description", "modality", "body_part", "laterality
 SERIES_FIELDS = {"number", "description", "protocol_name", "instances", "role", "plane", "sequence_name",
                  "weighting", "fat_sat", "slice_thickness_mm", "kvp", "contrast_phase", "kernel", "view_position",
                  "image_laterality"}
+# curated where they matter, absent elsewhere: the CT window a series is read in, a radiograph's projection
+OPTIONAL_SERIES_FIELDS = {"window", "projection"}
 INDICATION_FIELDS = {"text", "icd10", "body_part", "modality", "laterality", "min_age", "max_age", "sex", "weight",
                      "purpose", "secondary_icd10", "secondary_text"}
 
@@ -233,7 +237,13 @@ def test_series_protocols_are_complete_and_realistic(exam: dict[str, Any]) -> No
     primaries = [s for s in series if s["role"] == SeriesRole.PRIMARY.value]
     assert primaries, "an exam acquires at least one primary series"
     for s in series:
-        assert set(s) == SERIES_FIELDS
+        assert SERIES_FIELDS <= set(s) <= SERIES_FIELDS | OPTIONAL_SERIES_FIELDS
+        assert s.get("window", "") in {w.value for w in WindowPreset}
+        assert s.get("projection", "") in {p.value for p in Projection}
+        if s.get("window"):
+            assert modality == "CT", "a window preset is a CT series' choice"
+        if s.get("projection"):
+            assert modality in {"DX", "CR"}, "a projection is a radiograph's choice"
         assert s["role"] in {r.value for r in SeriesRole}
         assert s["plane"] in {p.value for p in Plane}
         assert s["contrast_phase"] in {p.value for p in ContrastPhase}
