@@ -288,7 +288,7 @@ IMAGED_BY_SIDE: frozenset[str] = PAIRED_BODY_PARTS | {"CAROTID", "SCROTUM", "TES
 # Body Part Examined (0018,0015) instead: the catalog keeps the finer term for exam choice, indications and
 # anatomy; receivers and validators get a term they know (dciodvfy warns on any other, and cannot tell
 # whether an unknown part is paired, so it asks for a Laterality).
-BODY_PART_EXAMINED: dict[str, str] = {"SINUS": "HEAD", "PELVISFEMALE": "PELVIS"}
+BODY_PART_EXAMINED: dict[str, str] = {"SINUS": "HEAD", "PELVISFEMALE": "PELVIS", "FOREARM": "ARM"}
 
 
 def body_part_examined(body_part: str) -> str:

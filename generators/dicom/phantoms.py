@@ -462,6 +462,8 @@ _REGIONS: dict[str, Region] = {
     "hand": Region("arm", (0, 0, 90), 180, 240),
     "forearm": Region("arm", (0, 0, -120), 160, 330),
     "elbow": Region("arm", (0, 0, -305), 160, 220),
+    # the arm model starts at mid-humerus: the humeral shaft down to the elbow joint
+    "humerus": Region("arm", (0, 0, -425), 160, 270),
     "breast": Region("breast", (0, -80, 250), 340, 200),
     "uterus": Region("female", (0, 0, -180), 260, 300),
     "prostate": Region("male", (0, -10, -245), 200, 240),
@@ -476,7 +478,7 @@ _BODY_PART_REGION: dict[str, str] = {
     "PELVIS": "pelvis", "PROSTATE": "prostate", "UTERUS": "uterus", "PELVISFEMALE": "uterus", "SCROTUM": "pelvis",
     "HIP": "hip", "FEMUR": "femur", "KNEE": "knee", "LEG": "leg", "ANKLE": "ankle", "FOOT": "foot",
     "EXTREMITY": "knee", "WHOLEBODY": "wholebody", "BONE": "wholebody",
-    "WRIST": "wrist", "HAND": "hand", "FOREARM": "forearm", "ELBOW": "elbow", "HUMERUS": "forearm",
+    "WRIST": "wrist", "HAND": "hand", "FOREARM": "forearm", "ELBOW": "elbow", "HUMERUS": "humerus",
     "BREAST": "breast",
 }
 

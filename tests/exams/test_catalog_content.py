@@ -109,8 +109,10 @@ def test_it_is_a_version_1_yeeter_catalog() -> None:
     assert set(CATALOG) == {"format", "version", "exams", "indications"}
 
 
-def test_it_ships_at_least_80_active_exams() -> None:
-    assert len(ACTIVE) >= 80
+def test_it_ships_at_least_160_active_exams() -> None:
+    assert len(ACTIVE) >= 160
+    per_modality = Counter(e["modality"] for e in ACTIVE)
+    assert all(per_modality[m] >= 3 for m in ("CT", "MR", "DX", "CR", "US", "MG", "NM")), per_modality
 
 
 def test_it_covers_every_modality_of_the_vocabulary() -> None:
@@ -346,6 +348,9 @@ def test_emergency_exams_exist_where_emergency_departments_order_them() -> None:
         ("US-OB-COMPLETE", "F", 12, 55),
         ("MR-PROSTATE-WWO", "M", 40, None),
         ("CT-CHEST-LDCT-SCREEN", "", 50, 80),
+        ("US-AORTA-AAA-SCREEN", "M", 65, 75),  # USPSTF: men 65–75 who ever smoked
+        ("MG-SCREEN-BILAT-TOMO", "F", 40, None),
+        ("US-SCROTUM-DOPPLER", "M", None, None),
     ],
 )
 def test_special_exams_carry_their_sex_and_age_constraints(exam_id: str, sex: str, min_age: int | None,
@@ -440,3 +445,12 @@ def test_pregnancy_indications_are_female_and_of_childbearing_age() -> None:
         assert ind["sex"] == "F" and ind["min_age"] is not None and ind["min_age"] >= 12
         assert ind["max_age"] is not None and ind["max_age"] <= 55
         assert not indication_matches(ind, BY_ID["US-SCROTUM"])
+
+
+def test_a_ct_series_read_in_the_lung_window_says_so_in_its_protocol() -> None:
+    lung_series = [(e["id"], s["description"]) for e in ACTIVE if e["modality"] == "CT" for s in e["series"]
+                   if s.get("window") == "lung"]
+    assert {"CT-CHEST-WO", "CT-CHEST-W", "CT-CHEST-LDCT-SCREEN", "CT-CHEST-CTA-PE", "CT-CHEST-HRCT-WO"} <= \
+        {exam_id for exam_id, _ in lung_series}
+    # and no mediastinal series of the same exams borrows it
+    assert [d for _, d in lung_series if "MEDIASTINUM" in d] == []
