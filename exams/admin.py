@@ -68,9 +68,10 @@ class SeriesProtocolInline(admin.StackedInline):
     fieldsets = (
         (None, {"fields": (("number", "description", "protocol_name", "instance_count"), ("role", "plane"))}),
         ("MR", {"fields": (("sequence_name", "weighting", "fat_sat"),), "classes": ("collapse",)}),
-        ("CT / X-ray", {"fields": (("slice_thickness_mm", "kvp", "contrast_phase", "kernel"),),
+        ("CT / X-ray", {"fields": (("slice_thickness_mm", "kvp", "contrast_phase", "kernel"), "window"),
                         "classes": ("collapse",)}),
-        ("Projection (DX/CR/MG)", {"fields": (("view_position", "image_laterality"),), "classes": ("collapse",)}),
+        ("Projection (DX/CR/MG)", {"fields": (("view_position", "image_laterality"), "projection"),
+                                   "classes": ("collapse",)}),
     )
 
 

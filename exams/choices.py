@@ -40,6 +40,12 @@ Plane = _choices(
 )
 SeriesRole = _choices("SeriesRole", terms.SeriesRole)
 ContrastPhase = _choices("ContrastPhase", terms.ContrastPhase, {terms.ContrastPhase.NONE: "None"})
+WindowPreset = _choices("WindowPreset", terms.WindowPreset, {
+    terms.WindowPreset.NONE: "By body part",
+    **{w: f"{w.name.replace('_', ' ').title()} (C {c:g} / W {wd:g} HU)" for w, (c, wd) in terms.CT_WINDOWS.items()}})
+Projection = _choices("Projection", terms.Projection, {
+    terms.Projection.NONE: "Straight (as the view position)",
+    terms.Projection.AXIAL_PATELLOFEMORAL: "Axial patellofemoral (sunrise/skyline)"})
 CodingScheme = _choices(
     "CodingScheme", terms.CodingScheme,
     {terms.CodingScheme.CPT: "CPT (C4)", terms.CodingScheme.LOINC: "LOINC (LN)",

@@ -155,6 +155,11 @@ class SeriesProtocol(models.Model):
     kernel = models.CharField(max_length=16, blank=True, default="")
     view_position = models.CharField(max_length=4, choices=choices.VIEW_POSITION_CHOICES, blank=True, default="")
     image_laterality = models.CharField(max_length=1, choices=choices.Laterality.choices, blank=True, default="")
+    window = models.CharField(max_length=16, choices=choices.WindowPreset.choices, blank=True, default="",
+                              help_text="CT: the window the series is read (and previewed) in.")
+    projection = models.CharField(max_length=24, choices=choices.Projection.choices, blank=True, default="",
+                                  help_text="DX/CR: how the beam crosses the part when the view position "
+                                            "cannot say it (oblique, mortise, sunrise).")
 
     class Meta:
         ordering = ["exam_id", "number"]
@@ -180,6 +185,8 @@ class SeriesProtocol(models.Model):
             kernel=self.kernel,
             view_position=self.view_position,
             image_laterality=terms.Laterality(self.image_laterality),
+            window=terms.WindowPreset(self.window),
+            projection=terms.Projection(self.projection),
         )
 
 

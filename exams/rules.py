@@ -144,7 +144,8 @@ def check_codes(codes: Iterable[Mapping[str, Any]]) -> list[Problem]:
 
 
 def check_series(modality: str, series: Iterable[Mapping[str, Any]]) -> list[Problem]:
-    """At least one series; unique numbers; MR series name their sequence and weighting."""
+    """At least one series; unique numbers; MR series name their sequence and weighting; window presets
+    are CT-only and projections DX/CR-only."""
     series = list(series)
     if not series:
         return [Problem("series", "an exam needs at least one series protocol.")]
@@ -164,4 +165,10 @@ def check_series(modality: str, series: Iterable[Mapping[str, Any]]) -> list[Pro
                 problems.append(Problem("series", f"{label} is an MR series and needs a weighting (e.g. T1, T2, PD)."))
         elif s.get("weighting") or s.get("sequence_name"):
             problems.append(Problem("series", f"{label}: sequence name and weighting apply to MR series only."))
+        if s.get("window") and modality != Modality.CT.value:
+            problems.append(Problem("series", f"{label}: a window preset applies to CT series only (MR, US and "
+                                              "projection images are windowed from their pixel values)."))
+        if s.get("projection") and modality not in (Modality.DX.value, Modality.CR.value):
+            problems.append(Problem("series", f"{label}: a projection (oblique, mortise, sunrise) applies to "
+                                              "DX and CR series only."))
     return problems

@@ -118,6 +118,49 @@ class SeriesRole(StrEnum):
     DERIVED = "DERIVED"
 
 
+class WindowPreset(StrEnum):
+    """The display window a CT series is read in: its default VOI (Window Center/Width, PS3.3 C.11.2.1.2).
+
+    Curated per series protocol (a lung series and a mediastinal series of the same chest differ only here);
+    NONE lets the body part choose. Values are (center, width) in HU, see :data:`CT_WINDOWS`.
+    """
+
+    NONE = ""
+    BRAIN = "brain"
+    SUBDURAL = "subdural"
+    LUNG = "lung"
+    MEDIASTINUM = "mediastinum"
+    SOFT_TISSUE = "soft_tissue"
+    LIVER = "liver"
+    BONE = "bone"
+    ANGIO = "angio"
+
+
+# Window (center, width) in HU per preset: the values reading rooms use (e.g. lung -600/1500, bone 400/1800).
+CT_WINDOWS: dict[WindowPreset, tuple[float, float]] = {
+    WindowPreset.BRAIN: (40.0, 80.0),
+    WindowPreset.SUBDURAL: (75.0, 215.0),
+    WindowPreset.LUNG: (-600.0, 1500.0),
+    WindowPreset.MEDIASTINUM: (40.0, 400.0),
+    WindowPreset.SOFT_TISSUE: (50.0, 400.0),
+    WindowPreset.LIVER: (60.0, 160.0),
+    WindowPreset.BONE: (400.0, 1800.0),
+    WindowPreset.ANGIO: (300.0, 600.0),
+}
+
+
+class Projection(StrEnum):
+    """How a radiographic view is projected when the View Position (0018,5101) cannot say it: the beam
+    rotated about the limb (oblique, mortise) or along the femur, tangential to the patellofemoral joint
+    (the axial "sunrise"/"skyline" view of the knee, View Position stays its AP/PA term). NONE: straight
+    through along the View Position."""
+
+    NONE = ""
+    OBLIQUE = "oblique"
+    MORTISE = "mortise"
+    AXIAL_PATELLOFEMORAL = "axial_patellofemoral"
+
+
 class ContrastPhase(StrEnum):
     NONE = ""
     NONCONTRAST = "NONCONTRAST"
@@ -245,7 +288,7 @@ IMAGED_BY_SIDE: frozenset[str] = PAIRED_BODY_PARTS | {"CAROTID", "SCROTUM", "TES
 # Body Part Examined (0018,0015) instead: the catalog keeps the finer term for exam choice, indications and
 # anatomy; receivers and validators get a term they know (dciodvfy warns on any other, and cannot tell
 # whether an unknown part is paired, so it asks for a Laterality).
-BODY_PART_EXAMINED: dict[str, str] = {"SINUS": "HEAD", "PELVISFEMALE": "PELVIS"}
+BODY_PART_EXAMINED: dict[str, str] = {"SINUS": "HEAD", "PELVISFEMALE": "PELVIS", "FOREARM": "ARM"}
 
 
 def body_part_examined(body_part: str) -> str:

@@ -20,10 +20,12 @@ from generators.terms import (
     Modality,
     Plane,
     Priority,
+    Projection,
     Purpose,
     SeriesRole,
     Sex,
     Weighting,
+    WindowPreset,
 )
 from generators.vr import pn_component
 
@@ -59,6 +61,8 @@ class SeriesSpec:
     # projection imaging (DX/CR/MG)
     view_position: str = ""  # DICOM (0018,5101) e.g. AP, PA, LL, RL; MG: CC, MLO, ML
     image_laterality: Laterality = Laterality.NONE
+    window: WindowPreset = WindowPreset.NONE  # CT: the default display window of the series
+    projection: Projection = Projection.NONE  # DX/CR: oblique, mortise, axial patellofemoral (sunrise)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from generators.dicom import phantoms_nm, phantoms_us
 from generators.dicom.pixels import SeriesPixels, series_has_contrast
 from generators.terms import (
     IMAGED_BY_SIDE,
+    PAIRED_BODY_PARTS,
     Laterality,
     Modality,
     SeriesRole,
@@ -60,6 +61,7 @@ SOP_INSTANCE_UID = 0x00080018
 INSTANCE_NUMBER = 0x00200013
 IMAGE_POSITION = 0x00200032
 SLICE_LOCATION = 0x00201041
+IMAGE_ORIENTATION = 0x00200037  # per instance only in a multi-plane series (an MR three-plane localizer)
 DETECTOR_INFORMATION = 0x00540022
 PIXEL_DATA = 0x7FE00010
 DYNAMIC: dict[int, str] = {SOP_INSTANCE_UID: "UI", INSTANCE_NUMBER: "IS", IMAGE_POSITION: "DS",
@@ -76,10 +78,15 @@ _ANATOMY: dict[str, tuple[str, str]] = {
     "CSPINE": ("122494005", "Cervical spine"), "TSPINE": ("122495006", "Thoracic spine"),
     "FOREARM": ("14975008", "Forearm"), "HUMERUS": ("85050009", "Humerus"), "FEMUR": ("71341001", "Femur"),
     "LEG": ("30021000", "Lower leg"), "CLAVICLE": ("51299004", "Clavicle"),
+    "SINUS": ("2095001", "Paranasal sinus"), "SPINE": ("421060004", "Spine"),
 }
+# CID 4010 DX View (SCT codes as PS3.16 lists them: 399348003 is antero-posterior, 272479007 postero-anterior).
+# A decubitus view is a frontal view taken with a horizontal beam; the obliques name their side only.
 _DX_VIEWS: dict[str, tuple[str, str]] = {
-    "PA": ("399348003", "postero-anterior"), "AP": ("399067008", "antero-posterior"),
+    "PA": ("272479007", "postero-anterior"), "AP": ("399348003", "antero-posterior"),
     "LL": ("399173006", "left lateral"), "RL": ("399198007", "right lateral"),
+    "RLD": ("399348003", "antero-posterior"), "LLD": ("399348003", "antero-posterior"),
+    "RLO": ("399236003", "right oblique"), "LLO": ("399184004", "left oblique"),
 }
 _MG_VIEWS: dict[str, tuple[str, str]] = {
     "CC": ("399162004", "cranio-caudal"), "MLO": ("399368009", "medio-lateral oblique"),
@@ -276,6 +283,10 @@ def _laterality(ds: Dataset, order: Order, spec: SeriesSpec) -> None:
         ds.Laterality = side.value
     elif side == Laterality.BILATERAL:
         ds.ImageLaterality = side.value
+    elif order.exam.body_part.upper() not in PAIRED_BODY_PARTS:
+        # a part always covered on both sides (carotids, testes) in a series that names no side: a CTA/MRA of
+        # the neck shows both carotid arteries in every image
+        ds.ImageLaterality = Laterality.BILATERAL.value
     else:  # a paired part of unknown side (the catalog's rules forbid it; a hand-made exam may do it): Type 2
         ds.Laterality = ""
 
@@ -303,7 +314,8 @@ def _plane(ds: Dataset, ctx: SeriesContext, *, spacing_between: bool) -> None:
     ds.PatientPosition = "HFS"
     ds.FrameOfReferenceUID = ctx.frame_of_reference_uid
     ds.PositionReferenceIndicator = ""
-    ds.ImageOrientationPatient = [decimal_string(v) for v in geometry.orientation]
+    if not geometry.planes:  # a multi-plane series writes it per instance (writer DYNAMIC)
+        ds.ImageOrientationPatient = [decimal_string(v) for v in geometry.orientation]
     ds.PixelSpacing = [decimal_string(geometry.pixel_spacing), decimal_string(geometry.pixel_spacing)]
 
 

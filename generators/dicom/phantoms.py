@@ -365,7 +365,11 @@ def body_model() -> tuple[Shape, ...]:
     s += [_ell(T.FAT, 0, 0, 612, 80, 100, 96), _ell(T.BONE, 0, 0, 612, 75, 95, 91),
           _ell(T.FLUID, 0, 0, 614, 68, 88, 84), _ell(T.GREY, 0, 0, 615, 65, 85, 80),
           _ell(T.WHITE, 0, 3, 620, 51, 68, 60)]
-    s += [_ell(T.FLUID, 0, 0, 650, 1.0, 86, 62)]  # interhemispheric fissure (off the mid-sagittal plane: see _REGIONS)
+    # interhemispheric fissure: a thin sheet of CSF either side of the falx, where the medial cortices of the
+    # hemispheres meet, so axial and coronal slices show the fissure line and a mid-sagittal slice (x = 0,
+    # where an even slice count centres) shows the medial surface of the brain, not a plane of CSF
+    # (inside the inner table of the skull: the sheet must not cut the vault and scalp on a midline slice)
+    s += [_ell(T.FLUID, 0, 0, 640, 1.3, 78, 50), _ell(T.GREY, 0, 0, 640, 0.8, 78, 50)]
     s += [_ell(T.WHITE, 0, -2, 634, 9, 38, 6)]  # corpus callosum bridges the hemispheres
     s += [_ell(T.GREY, 0, 48, 566, 46, 28, 22), _ell(T.WHITE, 0, 46, 566, 22, 14, 10)]  # cerebellum
     s += [_cyl(T.GREY, 0, 18, 13, 12, 520, 600), _ell(T.FLUID, 0, 30, 585, 4, 6, 10)]  # brainstem, 4th ventricle
@@ -458,6 +462,8 @@ _REGIONS: dict[str, Region] = {
     "hand": Region("arm", (0, 0, 90), 180, 240),
     "forearm": Region("arm", (0, 0, -120), 160, 330),
     "elbow": Region("arm", (0, 0, -305), 160, 220),
+    # the arm model starts at mid-humerus: the humeral shaft down to the elbow joint
+    "humerus": Region("arm", (0, 0, -425), 160, 270),
     "breast": Region("breast", (0, -80, 250), 340, 200),
     "uterus": Region("female", (0, 0, -180), 260, 300),
     "prostate": Region("male", (0, -10, -245), 200, 240),
@@ -472,7 +478,7 @@ _BODY_PART_REGION: dict[str, str] = {
     "PELVIS": "pelvis", "PROSTATE": "prostate", "UTERUS": "uterus", "PELVISFEMALE": "uterus", "SCROTUM": "pelvis",
     "HIP": "hip", "FEMUR": "femur", "KNEE": "knee", "LEG": "leg", "ANKLE": "ankle", "FOOT": "foot",
     "EXTREMITY": "knee", "WHOLEBODY": "wholebody", "BONE": "wholebody",
-    "WRIST": "wrist", "HAND": "hand", "FOREARM": "forearm", "ELBOW": "elbow", "HUMERUS": "forearm",
+    "WRIST": "wrist", "HAND": "hand", "FOREARM": "forearm", "ELBOW": "elbow", "HUMERUS": "humerus",
     "BREAST": "breast",
 }
 
@@ -836,6 +842,8 @@ def projection(body_part: str, laterality: Laterality, view: str, rows: int, col
     cx, cy, cz = region.center
     # Beam path: an extremity's lateral view must not cross the other limb.
     reach = min(220.0, 0.6 * region.fov)
+    if view.upper() == "AXIAL_PATELLOFEMORAL":
+        return _axial_patellofemoral(region, shapes, rows, cols, scale)
     if lateral:
         axes = PLANE_AXES[Plane.SAGITTAL]
         u = cy + (np.arange(c_lo) - (c_lo - 1) / 2) * fov_u / c_lo
@@ -860,6 +868,33 @@ def projection(body_part: str, laterality: Laterality, view: str, rows: int, col
     total *= 3.0 * math.sqrt(1.0 + tilt * tilt)  # the slanted path is longer per depth step
     if body_part.upper() in {"ELBOW", "HUMERUS"}:
         total = np.ascontiguousarray(total[::-1])  # hung as read: humerus at the top, forearm below
+    return _resize(total, rows, cols) if scale > 1 else total
+
+
+# The patellofemoral joint of the model knee (z, mm): from the tibial tuberosity level to above the patella.
+_PATELLOFEMORAL_Z = (-662.0, -598.0)
+
+
+def _axial_patellofemoral(region: Region, shapes: tuple[Shape, ...], rows: int, cols: int, scale: int
+                          ) -> np.ndarray:
+    """The axial ("sunrise", "skyline") view of the knee: the beam runs along the femur, tangential to the
+    patellofemoral joint, so the image is a transverse projection with the patella on top (anterior up)
+    riding in the trochlear groove between the femoral condyles (patient's right on the viewer's left).
+    Only the joint's slab is crossed: the flexed knee puts the rest of the limb out of the beam."""
+    r_lo, c_lo = rows // scale, cols // scale
+    span = region.fov  # a tight field around the joint, the same mm per pixel across and down
+    cx, cy, _ = region.center
+    u = cx + (np.arange(c_lo) - (c_lo - 1) / 2) * span / c_lo
+    v = cy - 10.0 + (np.arange(r_lo) - (r_lo - 1) / 2) * span * rows / cols / r_lo
+    mu = mu_lut(1.8)
+    total = np.zeros((r_lo, c_lo), np.float32)
+    labels = np.zeros((r_lo, c_lo), np.uint8)
+    step = 2.0
+    for w in np.arange(_PATELLOFEMORAL_Z[0], _PATELLOFEMORAL_Z[1], step):
+        labels.fill(0)
+        _paint(labels, shapes, PLANE_AXES[Plane.AXIAL], u, v, float(w))
+        total += mu[labels]
+    total *= step
     return _resize(total, rows, cols) if scale > 1 else total
 
 

@@ -15,7 +15,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from generators.dicom import phantoms, phantoms_nm, phantoms_us
-from generators.terms import Contrast, ContrastPhase, Laterality, Modality, Plane, SeriesRole, Weighting
+from generators.terms import (
+    CT_WINDOWS,
+    Contrast,
+    ContrastPhase,
+    Laterality,
+    Modality,
+    Plane,
+    Projection,
+    SeriesRole,
+    Weighting,
+    WindowPreset,
+)
 from generators.types import ExamInfo, SeriesSpec
 
 # Levels along the slice normal at which the anatomy is evaluated; slices between share the nearest.
@@ -41,14 +52,24 @@ class Geometry:
     spacing: float
     pixel_spacing: float
     thickness: float
+    # A multi-plane series (an MR three-plane localizer): instance i lies in planes[i % n] as its slice i // n,
+    # so Image Orientation (Patient) is a per-instance value (``orientation_at``).
+    planes: tuple[Geometry, ...] = ()
+
+    def orientation_at(self, i: int) -> tuple[float, ...]:
+        return self.planes[i % len(self.planes)].orientation if self.planes else self.orientation
 
     def position(self, i: int) -> tuple[float, float, float]:
+        if self.planes:
+            return self.planes[i % len(self.planes)].position(i // len(self.planes))
         s = i * self.spacing
         return (self.first[0] + s * self.normal[0], self.first[1] + s * self.normal[1],
                 self.first[2] + s * self.normal[2])
 
     def location(self, i: int) -> float:
-        """Slice Location (0020,1041): the position projected on the normal."""
+        """Slice Location (0020,1041): the position projected on the normal (of the instance's plane)."""
+        if self.planes:
+            return self.planes[i % len(self.planes)].location(i // len(self.planes))
         p = self.position(i)
         return p[0] * self.normal[0] + p[1] * self.normal[1] + p[2] * self.normal[2]
 
@@ -141,7 +162,19 @@ def _window_from(levels_frame: np.ndarray) -> tuple[tuple[float, ...], tuple[flo
     return (round(float(lo + hi) / 2, 1),), (round(max(float(hi - lo), 1.0), 1),)
 
 
-def _ct_window(body_part: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _ct_window(body_part: str, preset: WindowPreset = WindowPreset.NONE
+               ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Window Center/Width (HU) of a CT series: the body part's usual pair, or the series' curated preset
+    first (the default a viewer and the preview apply), followed by the body part's others."""
+    centers, widths = _ct_body_part_window(body_part)
+    if preset == WindowPreset.NONE:
+        return centers, widths
+    center, width = CT_WINDOWS[preset]
+    others = [(c, w) for c, w in zip(centers, widths, strict=True) if (c, w) != (center, width)]
+    return (center, *(c for c, _ in others)), (width, *(w for _, w in others))
+
+
+def _ct_body_part_window(body_part: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     part = body_part.upper()
     if part in {"HEAD", "BRAIN"}:
         return (40.0,), (80.0,)
@@ -174,16 +207,17 @@ def series_pixels(exam: ExamInfo, spec: SeriesSpec, count: int, *, seed: int) ->
                                            "SPINE", "ABDOMENPELVIS", "HIP", "SHOULDER", "SKULL", "WHOLEBODY"}
         rows, cols = (2048, 2048) if chest else (1280, 1024)
         region = phantoms.region_for(exam.body_part, lat)
-        view = spec.view_position or "PA"
-        for special in ("OBLIQUE", "MORTISE"):  # views the projector rotates; the View Position stays AP/PA
-            if special in spec.description.upper():
-                view = special
+        # the curated projection turns the beam (oblique, mortise) or sends it along the femur (sunrise);
+        # the View Position (0018,5101) stays the AP/PA term the standard has for them
+        view = spec.projection.value.upper() if spec.projection != Projection.NONE else (spec.view_position or "PA")
 
         def frame(i: int) -> np.ndarray:
             return phantoms.radiograph(exam.body_part, lat, view, rows, cols, seed=_seed(series_seed, i))
 
+        # the sunrise view spans the joint's width (region.fov) across; the others the region's coverage down
+        spacing = region.fov / cols if spec.projection == Projection.AXIAL_PATELLOFEMORAL else region.coverage / rows
         return SeriesPixels(rows, cols, 16, 12, False, ((2048.0,), (4096.0,)), frame,
-                            pixel_spacing=round(region.coverage / rows, 4))
+                            pixel_spacing=round(spacing, 4))
     if modality == Modality.MG:
         side = spec.image_laterality if spec.image_laterality in (Laterality.LEFT, Laterality.RIGHT) else (
             exam.laterality if exam.laterality in (Laterality.LEFT, Laterality.RIGHT) else Laterality.RIGHT)
@@ -249,8 +283,10 @@ def _cross_sectional(exam: ExamInfo, spec: SeriesSpec, count: int, series_seed: 
         lut = phantoms.ct_lut(phase) + 1024.0  # stored = HU - RescaleIntercept
         stack = _stack_pixels(labels_key, lut, plane, geometry, count, seed=series_seed, sigma=12.0,
                               lo=40, hi=4055, shade=False)
-        return SeriesPixels(rows, cols, 16, 12, False, _ct_window(exam.body_part), stack, geometry,
+        return SeriesPixels(rows, cols, 16, 12, False, _ct_window(exam.body_part, spec.window), stack, geometry,
                             geometry.pixel_spacing, rescale=(-1024.0, 1.0))
+    if localizer and spec.plane == Plane.NONE:
+        return _mr_three_plane_localizer(exam, spec, count, series_seed, lat, rows, cols)
     contrast = series_has_contrast(exam, spec)
     cine = "CINE" in spec.description.upper() or (spec.sequence_name or "").upper() in _SSFP_NAMES
     lut = phantoms.mr_lut(spec.weighting, spec.fat_sat, contrast, bright_blood=cine) * 2.0
@@ -258,6 +294,36 @@ def _cross_sectional(exam: ExamInfo, spec: SeriesSpec, count: int, series_seed: 
                           lo=40, hi=4055, shade=True)
     window = _window_from(stack.levels[stack.index[count // 2]])
     return SeriesPixels(rows, cols, 16, 12, False, window, stack, geometry, geometry.pixel_spacing)
+
+
+# The order a three-plane localizer acquires its planes in (PS3.3 C.8.3.1.1.1 calls it LOCALIZER image type).
+LOCALIZER_PLANES = (Plane.AXIAL, Plane.SAGITTAL, Plane.CORONAL)
+
+
+def _mr_three_plane_localizer(exam: ExamInfo, spec: SeriesSpec, count: int, series_seed: int, lat: Laterality,
+                              rows: int, cols: int) -> SeriesPixels:
+    """An MR scout of an unset plane: instances cycle axial, sagittal, coronal through the region centre
+    (several per plane when the series has more than three), each with its own Image Orientation."""
+    region = phantoms.region_for(exam.body_part, lat)
+    thickness, spacing = _spacing(spec, exam.modality)
+    per_plane = [len(range(k, count, len(LOCALIZER_PLANES))) for k in range(len(LOCALIZER_PLANES))]
+    lut = phantoms.mr_lut(spec.weighting, spec.fat_sat, False) * 2.0
+    geometries, stacks = [], []
+    for k, plane in enumerate(LOCALIZER_PLANES):
+        n = max(per_plane[k], 1)
+        g = stack_geometry(region, plane, rows, cols, n, spacing, thickness)
+        geometries.append(g)
+        stacks.append(_stack_pixels((exam.body_part.upper(), lat, plane, rows, cols), lut, plane, g, n,
+                                    seed=_seed(series_seed, k), sigma=10.0, lo=40, hi=4055, shade=True))
+    first = geometries[0]
+    geometry = Geometry(first.orientation, first.normal, first.first, spacing, first.pixel_spacing, thickness,
+                        planes=tuple(geometries))
+
+    def frame(i: int) -> np.ndarray:
+        return stacks[i % len(stacks)](i // len(stacks))
+
+    window = _window_from(stacks[0].levels[stacks[0].index[0]])
+    return SeriesPixels(rows, cols, 16, 12, False, window, frame, geometry, geometry.pixel_spacing)
 
 
 def _ct_localizer(exam: ExamInfo, geometry: Geometry, rows: int, cols: int, series_seed: int, lat: Laterality

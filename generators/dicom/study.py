@@ -84,6 +84,11 @@ def _position_values(pixels: SeriesPixels, i: int) -> tuple[str | None, str | No
     return "\\".join(iods.decimal_string(v) for v in g.position(i)), iods.decimal_string(g.location(i))
 
 
+def _orientation_value(pixels: SeriesPixels, i: int) -> str:
+    assert pixels.geometry is not None
+    return "\\".join(iods.decimal_string(v) for v in pixels.geometry.orientation_at(i))
+
+
 def _generate(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str, now: dt.datetime,
               manufacturer_model: str | None, max_instances_per_series: int | None, previews: bool,
               pps_started_at: dt.datetime | None = None) -> Iterator[InstanceRecord | SeriesRecord]:
@@ -107,7 +112,8 @@ def _generate(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str, n
             pixels = series_pixels(exam, spec, count, seed=seed)
             ctx = iods.SeriesContext(spec, series_uid, for_uid, acquired, pixels, manufacturer_model)
             header = iods.series_dataset(order, ctx, now=now, pps_started_at=pps_started_at)
-            template = SeriesTemplate(header, dynamic)
+            multiplane = pixels.geometry is not None and bool(pixels.geometry.planes)
+            template = SeriesTemplate(header, {**dynamic, iods.IMAGE_ORIENTATION: "DS"} if multiplane else dynamic)
             pinhole = (exam.modality == Modality.NM
                        and phantoms_nm.scene_for(exam.body_part, spec.description) == "pinhole")
             detector_items = [encode_dataset_element(iods.nm_detector_information(posterior, pinhole=pinhole),
@@ -123,7 +129,8 @@ def _generate(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str, n
                 position, location = _position_values(pixels, i)
                 values = {iods.SOP_INSTANCE_UID: sop_uid, iods.INSTANCE_NUMBER: str(i + 1),
                           iods.IMAGE_POSITION: position, iods.SLICE_LOCATION: location,
-                          iods.DETECTOR_INFORMATION: detector_items[i % 2]}
+                          iods.DETECTOR_INFORMATION: detector_items[i % 2],
+                          iods.IMAGE_ORIENTATION: _orientation_value(pixels, i) if multiplane else None}
                 buffers = [file_meta_bytes(sop_class, sop_uid, transfer_syntax), template.header(values),
                            *pixel_element(arr, transfer_syntax, bits_stored=pixels.bits_stored,
                                           signed=pixels.signed)]

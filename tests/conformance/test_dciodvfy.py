@@ -62,6 +62,7 @@ def check_exam(exam: ExamInfo, out_dir: Path, dciodvfy: str, dcentvfy: str) -> l
     return problems
 
 
+@pytest.mark.timeout(900)  # 160+ exams, two processes: about 4 minutes alone, more on a shared machine
 def test_every_active_exam_passes_dciodvfy_and_dcentvfy_without_warnings(db, tmp_path: Path) -> None:
     dciodvfy, dcentvfy = require_binary("dciodvfy"), require_binary("dcentvfy")
     from exams.catalog_io import SHIPPED_CATALOG, load_catalog, read_catalog_file

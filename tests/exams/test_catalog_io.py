@@ -148,3 +148,33 @@ def test_the_shipped_catalog_loads_with_80_active_exams_and_round_trips():
     # and every exam converts to the generator-side view
     from exams.factory import with_details
     assert all(e.to_info().primary_code.scheme == "C4" for e in with_details(ExamSpec.objects.all()))
+
+
+def _first_series_of(doc: dict, modality: str) -> dict:
+    return next(e for e in doc["exams"] if e["modality"] == modality)["series"][0]
+
+
+def test_it_loads_and_dumps_a_series_window_preset_and_projection():
+    doc = small_catalog()
+    _first_series_of(doc, "CT")["window"] = "lung"
+    _first_series_of(doc, "DX")["projection"] = "axial_patellofemoral"
+    load_catalog(doc)
+    ct = SeriesProtocol.objects.get(exam__modality="CT", number=_first_series_of(doc, "CT")["number"])
+    assert ct.to_spec().window.value == "lung"
+    dumped = dump_catalog()
+    assert _first_series_of(dumped, "CT")["window"] == "lung"
+    assert _first_series_of(dumped, "DX")["projection"] == "axial_patellofemoral"
+    assert "window" not in _first_series_of(dumped, "MR")  # absent where not curated, like the shipped file
+
+
+@pytest.mark.parametrize(("modality", "field", "value", "message"), [
+    ("MR", "window", "lung", "a window preset applies to CT series only"),
+    ("CT", "projection", "oblique", "a projection (oblique, mortise, sunrise) applies to DX and CR series only"),
+    ("CT", "window", "tissue", "'tissue' is not a valid choice"),
+])
+def test_it_refuses_a_preset_the_series_cannot_have_and_loads_nothing(modality, field, value, message):
+    doc = small_catalog()
+    _first_series_of(doc, modality)[field] = value
+    with pytest.raises(CatalogError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_catalog(doc)
+    assert ExamSpec.objects.count() == 0

@@ -68,6 +68,15 @@ def test_screening_mammography_draws_z12_31_and_ldct_a_smoking_history(draws) ->
     assert all(s for _, s in codes["CT-CHEST-LDCT-SCREEN"]), "every LDCT order carries its smoking history"
 
 
+def test_aaa_screening_draws_z13_6_with_a_smoking_or_family_history_for_men_65_to_75(draws) -> None:
+    aaa = [(patient, ind) for exam, patient, ind in draws if exam.id == "US-AORTA-AAA-SCREEN"]
+    assert aaa
+    assert {ind.icd10 for _, ind in aaa} == {"Z13.6"}
+    assert {ind.secondary_icd10 for _, ind in aaa} <= {"Z87.891", "F17.210", "Z82.49"}
+    assert "Z87.891" in {ind.secondary_icd10 for _, ind in aaa}
+    assert all(p.sex == Sex.MALE and 65 <= p.age <= 75 for p, _ in aaa)
+
+
 def test_diagnostic_exams_never_draw_a_screening_reason(draws) -> None:
     wrong = [(exam.id, ind.icd10) for exam, _, ind in draws
              if exam.purpose != Purpose.SCREENING and is_screening_code(ind.icd10)]

@@ -324,10 +324,13 @@ def test_a_bilateral_study_carries_image_laterality_b_and_its_per_side_series_r_
     assert _dciodvfy_errors(files) == []
 
 
-def test_a_paired_part_of_unknown_side_carries_an_empty_laterality_and_a_carotid_series_its_side(
+def test_a_sideless_series_of_a_both_sided_part_shows_both_and_a_carotid_series_its_side(
         tmp_path: Path) -> None:
-    unknown = _single_series_study(tmp_path / "scrotum", Modality.US, "SCROTUM", "SWEEP")
-    assert pydicom.dcmread(unknown[0], stop_before_pixels=True).Laterality == ""
+    # the testes and the carotids are always covered on both sides: a series naming no side shows both
+    # (Image Laterality B), not an unknown side (an empty Laterality, which dciodvfy warns about)
+    both = pydicom.dcmread(_single_series_study(tmp_path / "scrotum", Modality.US, "SCROTUM", "SWEEP")[0],
+                           stop_before_pixels=True)
+    assert both.ImageLaterality == "B" and "Laterality" not in both
     exam = dataclasses.replace(EXAMS[Modality.US], body_part="CAROTID", series=(
         SeriesSpec(1, "RIGHT CAROTID", "R", 1, image_laterality=Laterality.RIGHT),))
     order = dataclasses.replace(order_for(Modality.US), exam=exam)
