@@ -219,7 +219,18 @@ class EmissionStack:
 
     def __call__(self, i: int) -> np.ndarray:
         mean = self.suv(i)
-        rng = np.random.default_rng([self.seed, i])
-        # ~10 % noise at SUV 1, falling as 1/sqrt(counts) in hot regions (count statistics)
-        noisy = mean + rng.standard_normal(mean.shape).astype(np.float32) * 0.1 * np.sqrt(np.maximum(mean, 0.05))
-        return np.clip(np.rint(noisy * SUV_SCALE), 0, 65535).astype(np.uint16)
+        n = mean.size
+        bank = _noise_bank(self.seed, n)
+        offset = int(np.random.default_rng([self.seed, i]).integers(0, bank.size - n))
+        # ~10 % noise at SUV 1, relative noise falling as 1/sqrt(counts) in hot regions (count statistics)
+        noisy = mean + bank[offset:offset + n].reshape(mean.shape) * np.sqrt(np.maximum(mean, 0.05))
+        np.multiply(noisy, SUV_SCALE, out=noisy)
+        return np.clip(noisy, 0, 65535, out=noisy).astype(np.uint16)
+
+
+@functools.lru_cache(maxsize=2)
+def _noise_bank(seed: int, size: int) -> np.ndarray:
+    """Gaussian samples (σ 0.1) a slice takes a random window of: one draw per series, not per slice."""
+    bank = np.random.default_rng(seed).standard_normal(size + 65536, dtype=np.float32) * np.float32(0.1)
+    bank.flags.writeable = False
+    return bank
