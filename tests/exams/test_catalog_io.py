@@ -20,7 +20,7 @@ def test_it_loads_exams_codes_series_and_indications():
     knee = ExamSpec.objects.get(id="MR-KNEE-RIGHT-WO")
     assert [c.code for c in knee.codes.all()] == ["73721", "36489-5"]
     assert [s.description for s in knee.series.all()] == ["SAG PD FS", "COR T1", "AX T2 FS"]
-    assert Indication.objects.count() == 5
+    assert Indication.objects.count() == 6
 
 
 def test_loading_the_same_file_twice_gives_the_same_catalog():
@@ -49,7 +49,7 @@ def test_replace_removes_what_the_file_does_not_list():
     doc["exams"] = [e for e in doc["exams"] if e["modality"] != "NM"]
     doc["indications"] = doc["indications"][:2]
     result = load_catalog(doc, replace=True)
-    assert result.exams_deleted == 1 and result.indications_deleted == 3
+    assert result.exams_deleted == 1 and result.indications_deleted == 4
     assert not ExamSpec.objects.filter(modality="NM").exists()
 
 
