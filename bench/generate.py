@@ -1,7 +1,7 @@
 """Benchmark DICOM study generation against raw disk writes; prints one JSON object.
 
-Measures instances/s and MB/s for a CT series (default 300 slices of 512×512, pixels included) and a
-20-series MR study, the MB/s of writing the same bytes raw with numpy to the same directory in the
+Measures instances/s and MB/s for a CT series (default 300 slices of 512×512, pixels included), a
+20-series MR study and a PET/CT study (224 CT-AC + 374 PET slices), the MB/s of writing the same bytes raw with numpy to the same directory in the
 same run, and ``ratio`` = CT generation MB/s ÷ raw MB/s (best run of each; ``ratio_per_run`` pairs each
 CT run with the raw write right after it). The ``cold`` run includes computing the anatomy; later runs
 re-use the per-process anatomy cache as a second order of the same exam does.
@@ -65,6 +65,18 @@ def mr_exam() -> ExamInfo:
                     codes=(Code("70551", CodingScheme.CPT, "MRI brain without contrast"),), series=series)
 
 
+def pet_exam() -> ExamInfo:
+    """PET/CT FDG skull base to mid-thigh as the catalog ships it: 224 CT-AC slices (512²) + 374 PET slices (192²)."""
+    series = (SeriesSpec(1, "CT AC LOW DOSE 5MM", "PETCT_CTAC_LD", 224, plane=Plane.AXIAL, slice_thickness_mm=5.0,
+                         kvp=120, kernel="B19f"),
+              SeriesSpec(2, "PET WB AC 3D OSEM", "PETCT_PET_WB", 374, plane=Plane.AXIAL, slice_thickness_mm=3.0))
+    return ExamInfo(id="PT-WHOLEBODY-FDG", name="PET/CT FDG skull base to mid-thigh",
+                    description="PET CT FDG SKULL BASE TO MID THIGH", modality=Modality.PT, body_part="WHOLEBODY",
+                    laterality=Laterality.NONE,
+                    codes=(Code("78815", CodingScheme.CPT, "PET with concurrently acquired CT; skull base to mid-thigh"),),
+                    series=series)
+
+
 def _timed_study(order: Order, out: Path, seed: int) -> dict[str, float]:
     start = time.perf_counter()
     result = write_study(order, out, seed=seed, now=NOW)
@@ -93,7 +105,7 @@ def main() -> None:
     args = parser.parse_args()
     base = args.out or Path(tempfile.mkdtemp(prefix="yeeter-bench-"))
     try:
-        ct_runs, mr_runs, raw_runs = [], [], []
+        ct_runs, mr_runs, pet_runs, raw_runs = [], [], [], []
         # Warm the file system up (allocation, page cache) so the first measured run is not penalised.
         _raw(base / "warmup", 100, 512 * 512 * 2)
         shutil.rmtree(base / "warmup", ignore_errors=True)
@@ -102,6 +114,8 @@ def main() -> None:
             ct_runs.append(ct)
             raw_runs.append(_raw(base / f"raw{run}", ct["instances"], ct["bytes"] // ct["instances"]))
             mr_runs.append(_timed_study(_order(mr_exam(), 2000 + run), base / f"mr{run}", seed=run))
+            pet_runs.append(_timed_study(_order(pet_exam(), 3000 + run), base / f"pet{run}", seed=run))
+            shutil.rmtree(base / f"pet{run}", ignore_errors=True)
             shutil.rmtree(base / f"ct{run}", ignore_errors=True)
             shutil.rmtree(base / f"raw{run}", ignore_errors=True)
             shutil.rmtree(base / f"mr{run}", ignore_errors=True)
@@ -110,6 +124,8 @@ def main() -> None:
         print(json.dumps({
             "ct_series": {"slices": args.slices, "matrix": 512, "cold": ct_runs[0], "best": best_ct},
             "mr_study": {"series": 20, "cold": mr_runs[0], "best": max(mr_runs, key=lambda r: r["mb_per_s"])},
+            "pet_ct_study": {"series": 2, "cold": pet_runs[0],
+                             "best": max(pet_runs, key=lambda r: r["instances_per_s"])},
             "raw": {"best": best_raw, "runs": raw_runs},
             "ratio": round(best_ct["mb_per_s"] / best_raw["mb_per_s"], 3),
             "ratio_cold": round(ct_runs[0]["mb_per_s"] / raw_runs[0]["mb_per_s"], 3),

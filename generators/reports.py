@@ -363,6 +363,22 @@ _NM_GENERIC = Template(
     normal_impressions=("Normal scintigraphic study of the {part}.",),
 )
 
+_PET_CT = Template(
+    technique="PET from the skull base to the mid-thighs 60 minutes after intravenous radiotracer, with a "
+              "low-dose CT for attenuation correction and localisation; SUVs normalised to body weight.",
+    observations=(
+        _o("Head and neck", "Physiologic uptake in the brain, salivary glands and lymphoid tissue."),
+        _o("Chest", "No hypermetabolic pulmonary nodule or thoracic lymph node.",
+           ("Hypermetabolic pulmonary nodule and mediastinal nodes, SUVmax 9.",
+            "Hypermetabolic disease in the chest, suspicious for malignancy.")),
+        _o("Abdomen and pelvis", "Physiologic activity in the liver, kidneys, bowel and bladder.",
+           ("Hypermetabolic retroperitoneal and pelvic nodes, SUVmax 7.",
+            "Nodal disease in the abdomen and pelvis.")),
+        _o("Musculoskeletal", "No suspicious osseous uptake."),
+    ),
+    normal_impressions=("No scintigraphic evidence of active malignant disease.",),
+)
+
 _SPINE_PARTS = frozenset({"CSPINE", "TSPINE", "LSPINE", "SPINE"})
 _HEAD_PARTS = frozenset({"HEAD", "BRAIN", "SKULL"})
 _ABDOMEN_PARTS = frozenset({"ABDOMEN", "ABDOMENPELVIS", "PELVIS", "CHESTABDPELVIS", "LIVER", "KIDNEY"})
@@ -450,6 +466,8 @@ def _template(order: Order) -> Template:
         if part == "ABDOMEN" and not lateral:
             return _US_ABDOMEN
         return _US_GENERIC
+    if modality is Modality.PT:
+        return _PET_CT
     if modality is Modality.NM:
         return _NM_BONE if part in ("WHOLEBODY", "BONE") else _NM_GENERIC
     raise ValueError(f"No report template for modality {modality}.")

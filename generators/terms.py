@@ -20,6 +20,7 @@ class Modality(StrEnum):
     US = "US"
     MG = "MG"
     NM = "NM"
+    PT = "PT"
 
     @property
     def label(self) -> str:
@@ -34,6 +35,7 @@ MODALITY_LABELS: dict[Modality, str] = {
     Modality.US: "Ultrasound",
     Modality.MG: "Mammography",
     Modality.NM: "Nuclear Medicine",
+    Modality.PT: "Positron Emission Tomography",
 }
 
 

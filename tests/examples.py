@@ -144,6 +144,23 @@ EXAMS: dict[Modality, ExamInfo] = {
         contrast=Contrast.NONE,
         estimated_duration_min=45,
     ),
+    Modality.PT: ExamInfo(
+        id="PT-WHOLEBODY-FDG",
+        name="PET/CT FDG skull base to mid-thigh",
+        description="PET CT FDG SKULL BASE TO MID THIGH",
+        modality=Modality.PT,
+        body_part="WHOLEBODY",
+        laterality=Laterality.NONE,
+        codes=(Code("78815", CPT, "PET with concurrently acquired CT; skull base to mid-thigh"),),
+        series=(
+            SeriesSpec(1, "CT AC LOW DOSE 5MM", "PETCT_CTAC_LD", 224, plane=Plane.AXIAL, slice_thickness_mm=5.0,
+                       kvp=120, kernel="B19f"),
+            SeriesSpec(2, "PET WB AC 3D OSEM", "PETCT_PET_WB", 374, plane=Plane.AXIAL, slice_thickness_mm=3.0),
+        ),
+        estimated_duration_min=30,
+        min_age=18,
+        purpose=Purpose.STAGING,
+    ),
 }
 
 PATIENT = Patient(

@@ -108,9 +108,9 @@ def test_postgresql_urls_work_for_migrate_and_catalog_load(tmp_path):
         assert migrate.returncode == 0, migrate.stderr
         load = _manage("load_catalog", str(catalog), "--summary", env_vars=env_vars)
         assert load.returncode == 0, load.stderr
-        assert "8 active exams" in load.stdout
+        assert "9 active exams" in load.stdout
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{name}") as conn:
-            assert conn.execute("SELECT count(*) FROM exams_seriesprotocol").fetchone()[0] == 20
+            assert conn.execute("SELECT count(*) FROM exams_seriesprotocol").fetchone()[0] == 22
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()

@@ -10,6 +10,7 @@ per-instance elements (:data:`DYNAMIC`) are left out and patched in by :mod:`gen
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
@@ -21,10 +22,11 @@ from pydicom.uid import (
     DigitalXRayImageStorageForPresentation,
     MRImageStorage,
     NuclearMedicineImageStorage,
+    PositronEmissionTomographyImageStorage,
     UltrasoundImageStorage,
 )
 
-from generators.dicom import phantoms_nm, phantoms_us
+from generators.dicom import phantoms_nm, phantoms_pet, phantoms_us
 from generators.dicom.pixels import SeriesPixels, series_has_contrast
 from generators.terms import (
     IMAGED_BY_SIDE,
@@ -35,7 +37,7 @@ from generators.terms import (
     Weighting,
     body_part_examined,
 )
-from generators.types import Code, Order, SeriesSpec
+from generators.types import Code, ExamInfo, Order, SeriesSpec
 from generators.vr import clean_dataset
 
 SOP_CLASSES: dict[Modality, str] = {
@@ -46,6 +48,7 @@ SOP_CLASSES: dict[Modality, str] = {
     Modality.US: UltrasoundImageStorage,
     Modality.MG: DigitalMammographyXRayImageStorageForPresentation,
     Modality.NM: NuclearMedicineImageStorage,
+    Modality.PT: PositronEmissionTomographyImageStorage,
 }
 
 MPPS_SOP_CLASS = "1.2.840.10008.3.1.2.3.3"  # Modality Performed Procedure Step SOP Class (PS3.4 F.7)
@@ -53,7 +56,7 @@ MANUFACTURER = "YEETER SIMULATED"
 DEFAULT_MODELS: dict[Modality, str] = {
     Modality.CT: "Yeeter CT 128", Modality.MR: "Yeeter MR 1.5T", Modality.DX: "Yeeter DR 43",
     Modality.CR: "Yeeter CR Reader", Modality.US: "Yeeter Sono C5", Modality.MG: "Yeeter Mammo 3D",
-    Modality.NM: "Yeeter Dual Head",
+    Modality.NM: "Yeeter Dual Head", Modality.PT: "Yeeter PET/CT 64",
 }
 
 # Per-instance elements (tag → VR), patched by the writer; kept out of the series template.
@@ -63,10 +66,12 @@ IMAGE_POSITION = 0x00200032
 SLICE_LOCATION = 0x00201041
 IMAGE_ORIENTATION = 0x00200037  # per instance only in a multi-plane series (an MR three-plane localizer)
 DETECTOR_INFORMATION = 0x00540022
+IMAGE_INDEX = 0x00541330
 PIXEL_DATA = 0x7FE00010
 DYNAMIC: dict[int, str] = {SOP_INSTANCE_UID: "UI", INSTANCE_NUMBER: "IS", IMAGE_POSITION: "DS",
                            SLICE_LOCATION: "DS", PIXEL_DATA: "OB"}
 NM_DYNAMIC: dict[int, str] = {**DYNAMIC, DETECTOR_INFORMATION: "SQ"}
+PT_DYNAMIC: dict[int, str] = {**DYNAMIC, IMAGE_INDEX: "US"}  # PET Image C.8.9.4: Image Index per slice
 
 # SNOMED CT codes for Anatomic Region Sequence (CID 4009/4031) and MG views (CID 4014).
 _ANATOMY: dict[str, tuple[str, str]] = {
@@ -105,6 +110,20 @@ class SeriesContext:
     acquired_at: dt.datetime
     pixels: SeriesPixels
     manufacturer_model: str | None = None
+    instance_count: int = 1  # instances the series holds (PET Series Number of Slices)
+
+
+def series_modality(exam: ExamInfo, spec: SeriesSpec) -> Modality:
+    """The modality of one series: a PET/CT exam's series with a tube voltage is its CT (attenuation
+    correction) series, in the same study and Frame of Reference as the PET (PS3.3 A.21, C.7.4.1)."""
+    if exam.modality == Modality.PT and phantoms_pet.is_ct_series(spec.kvp):
+        return Modality.CT
+    return exam.modality
+
+
+def dynamic_tags(modality: Modality) -> dict[int, str]:
+    """The per-instance elements (tag → VR) of a series of ``modality``."""
+    return {Modality.NM: NM_DYNAMIC, Modality.PT: PT_DYNAMIC}.get(modality, DYNAMIC)
 
 
 def _da(t: dt.date) -> str:
@@ -190,7 +209,7 @@ def series_dataset(order: Order, ctx: SeriesContext, *, now: dt.datetime,
     is ``now`` and no MPPS instance is referenced, since none exists.
     """
     exam, spec, px = order.exam, ctx.spec, ctx.pixels
-    modality = exam.modality
+    modality = series_modality(exam, spec)
     ds = Dataset()
     if _needs_utf8(order):
         ds.SpecificCharacterSet = "ISO_IR 192"
@@ -214,7 +233,7 @@ def series_dataset(order: Order, ctx: SeriesContext, *, now: dt.datetime,
     if order.performing is not None:
         ds.PerformingPhysicianName = order.performing.name.dicom
     ds.AdmittingDiagnosesDescription = order.indication.text[:64]
-    ds.ManufacturerModelName = ctx.manufacturer_model or DEFAULT_MODELS[modality]
+    ds.ManufacturerModelName = ctx.manufacturer_model or DEFAULT_MODELS[exam.modality]
     # Patient (C.7.1.1) and Patient Study (C.7.2.2)
     patient = order.patient
     ds.PatientName = patient.name.dicom
@@ -223,6 +242,9 @@ def series_dataset(order: Order, ctx: SeriesContext, *, now: dt.datetime,
     ds.PatientBirthDate = _da(patient.birth_date)
     ds.PatientSex = patient.sex.value
     ds.PatientAge = _age(patient.birth_date, now.date())
+    if exam.modality == Modality.PT:  # SUVbw needs them; one study-level value in the CT and the PET series
+        weight_kg, height_m = phantoms_pet.patient_habitus(patient)
+        ds.PatientWeight, ds.PatientSize = decimal_string(weight_kg), decimal_string(height_m)
     # Contrast/Bolus (C.7.6.4)
     if modality in (Modality.CT, Modality.MR, Modality.DX, Modality.CR) and series_has_contrast(exam, spec):
         ds.ContrastBolusAgent = (exam.contrast_agent or "IV contrast")[:64]
@@ -257,7 +279,7 @@ def series_dataset(order: Order, ctx: SeriesContext, *, now: dt.datetime,
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = px.bits_allocated, px.bits_stored, px.bits_stored - 1
     ds.PixelRepresentation = int(px.signed)
     {Modality.CT: _ct, Modality.MR: _mr, Modality.DX: _dx, Modality.CR: _cr, Modality.US: _us,
-     Modality.MG: _mg, Modality.NM: _nm}[modality](ds, order, ctx)
+     Modality.MG: _mg, Modality.NM: _nm, Modality.PT: _pt}[modality](ds, order, ctx)
     return clean_dataset(ds)
 
 
@@ -743,3 +765,79 @@ def _nm(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
         ds.ScanLength = "2000"
         ds.WholeBodyTechnique = ["1PS", "2PS"]
     _voi(ds, px)
+
+
+def _pt(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
+    """PET Image IOD (PS3.3 A.21) modules: PET Series (C.8.9.1), PET Isotope (C.8.9.2), NM/PET Patient
+    Orientation (C.8.4.6), Frame of Reference and Image Plane (shared with the CT attenuation series),
+    PET Image (C.8.9.4) and Acquisition Context (C.7.6.14); Patient Weight and Size (Patient Study C.7.2.2).
+
+    Pixel values are Bq/ml after Rescale Slope (Units BQML), decay corrected to the series start (Decay
+    Correction START, the Series Time equals the acquisition start), so SUVbw = value × weight /
+    (total dose × 2^-(Series Time - Radiopharmaceutical Start)/half-life) gives the phantom's SUV.
+    """
+    exam, px = order.exam, ctx.pixels
+    tracer = phantoms_pet.tracer_for(exam)
+    dose = phantoms_pet.dose_for(exam, order.patient, ctx.acquired_at)
+    frame_s = 120.0  # 2 min per bed position
+    _plane(ds, ctx, spacing_between=False)
+    del ds.PatientPosition  # the NM/PET Patient Orientation codes below replace it (C.8.4.6)
+    ds.ImageType = [*ds.ImageType[:2]]
+    # PET Series (C.8.9.1)
+    ds.Units = "BQML"
+    ds.CountsSource = "EMISSION"
+    ds.SeriesType = ["WHOLE BODY", "IMAGE"]
+    ds.NumberOfSlices = ctx.instance_count
+    ds.CorrectedImage = ["NORM", "DTIM", "ATTN", "SCAT", "DECY", "RAN"]
+    ds.RandomsCorrectionMethod = "DLYD"
+    ds.AttenuationCorrectionMethod = "CT-derived mu-map"
+    ds.ScatterCorrectionMethod = "Model-based single scatter"
+    ds.DecayCorrection = "START"
+    ds.ReconstructionDiameter = decimal_string(px.cols * px.pixel_spacing)
+    ds.ConvolutionKernel = f"Gaussian {phantoms_pet.FWHM_MM:g} mm"
+    ds.ReconstructionMethod = "OSEM 3D 3i21s TOF"
+    ds.CollimatorType = "NONE"
+    window = Dataset()
+    window.EnergyWindowLowerLimit, window.EnergyWindowUpperLimit = "435", "650"
+    ds.EnergyWindowRangeSequence = Sequence([window])
+    # PET Isotope (C.8.9.2): activity in Bq, half-life in s
+    pharm = Dataset()
+    pharm.RadionuclideCodeSequence = Sequence([_code(*tracer.nuclide)])
+    pharm.RadiopharmaceuticalRoute = "Intravenous"
+    pharm.AdministrationRouteCodeSequence = Sequence([_code("47625008", "SCT", "Intravenous route")])
+    pharm.RadiopharmaceuticalStartTime = _tm(dose.injected_at)
+    pharm.RadiopharmaceuticalStartDateTime = dose.injected_at.strftime("%Y%m%d%H%M%S")
+    pharm.RadionuclideTotalDose = decimal_string(dose.total_mbq * 1e6)
+    pharm.RadionuclideHalfLife = decimal_string(tracer.half_life_s)
+    pharm.RadionuclidePositronFraction = decimal_string(tracer.positron_fraction)
+    pharm.Radiopharmaceutical = tracer.name
+    pharm.RadiopharmaceuticalCodeSequence = Sequence([_code(*tracer.code)])
+    ds.RadiopharmaceuticalInformationSequence = Sequence([pharm])
+    # NM/PET Patient Orientation (C.8.4.6): supine, head first
+    orientation = _code("102538003", "SCT", "recumbent")
+    orientation.PatientOrientationModifierCodeSequence = Sequence([_code("40199007", "SCT", "supine")])
+    ds.PatientOrientationCodeSequence = Sequence([orientation])
+    ds.PatientGantryRelationshipCodeSequence = Sequence([_code("102540008", "SCT", "headfirst")])
+    # PET Image (C.8.9.4)
+    ds.RescaleIntercept = "0"
+    ds.RescaleSlope = decimal_string_sig(phantoms_pet.rescale_slope(tracer, dose, ctx.acquired_at))
+    lam = math.log(2) / tracer.half_life_s
+    decay = phantoms_pet.frame_decay_factor(tracer, frame_s)
+    # the frame's reference point: the time at which the activity equals the frame's average (C.8.9.4.1.5)
+    ds.FrameReferenceTime = decimal_string(math.log(decay) / lam * 1000.0)
+    ds.ActualFrameDuration = int(frame_s * 1000)
+    ds.DecayFactor = decimal_string(decay)
+    ds.DoseCalibrationFactor = "1"
+    ds.ScatterFractionFactor = "0.35"
+    ds.DeadTimeFactor = "1.02"
+    ds.SliceSensitivityFactor = "1"
+    # Acquisition Context (C.7.6.14): Type 2, nothing to record
+    ds.AcquisitionContextSequence = Sequence([])
+    scale = float(ds.RescaleSlope)
+    ds.WindowCenter = decimal_string(px.window[0][0] * scale)
+    ds.WindowWidth = decimal_string(px.window[1][0] * scale)
+
+
+def decimal_string_sig(value: float) -> str:
+    """A Decimal String of a small positive factor with 8 significant digits (e.g. a PET Rescale Slope)."""
+    return f"{value:.8g}"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from generators.dicom import phantoms, phantoms_nm, phantoms_us
+from generators.dicom import phantoms, phantoms_nm, phantoms_pet, phantoms_us
 from generators.terms import (
     CT_WINDOWS,
     Contrast,
@@ -254,7 +254,31 @@ def series_pixels(exam: ExamInfo, spec: SeriesSpec, count: int, *, seed: int) ->
         peak = float(phantoms_nm.uptake(scene, 256, 0).max())
         return SeriesPixels(256, 256, 16, 16, False, ((round(peak * 0.5, 1),), (round(peak, 1),)), nm_study_frame,
                             pixel_spacing=phantoms_nm.pixel_spacing(scene))
+    if modality == Modality.PT:
+        return _pet_ct(exam, spec, count, series_seed)
     raise ValueError(f"no pixel generator for modality {modality}")
+
+
+def _pet_ct(exam: ExamInfo, spec: SeriesSpec, count: int, series_seed: int) -> SeriesPixels:
+    """A PET/CT series: the low-dose CT (attenuation correction) or the PET emission stack, both axial over the
+    study's range (:func:`phantoms_pet.field_for`) so that they share one Frame of Reference and fuse."""
+    ct = phantoms_pet.is_ct_series(spec.kvp)
+    matrix = phantoms_pet.CT_MATRIX if ct else phantoms_pet.PET_MATRIX
+    thickness = spec.slice_thickness_mm or (5.0 if ct else 3.0)
+    geometry = stack_geometry(phantoms_pet.field_for(exam), Plane.AXIAL, matrix, matrix, count, thickness, thickness)
+    if ct:
+        lut = phantoms.ct_lut(ContrastPhase.NONE) + 1024.0
+        stack = _stack_pixels(("WHOLEBODY", Laterality.NONE, Plane.AXIAL, matrix, matrix), lut, Plane.AXIAL,
+                              geometry, count, seed=series_seed, sigma=20.0, lo=40, hi=4055, shade=False)
+        return SeriesPixels(matrix, matrix, 16, 12, False, ((40.0,), (400.0,)), stack, geometry,
+                            geometry.pixel_spacing, rescale=(-1024.0, 1.0))
+    positions = np.array([geometry.position(i)[2] for i in range(count)], np.float64)
+    emission = phantoms_pet.EmissionStack(phantoms_pet.tracer_for(exam), positions, matrix, geometry.pixel_spacing,
+                                          series_seed)
+    # the default window shows SUV 0-6 (stored = SUV × SUV_SCALE); rescale slope is set by the header (Bq/ml)
+    scale = phantoms_pet.SUV_SCALE
+    return SeriesPixels(matrix, matrix, 16, 16, False, ((3.0 * scale,), (6.0 * scale,)), emission, geometry,
+                        geometry.pixel_spacing)
 
 
 # Vendor names of balanced steady-state free precession, the bright-blood cine sequence.

@@ -99,8 +99,8 @@ def _generate(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str, n
     # UIDs derive from the Study Instance UID (unique per run, see mint_order) and the pixel seed: the same
     # order and seed write the same files, but another order (or other pixels) never reuses a UID.
     rng = random.Random(f"uids/{order.study_instance_uid}/{seed}")
-    sop_class = iods.SOP_CLASSES[exam.modality]
-    dynamic = iods.NM_DYNAMIC if exam.modality == Modality.NM else iods.DYNAMIC
+    # PET/CT (PS3.3 A.21): the CT attenuation series and the PET share one Frame of Reference
+    study_for_uid = new_uid(rng) if exam.modality == Modality.PT else None
     writer = AsyncFileWriter(depth=4)
     try:
         acquired = now
@@ -108,11 +108,14 @@ def _generate(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str, n
             count = spec.instance_count
             if max_instances_per_series is not None:
                 count = max(1, min(count, max_instances_per_series))
-            series_uid, for_uid = new_uid(rng), new_uid(rng)
+            series_uid, for_uid = new_uid(rng), study_for_uid or new_uid(rng)
+            modality = iods.series_modality(exam, spec)
+            sop_class = iods.SOP_CLASSES[modality]
             pixels = series_pixels(exam, spec, count, seed=seed)
-            ctx = iods.SeriesContext(spec, series_uid, for_uid, acquired, pixels, manufacturer_model)
+            ctx = iods.SeriesContext(spec, series_uid, for_uid, acquired, pixels, manufacturer_model, count)
             header = iods.series_dataset(order, ctx, now=now, pps_started_at=pps_started_at)
             multiplane = pixels.geometry is not None and bool(pixels.geometry.planes)
+            dynamic = iods.dynamic_tags(modality)
             template = SeriesTemplate(header, {**dynamic, iods.IMAGE_ORIENTATION: "DS"} if multiplane else dynamic)
             pinhole = (exam.modality == Modality.NM
                        and phantoms_nm.scene_for(exam.body_part, spec.description) == "pinhole")
@@ -129,7 +132,7 @@ def _generate(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str, n
                 position, location = _position_values(pixels, i)
                 values = {iods.SOP_INSTANCE_UID: sop_uid, iods.INSTANCE_NUMBER: str(i + 1),
                           iods.IMAGE_POSITION: position, iods.SLICE_LOCATION: location,
-                          iods.DETECTOR_INFORMATION: detector_items[i % 2],
+                          iods.DETECTOR_INFORMATION: detector_items[i % 2], iods.IMAGE_INDEX: i + 1,
                           iods.IMAGE_ORIENTATION: _orientation_value(pixels, i) if multiplane else None}
                 buffers = [file_meta_bytes(sop_class, sop_uid, transfer_syntax), template.header(values),
                            *pixel_element(arr, transfer_syntax, bits_stored=pixels.bits_stored,
@@ -138,7 +141,7 @@ def _generate(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str, n
                 record = InstanceRecord(path, sop_class, sop_uid, series_uid, spec.number, i + 1, transfer_syntax, 0)
                 writer.submit(path, buffers, lambda size, r=record: _sized(r, size))
                 yield from writer.done()
-            yield SeriesRecord(spec.number, series_uid, spec.description, exam.modality.value, count, sop_class,
+            yield SeriesRecord(spec.number, series_uid, spec.description, modality.value, count, sop_class,
                                preview)
             acquired += dt.timedelta(minutes=max(1, round(exam.estimated_duration_min / max(len(exam.series), 1))))
         yield from writer.close()

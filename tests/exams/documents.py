@@ -58,6 +58,9 @@ def small_catalog() -> dict:
              "weight": 1, "purpose": "screening"},
             {"text": "Abdominal pain, unspecified", "icd10": "R10.9", "body_part": "", "modality": "",
              "laterality": "", "min_age": None, "max_age": None, "sex": "", "weight": 1},
+            {"text": "Non-small cell lung cancer, initial staging", "icd10": "C34.90", "body_part": "WHOLEBODY",
+             "modality": "PT", "laterality": "", "min_age": 18, "max_age": None, "sex": "", "weight": 1,
+             "purpose": "staging"},
         ],
     }
 

@@ -41,7 +41,7 @@ CATALOG_PATH = Path(__file__).resolve().parents[2] / "exams" / "fixtures" / "cat
 ICD10CM_RE = re.compile(r"^[A-TV-Z][0-9][0-9AB](\.[0-9A-TV-Z]{1,4})?$")
 CPT_RE = re.compile(r"^(\d{5}|\d{4}[A-Z])$")
 LOINC_RE = re.compile(r"^\d{1,7}-\d$")
-EXAM_ID_RE = re.compile(r"^(CT|MR|CR|DX|US|MG|NM)(-[A-Z0-9]+)+$")
+EXAM_ID_RE = re.compile(r"^(CT|MR|CR|DX|US|MG|NM|PT)(-[A-Z0-9]+)+$")
 
 # DICOM (0018,5101) View Position defined terms (PS3.3 C.8.11.5.1.1) and mammography views (C.8.11.7.1.1).
 PROJECTION_VIEWS = {"AP", "PA", "LL", "RL", "RLD", "LLD", "RLO", "LLO"}
@@ -262,6 +262,10 @@ def test_series_protocols_are_complete_and_realistic(exam: dict[str, Any]) -> No
             assert s["weighting"] == "" and s["sequence_name"] == "" and not s["fat_sat"]
         if modality in KVP_MODALITIES:
             assert s["kvp"] is not None and 20 <= s["kvp"] <= 150
+        elif modality == "PT":  # the CT attenuation series (a tube voltage) or the PET emission series
+            assert s["kvp"] is None or 80 <= s["kvp"] <= 140
+            assert s["plane"] == "AX" and s["slice_thickness_mm"]
+            assert (s["kernel"] != "") == (s["kvp"] is not None)
         else:
             assert s["kvp"] is None
         if modality == "CT":
@@ -294,6 +298,10 @@ def test_series_protocols_are_complete_and_realistic(exam: dict[str, Any]) -> No
             assert 1 <= s["instances"] <= 4
     if modality == "US":
         assert len(series) <= 3
+    if modality == "PT":  # PET/CT: the CT attenuation series first, then the PET, over the same range
+        assert series[0]["kvp"] is not None and any(s["kvp"] is None for s in series)
+        ranges = {round(s["instances"] * s["slice_thickness_mm"] / 10) for s in series}
+        assert len(ranges) == 1, f"CT and PET cover the same axial range (cm): {ranges}"
     if modality == "MG" and exam["laterality"] == "B":
         assert {s["image_laterality"] for s in series} == {"R", "L"}
 

@@ -9,24 +9,25 @@ from django.core.management.base import CommandError
 from exams.catalog_io import CatalogError, dump_catalog, load_catalog
 from exams.models import ExamSpec, Indication, ProcedureCode, SeriesProtocol
 from tests.exams.documents import mutated, small_catalog
+from tests.examples import EXAMS  # one per modality; small_catalog adds the left knee
 
 pytestmark = pytest.mark.django_db
 
 
 def test_it_loads_exams_codes_series_and_indications():
     result = load_catalog(small_catalog())
-    assert result.exams_created == 8 and result.exams_updated == 0
+    assert result.exams_created == len(EXAMS) + 1 and result.exams_updated == 0
     knee = ExamSpec.objects.get(id="MR-KNEE-RIGHT-WO")
     assert [c.code for c in knee.codes.all()] == ["73721", "36489-5"]
     assert [s.description for s in knee.series.all()] == ["SAG PD FS", "COR T1", "AX T2 FS"]
-    assert Indication.objects.count() == 5
+    assert Indication.objects.count() == 6
 
 
 def test_loading_the_same_file_twice_gives_the_same_catalog():
     load_catalog(small_catalog())
     first = dump_catalog()
     result = load_catalog(small_catalog())
-    assert result.exams_created == 0 and result.exams_updated == 8 and result.indications_created == 0
+    assert result.exams_created == 0 and result.exams_updated == len(EXAMS) + 1 and result.indications_created == 0
     assert dump_catalog() == first
     assert ProcedureCode.objects.count() == sum(len(e["codes"]) for e in first["exams"])
 
@@ -48,7 +49,7 @@ def test_replace_removes_what_the_file_does_not_list():
     doc["exams"] = [e for e in doc["exams"] if e["modality"] != "NM"]
     doc["indications"] = doc["indications"][:2]
     result = load_catalog(doc, replace=True)
-    assert result.exams_deleted == 1 and result.indications_deleted == 3
+    assert result.exams_deleted == 1 and result.indications_deleted == 4
     assert not ExamSpec.objects.filter(modality="NM").exists()
 
 
@@ -57,7 +58,7 @@ def test_without_replace_other_exams_are_kept():
     doc = small_catalog()
     doc["exams"] = doc["exams"][:1]
     load_catalog(doc)
-    assert ExamSpec.objects.count() == 8
+    assert ExamSpec.objects.count() == len(EXAMS) + 1
 
 
 def test_a_bad_file_names_the_exam_and_field_and_loads_nothing():

@@ -156,7 +156,7 @@ def test_the_loader_refuses_a_pregnancy_code_for_men_and_loads_nothing(db) -> No
     doc = small_catalog()
     doc["indications"].append({"text": "Threatened miscarriage", "icd10": "O20.0", "body_part": "", "modality": "US",
                                "laterality": "", "min_age": 12, "max_age": 55, "sex": "M", "weight": 1})
-    with pytest.raises(CatalogError, match=r"indication #6 \(O20.0\): field sex: O20.0 is a pregnancy code"):
+    with pytest.raises(CatalogError, match=r"indication #7 \(O20.0\): field sex: O20.0 is a pregnancy code"):
         load_catalog(doc)
     assert ExamSpec.objects.count() == 0 and Indication.objects.count() == 0
 
