@@ -71,6 +71,7 @@ class SeriesProtocolInline(admin.StackedInline):
         ("CT / X-ray", {"fields": (("slice_thickness_mm", "kvp", "contrast_phase", "kernel"),),
                         "classes": ("collapse",)}),
         ("Projection (DX/CR/MG)", {"fields": (("view_position", "image_laterality"),), "classes": ("collapse",)}),
+        ("Multi-frame (XA/RF/US cine)", {"fields": ("frames",), "classes": ("collapse",)}),
     )
 
 

@@ -155,6 +155,9 @@ class SeriesProtocol(models.Model):
     kernel = models.CharField(max_length=16, blank=True, default="")
     view_position = models.CharField(max_length=4, choices=choices.VIEW_POSITION_CHOICES, blank=True, default="")
     image_laterality = models.CharField(max_length=1, choices=choices.Laterality.choices, blank=True, default="")
+    frames = models.PositiveSmallIntegerField(
+        default=1, blank=True, validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Frames per instance: more than 1 makes each instance a multi-frame run or cine loop (XA, RF, US).")
 
     class Meta:
         ordering = ["exam_id", "number"]
@@ -180,6 +183,7 @@ class SeriesProtocol(models.Model):
             kernel=self.kernel,
             view_position=self.view_position,
             image_laterality=terms.Laterality(self.image_laterality),
+            frames=self.frames,
         )
 
 

@@ -20,6 +20,8 @@ class Modality(StrEnum):
     US = "US"
     MG = "MG"
     NM = "NM"
+    XA = "XA"
+    RF = "RF"
 
     @property
     def label(self) -> str:
@@ -34,6 +36,8 @@ MODALITY_LABELS: dict[Modality, str] = {
     Modality.US: "Ultrasound",
     Modality.MG: "Mammography",
     Modality.NM: "Nuclear Medicine",
+    Modality.XA: "X-Ray Angiography",
+    Modality.RF: "Radio Fluoroscopy",
 }
 
 
@@ -187,6 +191,7 @@ BODY_PARTS: dict[str, str] = {
     "ANKLE": "Ankle",
     "AORTA": "Aorta",
     "BREAST": "Breast",
+    "BLADDER": "Urinary bladder",
     "BRAIN": "Brain",
     "CAROTID": "Carotid artery",
     "CHEST": "Chest",
@@ -194,6 +199,7 @@ BODY_PARTS: dict[str, str] = {
     "CLAVICLE": "Clavicle",
     "CSPINE": "Cervical spine",
     "ELBOW": "Elbow",
+    "ESOPHAGUS": "Esophagus",
     "EXTREMITY": "Extremity",
     "FEMUR": "Femur",
     "FOOT": "Foot",

@@ -59,6 +59,8 @@ class SeriesSpec:
     # projection imaging (DX/CR/MG)
     view_position: str = ""  # DICOM (0018,5101) e.g. AP, PA, LL, RL; MG: CC, MLO, ML
     image_laterality: Laterality = Laterality.NONE
+    # multi-frame (XA/RF runs, US cine loops): frames per instance, PS3.3 C.7.6.6; 1 = a single-frame image
+    frames: int = 1
 
 
 @dataclass(frozen=True, slots=True)

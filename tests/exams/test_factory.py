@@ -119,7 +119,7 @@ def test_list_exams_reports_counts_version_and_filters(catalog):
 def test_modalities_summary_counts_active_exams_per_modality(catalog):
     ExamSpec.objects.filter(id="NM-BONE-WB").update(active=False)
     rows = {r["modality"]: r["exam_count"] for r in ExamFactory().modalities_summary()}
-    assert rows == {"CT": 1, "MR": 2, "CR": 1, "DX": 1, "US": 1, "MG": 1, "NM": 0}
+    assert rows == {"CT": 1, "MR": 2, "CR": 1, "DX": 1, "US": 1, "MG": 1, "NM": 0, "XA": 0, "RF": 0}
 
 
 def _grow_catalog(n: int) -> None:
