@@ -7,6 +7,7 @@ from rest_framework.test import APIClient
 
 from exams.catalog_io import load_catalog
 from tests.api.conftest import bigger_catalog
+from tests.examples import EXAMS
 
 URL = "/api/simulator/exams"
 
@@ -104,7 +105,7 @@ def test_the_modalities_route_is_not_swallowed_by_the_detail_route(catalog, clie
     response = client_with_key.get(URL + "/modalities")
     assert response.status_code == 200
     rows = {r["modality"]: r for r in response.json()["modalities"]}
-    assert set(rows) == {"CT", "MR", "CR", "DX", "US", "MG", "NM"}
+    assert set(rows) == {"CT", "MR", "CR", "DX", "US", "MG", "NM", "XA", "RF"}
     assert rows["MR"]["exam_count"] == 2 and rows["CT"]["exam_count"] == 1
     assert rows["MR"]["label"]
     assert response.json()["catalog"]["active_exams"] == len(catalog["exams"])
@@ -224,7 +225,7 @@ def test_list_endpoints_run_a_fixed_number_of_queries_whatever_the_catalog_size(
     # key lookup + exams + codes + series + catalog stamp
     with django_assert_max_num_queries(5):
         body = client_with_key.get(URL).json()
-    assert body["count"] == 8 + 7 * copies
+    assert body["count"] == len(EXAMS) + 1 + len(EXAMS) * copies  # one example per modality + the left knee
     with django_assert_max_num_queries(3):
         assert client_with_key.get(URL + "/modalities").status_code == 200
     # key lookup + candidates + the chosen exam with its codes and series
