@@ -1,7 +1,7 @@
 """Benchmark DICOM study generation against raw disk writes; prints one JSON object.
 
 Measures instances/s and MB/s for a CT series (default 300 slices of 512×512, pixels included), a
-20-series MR study and a PET/CT study (224 CT-AC + 374 PET slices), the MB/s of writing the same bytes raw with numpy to the same directory in the
+20-series MR study, a PET/CT study (224 CT-AC + 374 PET slices) and a 200-frame XA run (one multi-frame instance), the MB/s of writing the same bytes raw with numpy to the same directory in the
 same run, and ``ratio`` = CT generation MB/s ÷ raw MB/s (best run of each; ``ratio_per_run`` pairs each
 CT run with the raw write right after it). The ``cold`` run includes computing the anatomy; later runs
 re-use the per-process anatomy cache as a second order of the same exam does.
@@ -77,6 +77,14 @@ def pet_exam() -> ExamInfo:
                     series=series)
 
 
+def xa_exam(frames: int) -> ExamInfo:
+    """One cerebral DSA run of ``frames`` 512×512 8-bit frames in one multi-frame XA instance (PS3.3 A.14)."""
+    return ExamInfo(id="BENCH-XA", name="XA Cerebral angiography", description="XA ANGIO CEREBRAL",
+                    modality=Modality.XA, body_part="HEAD", laterality=Laterality.NONE,
+                    codes=(Code("36224", CodingScheme.CPT, "Selective catheter ICA, intracranial angiography"),),
+                    series=(SeriesSpec(1, "ICA DSA AP", "DSA_ICA_AP", 1, view_position="AP", frames=frames),))
+
+
 def _timed_study(order: Order, out: Path, seed: int) -> dict[str, float]:
     start = time.perf_counter()
     result = write_study(order, out, seed=seed, now=NOW)
@@ -101,11 +109,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=300, help="slices of the CT series (512×512)")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: a temp dir, removed)")
+    parser.add_argument("--frames", type=int, default=200, help="frames of the XA run (512×512, 8-bit)")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each measurement (first is cold)")
     args = parser.parse_args()
     base = args.out or Path(tempfile.mkdtemp(prefix="yeeter-bench-"))
     try:
-        ct_runs, mr_runs, pet_runs, raw_runs = [], [], [], []
+        ct_runs, mr_runs, pet_runs, raw_runs, xa_runs = [], [], [], [], []
         # Warm the file system up (allocation, page cache) so the first measured run is not penalised.
         _raw(base / "warmup", 100, 512 * 512 * 2)
         shutil.rmtree(base / "warmup", ignore_errors=True)
@@ -119,6 +128,8 @@ def main() -> None:
             shutil.rmtree(base / f"ct{run}", ignore_errors=True)
             shutil.rmtree(base / f"raw{run}", ignore_errors=True)
             shutil.rmtree(base / f"mr{run}", ignore_errors=True)
+            xa_runs.append(_timed_study(_order(xa_exam(args.frames), 3000 + run), base / f"xa{run}", seed=run))
+            shutil.rmtree(base / f"xa{run}", ignore_errors=True)
         best_ct = max(ct_runs, key=lambda r: r["mb_per_s"])
         best_raw = max(raw_runs, key=lambda r: r["mb_per_s"])
         print(json.dumps({
@@ -126,6 +137,9 @@ def main() -> None:
             "mr_study": {"series": 20, "cold": mr_runs[0], "best": max(mr_runs, key=lambda r: r["mb_per_s"])},
             "pet_ct_study": {"series": 2, "cold": pet_runs[0],
                              "best": max(pet_runs, key=lambda r: r["instances_per_s"])},
+            "xa_run": {"frames": args.frames, "matrix": 512, "cold": xa_runs[0],
+                       "best": max(xa_runs, key=lambda r: r["mb_per_s"]),
+                       "frames_per_s": round(args.frames / min(r["seconds"] for r in xa_runs), 1)},
             "raw": {"best": best_raw, "runs": raw_runs},
             "ratio": round(best_ct["mb_per_s"] / best_raw["mb_per_s"], 3),
             "ratio_cold": round(ct_runs[0]["mb_per_s"] / raw_runs[0]["mb_per_s"], 3),

@@ -72,6 +72,7 @@ class SeriesProtocolInline(admin.StackedInline):
                         "classes": ("collapse",)}),
         ("Projection (DX/CR/MG)", {"fields": (("view_position", "image_laterality"), "projection"),
                                    "classes": ("collapse",)}),
+        ("Multi-frame (XA/RF/US cine)", {"fields": ("frames",), "classes": ("collapse",)}),
     )
 
 

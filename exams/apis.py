@@ -88,6 +88,7 @@ class SeriesOutputSerializer(serializers.Serializer):
     kernel = serializers.CharField(allow_blank=True)
     view_position = serializers.CharField(allow_blank=True)
     image_laterality = serializers.CharField(allow_blank=True)
+    frames = serializers.IntegerField()
 
 
 class ExamOutputSerializer(serializers.Serializer):

@@ -47,7 +47,7 @@ _EXAM_REQUIRED = {"id", "name", "description", "modality", "body_part", "codes",
 _CODE_KEYS = {"code", "scheme", "display"}
 _SERIES_KEYS = {"number", "description", "protocol_name", "instances", "role", "plane", "sequence_name",
                 "weighting", "fat_sat", "slice_thickness_mm", "kvp", "contrast_phase", "kernel", "view_position",
-                "image_laterality", "window", "projection"}
+                "image_laterality", "window", "projection", "frames"}
 _SERIES_REQUIRED = {"number", "description", "protocol_name", "instances"}
 _INDICATION_KEYS = {"text", "icd10", "body_part", "modality", "laterality", "min_age", "max_age", "sex", "weight",
                     "active", "purpose", "secondary_icd10", "secondary_text"}
@@ -67,7 +67,8 @@ _SERIES_TYPES: dict[str, Any] = {
     "number": int, "description": str, "protocol_name": str, "instances": int, "role": _OPT_STR,
     "plane": _OPT_STR, "sequence_name": _OPT_STR, "weighting": _OPT_STR, "fat_sat": bool,
     "slice_thickness_mm": (*_NUMBER, None), "kvp": (int, None), "contrast_phase": _OPT_STR, "kernel": _OPT_STR,
-    "view_position": _OPT_STR, "image_laterality": _OPT_STR, "window": _OPT_STR, "projection": _OPT_STR}
+    "view_position": _OPT_STR, "image_laterality": _OPT_STR, "window": _OPT_STR, "projection": _OPT_STR,
+    "frames": int}
 _INDICATION_TYPES: dict[str, Any] = {
     "text": str, "icd10": str, "body_part": _OPT_STR, "modality": _OPT_STR, "laterality": _OPT_STR,
     "min_age": (int, None), "max_age": (int, None), "sex": _OPT_STR, "weight": int, "active": bool,
@@ -397,7 +398,9 @@ def dump_catalog() -> dict:
                      "image_laterality": s.image_laterality,
                      # optional keys, written only when curated (the shipped file carries them on those series)
                      **({"window": s.window} if s.window else {}),
-                     **({"projection": s.projection} if s.projection else {})}
+                     **({"projection": s.projection} if s.projection else {}),
+                     # written only for a multi-frame series, so single-frame lines stay as they were
+                     **({"frames": s.frames} if s.frames != 1 else {})}
                     for s in e.series.all()
                 ],
             }

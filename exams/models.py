@@ -160,6 +160,9 @@ class SeriesProtocol(models.Model):
     projection = models.CharField(max_length=24, choices=choices.Projection.choices, blank=True, default="",
                                   help_text="DX/CR: how the beam crosses the part when the view position "
                                             "cannot say it (oblique, mortise, sunrise).")
+    frames = models.PositiveSmallIntegerField(
+        default=1, blank=True, validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Frames per instance: more than 1 makes each instance a multi-frame run or cine loop (XA, RF, US).")
 
     class Meta:
         ordering = ["exam_id", "number"]
@@ -187,6 +190,7 @@ class SeriesProtocol(models.Model):
             image_laterality=terms.Laterality(self.image_laterality),
             window=terms.WindowPreset(self.window),
             projection=terms.Projection(self.projection),
+            frames=self.frames,
         )
 
 

@@ -379,6 +379,33 @@ _PET_CT = Template(
     normal_impressions=("No scintigraphic evidence of active malignant disease.",),
 )
 
+_XA_ANGIO = Template(
+    technique="Selective catheter angiography of the {side_part}: digital subtraction runs after intra-arterial "
+              "iodinated contrast.",
+    observations=(
+        _o("Arteries", "Normal caliber and course of the opacified arteries without stenosis or occlusion.",
+           ("Focal 70% stenosis of the proximal vessel with post-stenotic dilatation.",
+            "Hemodynamically significant focal stenosis of the {side_part} arteries."),
+           ("Saccular aneurysm 5 mm arising at a branch point.", "5 mm saccular aneurysm.")),
+        _o("Runoff", "Prompt antegrade filling of the distal branches."),
+        _o("Venous phase", "Normal venous drainage."),
+    ),
+    normal_impressions=("Normal angiogram of the {side_part}.",),
+)
+
+_RF_FLUORO = Template(
+    technique="Fluoroscopic examination of the {part} with positive contrast; cine runs recorded.",
+    observations=(
+        _o("Contrast transit", "Contrast passes freely without obstruction or delay.",
+           ("Smooth tapered narrowing with delayed transit of contrast.",
+            "Stricture of the {part}; endoscopic correlation recommended."),
+           ("Retrograde flow of contrast during the run.", "Reflux demonstrated fluoroscopically.")),
+        _o("Mucosa and wall", "Normal contour and distensibility."),
+        _o("Leak", "No extravasation of contrast."),
+    ),
+    normal_impressions=("Normal fluoroscopic examination of the {part}.",),
+)
+
 _SPINE_PARTS = frozenset({"CSPINE", "TSPINE", "LSPINE", "SPINE"})
 _HEAD_PARTS = frozenset({"HEAD", "BRAIN", "SKULL"})
 _ABDOMEN_PARTS = frozenset({"ABDOMEN", "ABDOMENPELVIS", "PELVIS", "CHESTABDPELVIS", "LIVER", "KIDNEY"})
@@ -470,6 +497,10 @@ def _template(order: Order) -> Template:
         return _PET_CT
     if modality is Modality.NM:
         return _NM_BONE if part in ("WHOLEBODY", "BONE") else _NM_GENERIC
+    if modality is Modality.XA:
+        return _XA_ANGIO
+    if modality is Modality.RF:
+        return _RF_FLUORO
     raise ValueError(f"No report template for modality {modality}.")
 
 

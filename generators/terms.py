@@ -21,6 +21,8 @@ class Modality(StrEnum):
     MG = "MG"
     NM = "NM"
     PT = "PT"
+    XA = "XA"
+    RF = "RF"
 
     @property
     def label(self) -> str:
@@ -36,6 +38,8 @@ MODALITY_LABELS: dict[Modality, str] = {
     Modality.MG: "Mammography",
     Modality.NM: "Nuclear Medicine",
     Modality.PT: "Positron Emission Tomography",
+    Modality.XA: "X-Ray Angiography",
+    Modality.RF: "Radio Fluoroscopy",
 }
 
 
@@ -232,6 +236,7 @@ BODY_PARTS: dict[str, str] = {
     "ANKLE": "Ankle",
     "AORTA": "Aorta",
     "BREAST": "Breast",
+    "BLADDER": "Urinary bladder",
     "BRAIN": "Brain",
     "CAROTID": "Carotid artery",
     "CHEST": "Chest",
@@ -239,6 +244,7 @@ BODY_PARTS: dict[str, str] = {
     "CLAVICLE": "Clavicle",
     "CSPINE": "Cervical spine",
     "ELBOW": "Elbow",
+    "ESOPHAGUS": "Esophagus",
     "EXTREMITY": "Extremity",
     "FEMUR": "Femur",
     "FOOT": "Foot",

@@ -63,6 +63,8 @@ class SeriesSpec:
     image_laterality: Laterality = Laterality.NONE
     window: WindowPreset = WindowPreset.NONE  # CT: the default display window of the series
     projection: Projection = Projection.NONE  # DX/CR: oblique, mortise, axial patellofemoral (sunrise)
+    # multi-frame (XA/RF runs, US cine loops): frames per instance, PS3.3 C.7.6.6; 1 = a single-frame image
+    frames: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from pydicom.uid import (
     UltrasoundImageStorage,
 )
 
-from generators.dicom import phantoms_nm, phantoms_pet, phantoms_us
+from generators.dicom import iods_xray_mf, phantoms_nm, phantoms_pet, phantoms_us
 from generators.dicom.pixels import SeriesPixels, series_has_contrast
 from generators.terms import (
     IMAGED_BY_SIDE,
@@ -56,7 +56,8 @@ MANUFACTURER = "YEETER SIMULATED"
 DEFAULT_MODELS: dict[Modality, str] = {
     Modality.CT: "Yeeter CT 128", Modality.MR: "Yeeter MR 1.5T", Modality.DX: "Yeeter DR 43",
     Modality.CR: "Yeeter CR Reader", Modality.US: "Yeeter Sono C5", Modality.MG: "Yeeter Mammo 3D",
-    Modality.NM: "Yeeter Dual Head", Modality.PT: "Yeeter PET/CT 64",
+    Modality.NM: "Yeeter Dual Head", Modality.PT: "Yeeter PET/CT 64", Modality.XA: "Yeeter Angio FD20",
+    Modality.RF: "Yeeter Fluoro RF",
 }
 
 # Per-instance elements (tag → VR), patched by the writer; kept out of the series template.
@@ -84,6 +85,7 @@ _ANATOMY: dict[str, tuple[str, str]] = {
     "FOREARM": ("14975008", "Forearm"), "HUMERUS": ("85050009", "Humerus"), "FEMUR": ("71341001", "Femur"),
     "LEG": ("30021000", "Lower leg"), "CLAVICLE": ("51299004", "Clavicle"),
     "SINUS": ("2095001", "Paranasal sinus"), "SPINE": ("421060004", "Spine"),
+    "ESOPHAGUS": ("32849002", "Esophagus"), "BLADDER": ("89837001", "Urinary bladder"),
 }
 # CID 4010 DX View (SCT codes as PS3.16 lists them: 399348003 is antero-posterior, 272479007 postero-anterior).
 # A decubitus view is a frontal view taken with a horizontal beam; the obliques name their side only.
@@ -124,6 +126,11 @@ def series_modality(exam: ExamInfo, spec: SeriesSpec) -> Modality:
 def dynamic_tags(modality: Modality) -> dict[int, str]:
     """The per-instance elements (tag → VR) of a series of ``modality``."""
     return {Modality.NM: NM_DYNAMIC, Modality.PT: PT_DYNAMIC}.get(modality, DYNAMIC)
+
+
+def sop_class_for(modality: Modality, spec: SeriesSpec) -> str:
+    """The SOP Class of a series' instances: the modality's, or its multi-frame IOD's (XA, RF, US cine)."""
+    return iods_xray_mf.sop_class_for(modality, spec) or SOP_CLASSES[modality]
 
 
 def _da(t: dt.date) -> str:
@@ -215,7 +222,7 @@ def series_dataset(order: Order, ctx: SeriesContext, *, now: dt.datetime,
         ds.SpecificCharacterSet = "ISO_IR 192"
     # SOP Common (C.12.1) and General Image (C.7.6.1)
     ds.ImageType = image_type(modality, spec)
-    ds.SOPClassUID = SOP_CLASSES[modality]
+    ds.SOPClassUID = sop_class_for(modality, spec)
     ds.StudyDate, ds.StudyTime = _da(now), _tm(now)
     ds.SeriesDate, ds.SeriesTime = _da(ctx.acquired_at), _tm(ctx.acquired_at)
     ds.AcquisitionDate, ds.AcquisitionTime = _da(ctx.acquired_at), _tm(ctx.acquired_at)
@@ -279,7 +286,8 @@ def series_dataset(order: Order, ctx: SeriesContext, *, now: dt.datetime,
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = px.bits_allocated, px.bits_stored, px.bits_stored - 1
     ds.PixelRepresentation = int(px.signed)
     {Modality.CT: _ct, Modality.MR: _mr, Modality.DX: _dx, Modality.CR: _cr, Modality.US: _us,
-     Modality.MG: _mg, Modality.NM: _nm, Modality.PT: _pt}[modality](ds, order, ctx)
+     Modality.MG: _mg, Modality.NM: _nm, Modality.PT: _pt, Modality.XA: _xray_mf,
+     Modality.RF: _xray_mf}[modality](ds, order, ctx)
     return clean_dataset(ds)
 
 
@@ -668,7 +676,19 @@ def _us(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
     ds.ProcessingFunction = probe.processing
     ds.MechanicalIndex = probe.mechanical_index
     ds.TransducerType = probe.kind
+    if iods_xray_mf.is_multiframe(Modality.US, ctx.spec):
+        iods_xray_mf.us_multiframe(ds, order, ctx.spec)
     _voi(ds, px)
+
+
+def _xray_mf(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
+    """XA / RF multi-frame image modules (:mod:`generators.dicom.iods_xray_mf`)."""
+    iods_xray_mf.xray_multiframe(ds, order, ctx.spec, contrast=series_has_contrast(order.exam, ctx.spec))
+    anatomy = _ANATOMY.get(order.exam.body_part.upper())
+    if anatomy:
+        ds.AnatomicRegionSequence = Sequence([_code(anatomy[0], "SCT", anatomy[1])])
+    ds.ImagerPixelSpacing = [decimal_string(ctx.pixels.pixel_spacing), decimal_string(ctx.pixels.pixel_spacing)]
+    _voi(ds, ctx.pixels)
 
 
 @dataclass(frozen=True, slots=True)

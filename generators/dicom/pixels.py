@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from generators.dicom import phantoms, phantoms_nm, phantoms_pet, phantoms_us
+from generators.dicom import phantoms, phantoms_nm, phantoms_pet, phantoms_us, phantoms_xa
 from generators.terms import (
     CT_WINDOWS,
     Contrast,
@@ -105,6 +105,8 @@ class SeriesPixels:
     geometry: Geometry | None = None
     pixel_spacing: float = 0.0  # in-plane / imager pixel spacing (mm)
     rescale: tuple[float, float] | None = None  # (intercept, slope)
+    # frames per instance (PS3.3 C.7.6.6): instance i holds frame(i * frames) .. frame(i * frames + frames - 1)
+    frames: int = 1
 
 
 def series_has_contrast(exam: ExamInfo, spec: SeriesSpec) -> bool:
@@ -237,7 +239,10 @@ def series_pixels(exam: ExamInfo, spec: SeriesSpec, count: int, *, seed: int) ->
             return phantoms_us.ultrasound(exam.body_part, spec.description, 480, 640, seed=series_seed, frame=i,
                                           exam_name=exam.name)
 
-        return SeriesPixels(480, 640, 8, 8, False, ((127.0,), (255.0,)), us_frame, pixel_spacing=round(spacing, 4))
+        return SeriesPixels(480, 640, 8, 8, False, ((127.0,), (255.0,)), us_frame, pixel_spacing=round(spacing, 4),
+                            frames=spec.frames)
+    if modality in (Modality.XA, Modality.RF):
+        return _xray_run(exam, spec, series_seed)
     if modality == Modality.NM:
         scene = phantoms_nm.scene_for(exam.body_part, spec.description)
         if scene == "bone":
@@ -279,6 +284,19 @@ def _pet_ct(exam: ExamInfo, spec: SeriesSpec, count: int, series_seed: int) -> S
     scale = phantoms_pet.SUV_SCALE
     return SeriesPixels(matrix, matrix, 16, 16, False, ((3.0 * scale,), (6.0 * scale,)), emission, geometry,
                         geometry.pixel_spacing)
+
+
+def _xray_run(exam: ExamInfo, spec: SeriesSpec, series_seed: int) -> SeriesPixels:
+    """XA / RF runs (:mod:`phantoms_xa`): 512 x 512 8-bit frames; each instance is one run of ``spec.frames``."""
+    frames = max(spec.frames, 1)
+    draw = phantoms_xa.angiogram if exam.modality == Modality.XA else phantoms_xa.fluoroscopy
+
+    def frame(i: int) -> np.ndarray:
+        run, k = divmod(i, frames)
+        return draw(exam.body_part, k, frames, seed=_seed(series_seed, run))
+
+    return SeriesPixels(phantoms_xa.SIZE, phantoms_xa.SIZE, 8, 8, False, ((128.0,), (256.0,)), frame,
+                        pixel_spacing=phantoms_xa.pixel_spacing(exam.body_part), frames=frames)
 
 
 # Vendor names of balanced steady-state free precession, the bright-blood cine sequence.

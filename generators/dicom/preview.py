@@ -30,3 +30,12 @@ def write_preview_png(pixels: np.ndarray, path: Path, *, center: float, width: f
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, format="PNG", compress_level=1)  # a thumbnail: speed over the last few bytes
     return path
+
+
+def write_frame_strip_png(frames: np.ndarray, path: Path, *, center: float, width: float, count: int = 4,
+                          max_size: int = 768) -> Path:
+    """A cine run's preview: ``count`` frames evenly spaced from first to last, side by side, windowed like
+    :func:`write_preview_png` (so the bolus or the loop's motion shows in one still image)."""
+    picks = np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)
+    strip = np.concatenate([frames[k] for k in picks], axis=1)
+    return write_preview_png(strip, path, center=center, width=width, max_size=max_size)

@@ -15,11 +15,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
 
 from generators.dicom import iods, phantoms_nm
 from generators.dicom.pixels import SeriesPixels, series_pixels, thumbnail_window
-from generators.dicom.preview import preview_path, write_preview_png
+from generators.dicom.preview import preview_path, write_frame_strip_png, write_preview_png
 from generators.dicom.writer import (
     SUPPORTED_TRANSFER_SYNTAXES,
     AsyncFileWriter,
@@ -110,8 +111,8 @@ def _generate(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str, n
                 count = max(1, min(count, max_instances_per_series))
             series_uid, for_uid = new_uid(rng), study_for_uid or new_uid(rng)
             modality = iods.series_modality(exam, spec)
-            sop_class = iods.SOP_CLASSES[modality]
             pixels = series_pixels(exam, spec, count, seed=seed)
+            sop_class = iods.sop_class_for(modality, spec)
             ctx = iods.SeriesContext(spec, series_uid, for_uid, acquired, pixels, manufacturer_model, count)
             header = iods.series_dataset(order, ctx, now=now, pps_started_at=pps_started_at)
             multiplane = pixels.geometry is not None and bool(pixels.geometry.planes)
@@ -124,11 +125,14 @@ def _generate(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str, n
             preview: Path | None = None
             for i in range(count):
                 sop_uid = new_uid(rng)
-                arr = pixels.frame(i)
+                if pixels.frames > 1:  # a multi-frame run or cine loop (PS3.3 C.7.6.6)
+                    arr = np.stack([pixels.frame(i * pixels.frames + k) for k in range(pixels.frames)])
+                else:
+                    arr = pixels.frame(i)
                 if previews and i == count // 2:
                     center, width = thumbnail_window(pixels)
-                    preview = write_preview_png(arr, preview_path(study_dir, spec.number), center=center,
-                                                width=width)
+                    write = write_frame_strip_png if arr.ndim == 3 else write_preview_png
+                    preview = write(arr, preview_path(study_dir, spec.number), center=center, width=width)
                 position, location = _position_values(pixels, i)
                 values = {iods.SOP_INSTANCE_UID: sop_uid, iods.INSTANCE_NUMBER: str(i + 1),
                           iods.IMAGE_POSITION: position, iods.SLICE_LOCATION: location,

@@ -153,17 +153,22 @@ def encode_frame(arr: np.ndarray, transfer_syntax_uid: str, *, bits_stored: int,
 
 def pixel_element(arr: np.ndarray, transfer_syntax_uid: str, *, bits_stored: int, signed: bool
                   ) -> list[bytes | memoryview]:
-    """The Pixel Data element as buffers: native (OW/OB, no copy of the array) or encapsulated (PS3.5 A.4)."""
+    """The Pixel Data element as buffers: native (OW/OB, no copy of the array) or encapsulated (PS3.5 A.4).
+
+    ``arr`` is one frame (rows, columns) or the frames of a multi-frame instance (frames, rows, columns).
+    """
     if transfer_syntax_uid == ExplicitVRLittleEndian:
         view = memoryview(np.ascontiguousarray(arr)).cast("B")
         vr = "OW" if arr.dtype.itemsize > 1 else "OB"
         if len(view) % 2:
             return [pixel_header(vr, len(view) + 1), view, b"\x00"]
         return [pixel_header(vr, len(view)), view]
-    frame = encode_frame(arr, transfer_syntax_uid, bits_stored=bits_stored, signed=signed)
+    # a multi-frame instance (frames, rows, columns) is one fragment per frame (PS3.5 A.4)
+    frames = [encode_frame(f, transfer_syntax_uid, bits_stored=bits_stored, signed=signed)
+              for f in (arr if arr.ndim == 3 else [arr])]
     # encapsulate() gives the (empty) Basic Offset Table item and the fragment items; the
     # Sequence Delimitation Item (FFFE,E0DD) closing the undefined-length element is ours to add.
-    return [pixel_header("OB", 0xFFFFFFFF), encapsulate([frame], has_bot=False), SEQUENCE_DELIMITER]
+    return [pixel_header("OB", 0xFFFFFFFF), encapsulate(frames, has_bot=False), SEQUENCE_DELIMITER]
 
 
 class AsyncFileWriter:

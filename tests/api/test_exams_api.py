@@ -105,7 +105,7 @@ def test_the_modalities_route_is_not_swallowed_by_the_detail_route(catalog, clie
     response = client_with_key.get(URL + "/modalities")
     assert response.status_code == 200
     rows = {r["modality"]: r for r in response.json()["modalities"]}
-    assert set(rows) == {"CT", "MR", "CR", "DX", "US", "MG", "NM", "PT"}
+    assert set(rows) == {"CT", "MR", "CR", "DX", "US", "MG", "NM", "PT", "XA", "RF"}
     assert rows["MR"]["exam_count"] == 2 and rows["CT"]["exam_count"] == 1
     assert rows["MR"]["label"]
     assert response.json()["catalog"]["active_exams"] == len(catalog["exams"])

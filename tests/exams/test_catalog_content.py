@@ -41,15 +41,17 @@ CATALOG_PATH = Path(__file__).resolve().parents[2] / "exams" / "fixtures" / "cat
 ICD10CM_RE = re.compile(r"^[A-TV-Z][0-9][0-9AB](\.[0-9A-TV-Z]{1,4})?$")
 CPT_RE = re.compile(r"^(\d{5}|\d{4}[A-Z])$")
 LOINC_RE = re.compile(r"^\d{1,7}-\d$")
-EXAM_ID_RE = re.compile(r"^(CT|MR|CR|DX|US|MG|NM|PT)(-[A-Z0-9]+)+$")
+EXAM_ID_RE = re.compile(r"^(CT|MR|CR|DX|US|MG|NM|PT|XA|RF)(-[A-Z0-9]+)+$")
 
 # DICOM (0018,5101) View Position defined terms (PS3.3 C.8.11.5.1.1) and mammography views (C.8.11.7.1.1).
 PROJECTION_VIEWS = {"AP", "PA", "LL", "RL", "RLD", "LLD", "RLO", "LLO"}
 MAMMO_VIEWS = {"CC", "MLO", "ML", "LM", "XCCL"}
 MR_SEQUENCES = {"TSE", "SE", "GRE", "EPI", "IR", "SPGR", "TOF3D"}
 POST_CONTRAST_PHASES = {"ARTERIAL", "PORTAL_VENOUS", "DELAYED", "POST"}
-PROJECTION_MODALITIES = {"DX", "CR", "MG", "US", "NM"}
-KVP_MODALITIES = {"CT", "DX", "CR", "MG"}
+PROJECTION_MODALITIES = {"DX", "CR", "MG", "US", "NM", "XA", "RF"}
+KVP_MODALITIES = {"CT", "DX", "CR", "MG", "XA", "RF"}
+# modalities whose series may be multi-frame (the optional "frames" field; XA and RF always are)
+MULTIFRAME_MODALITIES = {"US", "XA", "RF"}
 SIDE_TOKENS = {"RIGHT": "R", "LEFT": "L", "BILAT": "B"}
 
 EXAM_FIELDS = {"id", "name", "description", "modality", "body_part", "laterality", "care_settings", "weight",
@@ -59,7 +61,7 @@ SERIES_FIELDS = {"number", "description", "protocol_name", "instances", "role", 
                  "weighting", "fat_sat", "slice_thickness_mm", "kvp", "contrast_phase", "kernel", "view_position",
                  "image_laterality"}
 # curated where they matter, absent elsewhere: the CT window a series is read in, a radiograph's projection
-OPTIONAL_SERIES_FIELDS = {"window", "projection"}
+OPTIONAL_SERIES_FIELDS = {"window", "projection", "frames"}
 INDICATION_FIELDS = {"text", "icd10", "body_part", "modality", "laterality", "min_age", "max_age", "sex", "weight",
                      "purpose", "secondary_icd10", "secondary_text"}
 
@@ -192,6 +194,10 @@ def test_contrast_agent_and_volume_are_given_exactly_when_contrast_is(exam: dict
         assert agent.startswith("Gado") and 5 <= volume <= 20
     elif exam["modality"] == "CT":
         assert "mgI/mL" in agent and 50 <= volume <= 150
+    elif exam["modality"] == "XA":  # iodinated, intra-arterial: a few tens of mL over the runs
+        assert "mgI/mL" in agent and 20 <= volume <= 150
+    elif exam["modality"] == "RF":  # barium by mouth, or iodinated contrast instilled into the bladder
+        assert agent.startswith(("Barium", "Iothalamate", "Iohexol")) and 50 <= volume <= 500
     else:
         pytest.fail(f"{exam['modality']} exams are not contrast exams (NM radiopharmaceuticals are not contrast)")
 
@@ -246,6 +252,13 @@ def test_series_protocols_are_complete_and_realistic(exam: dict[str, Any]) -> No
             assert modality == "CT", "a window preset is a CT series' choice"
         if s.get("projection"):
             assert modality in {"DX", "CR"}, "a projection is a radiograph's choice"
+        frames = s.get("frames", 1)
+        assert isinstance(frames, int) and 1 <= frames <= 60
+        if frames > 1:
+            assert modality in MULTIFRAME_MODALITIES, "only XA, RF and US cine series are multi-frame"
+        if modality in {"XA", "RF"}:
+            # a run of a few seconds (PS3.3 C.7.6.5), taken in a named projection; 1-2 runs per series
+            assert frames >= 8 and s["view_position"] in PROJECTION_VIEWS and 1 <= s["instances"] <= 2
         assert s["role"] in {r.value for r in SeriesRole}
         assert s["plane"] in {p.value for p in Plane}
         assert s["contrast_phase"] in {p.value for p in ContrastPhase}
@@ -287,12 +300,14 @@ def test_series_protocols_are_complete_and_realistic(exam: dict[str, Any]) -> No
             assert s["image_laterality"] in {"R", "L"}
             if exam["laterality"] in {"R", "L"}:
                 assert s["image_laterality"] == exam["laterality"]
-        else:
+        elif modality not in {"XA", "RF"}:
             assert s["view_position"] == ""
             if s["image_laterality"]:  # one side of a study covering both (one series per side)
                 assert s["image_laterality"] in {"R", "L"} and exam["laterality"] in {"B", ""}
                 assert exam["body_part"] in IMAGED_BY_SIDE
-        if modality == "US":
+        if modality == "US" and frames > 1:  # a cine loop or two beside the stills
+            assert 1 <= s["instances"] <= 3 and 20 <= frames <= 60
+        elif modality == "US":
             assert 4 <= s["instances"] <= 20
         if modality == "NM":
             assert 1 <= s["instances"] <= 4
