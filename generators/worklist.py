@@ -130,14 +130,15 @@ def protocol_code_value(protocol_name: str) -> str:
     """Deterministic SH (max 16 chars) code value for a catalog protocol name.
 
     Names that fit are used as they are (what a technologist recognises on the console); longer
-    ones keep an 11-character readable prefix plus 4 hex digits of their SHA-1, so the same
+    ones keep an 11-character readable prefix, a hyphen and 4 hex digits of their SHA-1 (no HL7
+    delimiter such as ``~``, so OBR-4.4 carries the same code as the worklist), so the same
     protocol always gets the same code in the worklist (ScheduledProtocolCodeSequence) and in
     MPPS (PerformedProtocolCodeSequence), and two long names sharing a prefix stay distinct.
     """
     if len(protocol_name) <= _SH_MAX:
         return protocol_name
     digest = hashlib.sha1(protocol_name.encode("utf-8")).hexdigest()[:4].upper()
-    return f"{protocol_name[:11]}~{digest}"
+    return f"{protocol_name[:11]}-{digest}"
 
 
 def protocol_code_item(protocol_name: str) -> Dataset:

@@ -107,6 +107,14 @@ def test_long_protocol_names_get_distinct_deterministic_sh_code_values() -> None
     assert protocol_code_value("KNEE_SAG_PD_FS") == "KNEE_SAG_PD_FS"
 
 
+def test_a_long_protocol_code_survives_hl7_unchanged() -> None:
+    """OBR-4.4 carries the code: it must need no HL7 escaping, or the order and worklist disagree."""
+    from generators.vr import hl7_escape
+
+    code = protocol_code_value("US-ABD-APPENDIX-PEDS")
+    assert len(code) <= 16 and hl7_escape(code) == code
+
+
 def test_contrast_exams_name_the_requested_contrast_agent() -> None:
     ct = build_worklist_item(order_for(Modality.CT)).ScheduledProcedureStepSequence[0]
     mr = build_worklist_item(order_for(Modality.MR)).ScheduledProcedureStepSequence[0]
