@@ -118,12 +118,38 @@ def test_an_established_association_that_goes_silent_is_aborted_after_the_idle_t
     assert assoc.is_aborted
 
 
+def _held(server: object, host: str) -> int:
+    held = 0
+    for assoc in server.active_associations:  # type: ignore[attr-defined]
+        try:
+            held += assoc.requestor.address == host
+        except ValueError:
+            continue
+    return held
+
+
+def _wait_until_held(server: object, host: str, count: int, seconds: float = 5.0) -> None:
+    """Until ``server`` counts ``count`` connections of ``host`` (a pynetdicom SCP knows a peer's address only
+    once its association thread has started); our own Storage SCP counts at accept, so a short pause does."""
+    associations = getattr(server, "active_associations", None)
+    if associations is None or not isinstance(associations, list):
+        time.sleep(0.2)
+        return
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if (_held(server, host) >= count) if count else (_held(server, host) == 0):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the server never counted {count} connections of {host}")
+
+
 def test_one_peer_is_held_to_its_per_peer_limit(make_server: Callable[..., object]) -> None:
     server = make_server(max_per_peer=2)
     peer: DicomPeer = server.peer  # type: ignore[attr-defined]
     with idle_sockets(peer.port, 2):  # another address's connections do not count against ours
         echo(peer)
+    _wait_until_held(server, "127.0.0.1", 0)  # the echo's association has gone: it must not count below
     with idle_sockets(peer.port, 2, source="127.0.0.1"):
-        time.sleep(0.2)  # the server has accepted both
+        _wait_until_held(server, "127.0.0.1", 2)
         with pytest.raises(SendError):
             echo(DicomPeer(peer.host, peer.port, peer.ae_title, timeout=3))
