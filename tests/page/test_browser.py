@@ -97,12 +97,15 @@ def page(engineer):
 def _log_in(page, base: str, path: str = "/simulator/") -> None:
     page.goto(base + path)
     assert "/accounts/login/" in page.url  # login required
-    # By keyboard alone: the user name has the focus, Tab reaches the password, Enter logs in.
+    # By keyboard alone: the user name has the focus, Tab reaches the password, Enter logs in. Typing
+    # waits for the autofocus to land (keys typed before it are lost), and the wait for the page behind
+    # the login must not match the login page's own "?next=/simulator/..." address.
+    page.wait_for_function("document.activeElement && document.activeElement.name === 'username'")
     page.keyboard.type("engineer")
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")
-    page.wait_for_url(re.compile(r"/simulator/"))
+    page.wait_for_url(lambda url: "/simulator/" in url and "/accounts/login/" not in url)
 
 
 def _launch(page, *, patients: int, concurrency: int | None = None) -> str:
