@@ -17,7 +17,7 @@ def _housekeep_once(**kwargs) -> None:
     runs once per process whatever happens.
     """
     request_started.disconnect(_housekeep_once, dispatch_uid="simulations.housekeep")
-    from simulations.services import runs_housekeep
+    from simulations.housekeeping import runs_housekeep
 
     try:
         runs_housekeep()

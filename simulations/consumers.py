@@ -33,8 +33,8 @@ from channels.layers import InMemoryChannelLayer
 from django.urls import reverse
 from rest_framework import exceptions
 
-from simulations.events import event_dict, group_name
-from simulations.models import Run, RunEvent
+from simulations.events import InOrder, events_after, group_name
+from simulations.models import Run
 from simulations.selectors import run_visible_to
 from simulations.services import LimitExceeded, run_cancel, run_set_rate
 from simulations.steps import ScenarioError
@@ -49,8 +49,6 @@ BATCH = 500
 POLL_S_MEMORY = 0.5
 POLL_S_SHARED = 2.0
 POLL_S_FINISHED = 5.0
-# A seq missing between recorded ones (a write still in flight) is waited for this long, then skipped.
-HOLE_GRACE_S = 3.0
 
 
 class RunGone(Exception):
@@ -61,10 +59,6 @@ async def refuse(consumer, code: int) -> None:
     """Accept, then close with ``code``, so the browser sees the code (a pre-accept close is a 403)."""
     await consumer.accept()
     await consumer.close(code=code)
-
-
-def _frame(event: RunEvent) -> dict[str, Any]:
-    return event_dict(event, event.patient.number if event.patient is not None else None)
 
 
 class RunEventsConsumer(AsyncJsonWebsocketConsumer):
@@ -84,9 +78,8 @@ class RunEventsConsumer(AsyncJsonWebsocketConsumer):
             await refuse(self, CLOSE_NOT_FOUND)
             return
         self.run_pk = run.pk
-        self.last_seq = self._after()
+        self.order = InOrder(self._after())
         self.sent_status: tuple | None = None
-        self.hole_since: float | None = None
         self.wake = asyncio.Event()
         self.group = group_name(run.pk)
         # Subscribe first, read second: an event recorded in between is in the rows and wakes us.
@@ -131,32 +124,24 @@ class RunEventsConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=1011)
 
     async def _drain(self) -> bool:
-        """Send every recorded event after ``last_seq`` in order; True once the run has ended."""
+        """Send every recorded event after the last one sent, in order; True once the run has ended."""
         while True:
-            events, status = await self._rows_after(self.last_seq)
-            for event in events:
-                if event["seq"] != self.last_seq + 1:
-                    if self.hole_since is None:
-                        self.hole_since = time.monotonic()
-                    if time.monotonic() - self.hole_since < HOLE_GRACE_S:
-                        break  # wait for the missing seq (its write is still in flight)
-                self.hole_since = None
+            events, status = await self._rows_after(self.order.last_seq)
+            for event in self.order.take(events, now=time.monotonic()):
                 await self.send_json(event)
-                self.last_seq = event["seq"]
             if status != self.sent_status:
                 self.sent_status = status
                 await self.send_json({"run_status": status[0], "finished": status[1], "error": status[2]})
-            if len(events) < BATCH or self.hole_since is not None:
+            if len(events) < BATCH or self.order.waiting:
                 return status[1]
 
     @database_sync_to_async
     def _rows_after(self, after: int) -> tuple[list[dict], tuple[str, bool, str]]:
-        rows = (RunEvent.objects.filter(run_id=self.run_pk, seq__gt=after).select_related("patient")
-                .order_by("seq")[:BATCH])
+        events = events_after(self.run_pk, after, BATCH)
         run = Run.objects.only("status", "error").filter(pk=self.run_pk).first()
         if run is None:
             raise RunGone
-        return [_frame(e) for e in rows], (run.status, run.is_finished, run.error)
+        return events, (run.status, run.is_finished, run.error)
 
     @database_sync_to_async
     def _visible_run(self, run_id) -> Run | None:

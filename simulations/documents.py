@@ -35,6 +35,7 @@ from generators.dicom.sr.document import series_interval
 from generators.dicom.study import InstanceRecord
 from generators.reports import Report
 from generators.types import Order
+from simulations.transport.dimse.store import InstanceRef
 
 # Modality (0008,0060) of the document IODs: SR (dose, text), KO (key objects), DOC (encapsulated PDF).
 DOCUMENT_MODALITIES = frozenset({"SR", "KO", "DOC"})
@@ -124,7 +125,7 @@ def write_study_with_documents(order: Order, out_dir: Path, *, seed: int, now: d
     made = build_study_documents(order, study, rng=random.Random(doc_seed), now=documents_time(order, now),
                                  report=report if documents.needs_report else None,
                                  key_images=documents.key_images, pdf_report=documents.pdf_report)
-    series = list(result.series)
+    series, instances = list(result.series), list(result.instances)
     count, size = result.instance_count, result.bytes
     for document in made:
         if document.kind not in kinds:
@@ -137,6 +138,14 @@ def write_study_with_documents(order: Order, out_dir: Path, *, seed: int, now: d
         series.append(SeriesRecord(document.series.number, document.series.series_instance_uid,
                                    document.series.description, str(document.dataset.Modality), 1,
                                    str(document.dataset.SOPClassUID), None))
+        instances.append(_document_record(path, document.series, result.study_instance_uid))
         count += 1
-        size += path.stat().st_size
-    return replace(result, series=series, instance_count=count, bytes=size)
+        size += instances[-1].size
+    return replace(result, series=series, instance_count=count, bytes=size, instances=tuple(instances))
+
+
+def _document_record(path: Path, series, study_instance_uid: str) -> InstanceRecord:
+    """The instance record of a document written with pydicom (its File Meta read back: a few hundred bytes)."""
+    meta = InstanceRef.from_file(path)
+    return InstanceRecord(path, meta.sop_class_uid, meta.sop_instance_uid, series.series_instance_uid, series.number, 1,
+                          meta.transfer_syntax_uid, path.stat().st_size, study_instance_uid, meta.dataset_offset)

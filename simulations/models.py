@@ -155,6 +155,10 @@ class Run(models.Model):
 
     FINISHED = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.ERROR, Status.ABANDONED})
 
+    class Executor(models.TextChoices):
+        IN_PROCESS = "in_process", "In process"
+        CELERY = "celery", "Celery workers"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     scenario = models.ForeignKey(Scenario, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
     scenario_name = models.CharField(max_length=100, blank=True, default="")
@@ -182,6 +186,9 @@ class Run(models.Model):
     # Liveness of the process executing the run ("host:pid"); a stale heartbeat means it is gone.
     worker = models.CharField(max_length=200, blank=True, default="")
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # In this process (a thread of runsim, the web server) or one Celery task per patient on any worker.
+    executor = models.CharField(max_length=16, choices=Executor.choices, default=Executor.IN_PROCESS)
+    event_seq = models.PositiveIntegerField(default=0, help_text="The last event's seq (allocated in the database).")
 
     class Meta:
         ordering = ["-created_at"]
@@ -228,6 +235,14 @@ class RunPatient(models.Model):
     error = models.TextField(blank=True, default="")
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The story's plan (simulations.plan.PatientPlan as JSON): made once, kept, so a story redone is the same.
+    plan = models.JSONField(default=dict, blank=True)
+    stats = models.JSONField(default=dict, blank=True, help_text="What the story sent and made (RunStats).")
+    # Scale-out: when the patient arrives (its task's ETA), who executes it, and since when it is silent.
+    due_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True, default="")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a worker took the story up.")
 
     class Meta:
         ordering = ["run", "index"]

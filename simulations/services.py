@@ -4,168 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
 import logging
-import os
-import re
 import secrets
-import shutil
-import socket
 import threading
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from simulations.endpoints import CommitListen, EndpointSet
-from simulations.events import EventRecorder, EventType
-from simulations.models import Run, RunPatient, Scenario
-from simulations.processes import pid_alive
+from simulations.events import EventRecorder, EventTail, EventType
+from simulations.models import Run, Scenario
 from simulations.receivers import BuiltinReceivers
-from simulations.runner import TRANSFER_SYNTAX_UIDS, RunOptions, SimulationRunner, worker_id
+from simulations.options import TRANSFER_SYNTAX_UIDS, RunOptions, worker_id
+from simulations.distributed import distributable
+from simulations.runner import SimulationRunner
 from simulations.selectors import run_owner_fields
-from simulations.steps import STEP_ENDPOINT_KIND, ScenarioError, Step, StepType, check_catalog_references, parse_steps
+from simulations.steps import ScenarioError
+from simulations.validation import (
+    LimitExceeded,  # noqa: F401 - raised by run_create/run_start: callers catch it from here
+    _check_runs_in_flight,
+    _limit,
+    check_run_size,
+    fill_builtin,
+    missing_kinds,
+    scenario_validate,
+)
+from simulations.housekeeping import _close_run, run_abandon, run_owner_gone
 
 logger = logging.getLogger(__name__)
-
-_KIND_LABEL = {"hl7": "HL7 (MLLP)", "storage": "DICOM storage", "mwl": "worklist", "mpps": "MPPS",
-               "commitment": "storage commitment"}
-_KIND_FLAG = {"hl7": "--hl7 HOST:PORT", "storage": "--pacs AET@HOST:PORT", "mwl": "--worklist AET@HOST:PORT",
-              "mpps": "--mpps AET@HOST:PORT", "commitment": "--pacs AET@HOST:PORT"}
-
-
-BUILTIN_KINDS = ("hl7", "storage", "mwl", "mpps")
-
-
-def missing_kinds(endpoints: EndpointSet) -> tuple[str, ...]:
-    """Endpoint kinds nobody named: the built-in receivers serve them (commitment goes with storage,
-    and a worklist folder or external MWL SCP means the worklist is not ours to serve)."""
-    missing = [k for k in BUILTIN_KINDS if endpoints.get(k) is None]
-    if "mwl" in missing and endpoints.get("worklist_folder") is not None:
-        missing.remove("mwl")
-    return tuple(missing)
-
-
-def check_endpoints(steps: list[Step], endpoints: EndpointSet, *, send: bool,
-                    builtin_kinds: tuple[str, ...] = ()) -> list[str]:
-    """Every network step has somewhere to go (when sending), and named endpoints exist with the right kind."""
-    problems: list[str] = []
-    if builtin_kinds:
-        endpoints = fill_builtin(endpoints, _builtin_stand_ins(), builtin_kinds)
-    for step in steps:
-        kind = STEP_ENDPOINT_KIND[step.type]
-        if kind is None:
-            continue
-        name = step.params.get("endpoint")
-        if name:
-            entry = endpoints.named.get(name)
-            allowed = {kind} | ({"worklist_folder"} if step.type == StepType.SEND_DMWL else set()) \
-                | ({"storage"} if step.type == StepType.STORAGE_COMMIT else set())
-            if entry is None:
-                problems.append(f"{step.label}: field endpoint: no endpoint named {name!r}.")
-            elif entry[0] not in allowed:
-                problems.append(f"{step.label}: field endpoint: {name!r} is a {entry[0]} endpoint; this step needs "
-                                f"a {_KIND_LABEL[kind]} endpoint.")
-            continue
-        if not send:
-            continue
-        if step.type == StepType.SEND_DMWL:
-            if not (endpoints.builtin_worklist or endpoints.get("worklist_folder") or endpoints.get("mwl")):
-                problems.append(f"{step.label}: nowhere to publish or query the worklist: give a worklist folder "
-                                "(--worklist-dir) or a worklist SCP (--worklist AET@HOST:PORT).")
-        elif step.type == StepType.STORAGE_COMMIT:
-            if not (endpoints.get("commitment") or endpoints.get("storage")):
-                problems.append(f"{step.label}: no storage commitment endpoint: pass {_KIND_FLAG[kind]}.")
-        elif endpoints.get(kind) is None:
-            problems.append(f"{step.label}: no {_KIND_LABEL[kind]} endpoint to send to: name one in the step's "
-                            f"\"endpoint\" field, attach one to the scenario, or pass {_KIND_FLAG[kind]}.")
-    return problems
-
-
-def _builtin_stand_ins() -> EndpointSet:
-    """Stand-ins for the receivers a run will start, so validation knows those kinds are served."""
-    from simulations.endpoints import HL7Target
-    from simulations.transport.dimse.common import DicomPeer
-
-    peer = DicomPeer("127.0.0.1", 1, "BUILTIN")
-    return EndpointSet(by_kind={"hl7": HL7Target("127.0.0.1", 1), "storage": peer, "commitment": peer,
-                                "mwl": peer, "mpps": peer})
-
-
-def scenario_validate(*, steps_json, endpoints: EndpointSet | None = None, send: bool = True,
-                      builtin_kinds: tuple[str, ...] = ()) -> list[Step]:
-    """The whole scenario checked before anything runs; :class:`ScenarioError` lists every problem."""
-    steps = parse_steps(steps_json)
-    problems = check_catalog_references(steps)
-    if endpoints is not None:
-        problems += check_endpoints(steps, endpoints, send=send, builtin_kinds=builtin_kinds)
-    if problems:
-        raise ScenarioError(problems)
-    return steps
-
-
-class LimitExceeded(Exception):
-    """A run start asks for more than a limit of ``settings.LIMITS`` allows (README "Limits").
-
-    ``in_flight`` limits are about the moment (HTTP 429: try again when a run has ended); the others
-    about the request itself (HTTP 400: ask for less).
-    """
-
-    def __init__(self, message: str, *, limit: str, value: int, setting: str, in_flight: bool = False) -> None:
-        super().__init__(message)
-        self.message, self.limit, self.value, self.setting, self.in_flight = message, limit, value, setting, in_flight
-
-
-# settings.LIMITS key -> (environment variable, what it limits), for the messages.
-LIMIT_SETTINGS = {
-    "PATIENTS_PER_RUN": ("YEETER_MAX_PATIENTS_PER_RUN", "patients per run"),
-    "RUNS_IN_FLIGHT_PER_OWNER": ("YEETER_MAX_RUNS_PER_OWNER", "runs in flight per owner"),
-    "RUNS_IN_FLIGHT": ("YEETER_MAX_RUNS", "runs in flight on this server"),
-    "INSTANCES_PER_SERIES": ("YEETER_MAX_INSTANCES_PER_SERIES", "instances per series"),
-}
-IN_FLIGHT = (Run.Status.PENDING, Run.Status.RUNNING)
-
-
-def _limit(name: str) -> int:
-    return int(settings.LIMITS[name])
-
-
-def _over(name: str, asked: str, *, in_flight: bool = False) -> LimitExceeded:
-    variable, what = LIMIT_SETTINGS[name]
-    value = _limit(name)
-    return LimitExceeded(f"{asked}; the limit is {value} {what} ({variable}).", limit=name.lower(), value=value,
-                         setting=variable, in_flight=in_flight)
-
-
-def check_run_size(*, patients: int, max_instances_per_series: int | None) -> None:
-    """Patients per run and instances per series within ``settings.LIMITS`` (:class:`LimitExceeded`)."""
-    if patients > _limit("PATIENTS_PER_RUN"):
-        raise _over("PATIENTS_PER_RUN", f"patients: {patients} asked")
-    if max_instances_per_series is not None and max_instances_per_series > _limit("INSTANCES_PER_SERIES"):
-        raise _over("INSTANCES_PER_SERIES", f"max_instances_per_series: {max_instances_per_series} asked")
-
-
-def _check_runs_in_flight(owner: dict) -> None:
-    """Runs pending or running, for this owner and in total, below the limits. Called inside the
-    creating transaction, serialised: SQLite's IMMEDIATE transactions already hold the write lock,
-    PostgreSQL takes a transaction-scoped advisory lock, so two concurrent starts cannot both pass."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [0x59454554])  # "YEET"
-    in_flight = Run.objects.filter(status__in=IN_FLIGHT)
-    if in_flight.count() >= _limit("RUNS_IN_FLIGHT"):
-        raise _over("RUNS_IN_FLIGHT", "Too many runs in flight: wait for one to finish or cancel one",
-                    in_flight=True)
-    mine = {k: v for k, v in owner.items() if v is not None}
-    if mine and in_flight.filter(**mine).count() >= _limit("RUNS_IN_FLIGHT_PER_OWNER"):
-        raise _over("RUNS_IN_FLIGHT_PER_OWNER", "You have too many runs in flight: wait for one to finish or "
-                    "cancel one", in_flight=True)
 
 
 @transaction.atomic
@@ -208,19 +78,6 @@ def _start_receivers(options: RunOptions) -> BuiltinReceivers:
     return receivers.start()
 
 
-def fill_builtin(endpoints: EndpointSet, builtin: EndpointSet, kinds: tuple[str, ...]) -> EndpointSet:
-    """``endpoints`` with the built-in receivers' targets for ``kinds`` (storage brings commitment)."""
-    for kind in kinds:
-        endpoints = endpoints.with_kind(kind, builtin.get(kind))
-        if kind == "storage" and endpoints.get("commitment") is None:
-            endpoints = endpoints.with_kind("commitment", builtin.get("commitment"))
-        if kind == "storage" and endpoints.get("query") is None:  # VERIFY_PACS asks the built-in query SCP
-            endpoints = endpoints.with_kind("query", builtin.get("query"))
-    if "mwl" in kinds:
-        endpoints = dataclasses.replace(endpoints, builtin_worklist=True)
-    return endpoints
-
-
 def _claim(run: Run) -> bool:
     """Take a pending run for this process (one executor per run, whoever asks first)."""
     now = timezone.now()
@@ -232,26 +89,6 @@ def _claim(run: Run) -> bool:
     return bool(taken)
 
 
-def _close_run(run_pk, status: str, reason: str, *,
-               only: tuple[str, ...] = (Run.Status.PENDING, Run.Status.RUNNING)) -> bool:
-    """End a run that did not finish by itself in ``status``: its pending patients are cancelled and
-    those in flight failed with ``reason``. False when it had already ended (nothing changed)."""
-    now = timezone.now()
-    with transaction.atomic():
-        ended = Run.objects.filter(pk=run_pk, status__in=only).update(status=status, error=reason, finished_at=now)
-        if not ended:
-            return False
-        RunPatient.objects.filter(run_id=run_pk, status=RunPatient.Status.PENDING).update(
-            status=RunPatient.Status.CANCELLED, finished_at=now)
-        RunPatient.objects.filter(run_id=run_pk, status=RunPatient.Status.RUNNING).update(
-            status=RunPatient.Status.FAILED, error=reason, finished_at=now)
-        counts = Counter(RunPatient.objects.filter(run_id=run_pk).values_list("status", flat=True))
-        run = Run.objects.get(pk=run_pk)
-        run.summary = {**run.summary, "patients": run.patient_count, "passed": counts.get("passed", 0),
-                       "failed": counts.get("failed", 0),
-                       "cancelled": run.patient_count - counts.get("passed", 0) - counts.get("failed", 0)}
-        run.save(update_fields=["summary"])
-    return True
 
 
 async def _end_run(run: Run, recorder: EventRecorder, status: str, event_type: str, reason: str) -> None:
@@ -263,13 +100,18 @@ async def _end_run(run: Run, recorder: EventRecorder, status: str, event_type: s
 
 async def run_execute_async(run: Run, *, listeners: list[Callable[[dict], None]] | None = None,
                             cancel: asyncio.Event | None = None,
-                            on_receivers: Callable[[BuiltinReceivers], None] | None = None) -> Run:
+                            on_receivers: Callable[[BuiltinReceivers], None] | None = None,
+                            in_process: bool = False) -> Run:
     """Execute a pending run to the end, starting the built-in receivers it needs for the duration.
 
     Whatever happens the run ends in a final state: an error of the run itself (not of one patient)
     ends it ``error`` with a ``run.error`` event saying why; being cancelled from outside (a second
     Ctrl-C, the process shutting down) ends it ``cancelled``. The receivers are always stopped.
     A run that is not pending (taken by another worker, cancelled meanwhile) is returned untouched.
+
+    With a broker configured (and not ``in_process``) the patients go to the Celery workers as one task
+    each (:mod:`simulations.distributed`); this process keeps the receivers, waits for the run to end and
+    hands ``listeners`` every event the workers record, in order.
     """
     if not await sync_to_async(_claim)(run):
         return run
@@ -291,6 +133,9 @@ async def run_execute_async(run: Run, *, listeners: list[Callable[[dict], None]]
             await sync_to_async(run.save)(update_fields=["endpoints"])
             if on_receivers is not None:
                 on_receivers(receivers)
+        if not in_process and distributable(run):
+            return await _execute_on_workers(run, endpoints=endpoints, options=options, listeners=listeners,
+                                             cancel=cancel)
         runner = SimulationRunner(run, endpoints=endpoints, options=options, recorder=recorder, cancel=cancel)
         return await runner.execute()
     except Exception as exc:  # the run itself broke (not one patient): record it, never leave it "running"
@@ -306,6 +151,21 @@ async def run_execute_async(run: Run, *, listeners: list[Callable[[dict], None]]
     finally:
         if receivers is not None:
             await asyncio.to_thread(receivers.stop)
+
+
+async def _execute_on_workers(run: Run, *, endpoints: EndpointSet, options: RunOptions,
+                              listeners: list[Callable[[dict], None]] | None, cancel: asyncio.Event | None) -> Run:
+    from simulations.distributed import distribute, wait_for_end
+
+    tail = EventTail(run.pk, listeners or [])
+    await sync_to_async(transaction.atomic(distribute))(run, endpoints=endpoints, options=options)
+    await EventRecorder(run.pk).emit(
+        EventType.RUN_STARTED, f"Run started: {run.patient_count} patient(s), concurrency {run.concurrency}, "
+        f"seed {run.seed}, one Celery task per patient", payload={"endpoints": endpoints.describe(),
+                                                                  "send": options.send, "executor": "celery"})
+    run = await wait_for_end(run, cancel, on_tick=tail.poll)
+    await tail.poll(final=True)
+    return run
 
 
 def run_execute(run: Run, *, listeners: list[Callable[[dict], None]] | None = None) -> Run:
@@ -367,14 +227,9 @@ def run_start(*, scenario: Scenario | None, steps_json=None, patients: int | Non
 
 
 def run_dispatch(*, run_id) -> None:
-    """Hand a pending run to a Celery worker when a broker is configured, else to a background thread."""
-    if settings.CELERY_BROKER_URL:
-        from simulations.tasks import run_simulation
-
-        run_simulation.delay(str(run_id))
-        return
-    # The thread belongs to this process: if it dies before the run starts, the reaper can tell
-    # (a pending run queued for Celery has no worker yet and is never reaped).
+    """Execute a pending run in a background thread of this process; with a broker configured that thread
+    holds the receivers and hands each patient to the Celery workers (:mod:`simulations.distributed`)."""
+    # The thread belongs to this process: if it dies before the run starts, the reaper can tell.
     Run.objects.filter(pk=run_id, status=Run.Status.PENDING).update(worker=worker_id())
     threading.Thread(target=_run_in_thread, args=(run_id,), name=f"run-{run_id}", daemon=True).start()
 
@@ -401,6 +256,11 @@ def run_cancel(*, run: Run) -> Run:
         return run
     Run.objects.filter(pk=run.pk).update(cancel_requested=True)
     run.refresh_from_db()
+    if run.status == Run.Status.RUNNING and run.executor == Run.Executor.CELERY:
+        from simulations.distributed import cancel_queued
+
+        cancel_queued(run)  # the queued tasks' patients end now; those in flight stop at their next step
+        run.refresh_from_db()
     if run.status == Run.Status.RUNNING:
         reason = run_owner_gone(run)
         if reason is not None:
@@ -408,155 +268,8 @@ def run_cancel(*, run: Run) -> Run:
     return run
 
 
-def runs_housekeep() -> None:
-    """What every Yeeter process does once at start (runsim, serve, a Celery worker, the first web
-    request): abandon the runs whose process is gone, and delete runs past the retention
-    (``YEETER_RUN_RETENTION_DAYS``, off by default)."""
-    for run, reason in runs_reap():
-        logger.warning("run %s abandoned: %s", run.pk, reason)
-    days = settings.YEETER["RUN_RETENTION_DAYS"]
-    if days:
-        pruned = runs_prune(older_than=timedelta(days=days))
-        if pruned:
-            logger.warning("retention (%s days): deleted %s run(s), %.1f MB freed", days, len(pruned),
-                           sum(p.bytes for p in pruned) / 1e6)
-
-
-# -- disk: finished runs past their time -----------------------------------------------------------
-
-_UID_NAME = re.compile(r"^[0-9]+(\.[0-9]+)*$")  # a UID as a folder name, nothing that could climb out
-
-
-@dataclass(frozen=True)
-class PrunedRun:
-    """A finished run deleted (or that would be, in a dry run): its files and the bytes they held."""
-
-    run_id: str
-    status: str
-    finished_at: dt.datetime | None
-    paths: tuple[Path, ...]
-    bytes: int
-    files: int
-    error: str = ""  # a folder that could not be deleted: the run row is kept so a later prune retries
-
-
-def _size(path: Path) -> tuple[int, int]:
-    if path.is_file():
-        return path.stat().st_size, 1
-    total = count = 0
-    for root, _, names in os.walk(path):
-        for name in names:
-            try:
-                total += (Path(root) / name).lstat().st_size
-                count += 1
-            except OSError:
-                pass
-    return total, count
-
-
-def _run_paths(run: Run, keep_uids: set[str]) -> list[Path]:
-    """The folders a run wrote: its run folder (or, for a folder the user chose with --output, only
-    its own patient and study folders in it) and, when the built-in Storage SCP received its studies,
-    those received copies — unless another run kept holds the same study (same seed, same UIDs)."""
-    data = Path(settings.DATA_DIR).resolve()
-    patients = list(run.patients.values_list("index", "accession_number", "study_instance_uid"))
-    uids = {uid for _, _, uid in patients if _UID_NAME.match(uid or "")}
-    paths: list[Path] = []
-    if run.output_dir:
-        out = Path(run.output_dir).resolve()
-        if out == data / "runs" / str(run.id):
-            paths.append(out)
-        else:
-            paths += [out / "patients" / f"{index:05d}-{accession}" for index, accession, _ in patients if accession]
-            paths += [out / uid for uid in sorted(uids)]
-    if "storage" in run.options.get("builtin_kinds", []):
-        paths += [data / "received" / uid for uid in sorted(uids - keep_uids)]
-    return [p for p in paths if p.exists()]
-
-
-def runs_prune(*, older_than: timedelta, keep_failed: bool = False, dry_run: bool = False) -> list[PrunedRun]:
-    """Delete finished runs that ended more than ``older_than`` ago: their rows (patients, events,
-    worklist entries) and their files (:func:`_run_paths`). A run still pending or running is never
-    touched; ``keep_failed`` keeps runs that failed, errored or were abandoned (the ones worth a look)."""
-    cutoff = timezone.now() - older_than
-    finished = Run.objects.filter(status__in=Run.FINISHED)
-    old = finished.filter(finished_at__lt=cutoff) | finished.filter(finished_at__isnull=True, created_at__lt=cutoff)
-    if keep_failed:
-        old = old.exclude(status__in=[Run.Status.FAILED, Run.Status.ERROR, Run.Status.ABANDONED])
-    doomed = list(old.order_by("created_at"))
-    keep_uids = set(RunPatient.objects.exclude(run__in=[r.pk for r in doomed]).values_list("study_instance_uid",
-                                                                                           flat=True))
-    pruned: list[PrunedRun] = []
-    for run in doomed:
-        paths = _run_paths(run, keep_uids)
-        sizes = [_size(p) for p in paths]
-        error = ""
-        if not dry_run:
-            for path in paths:
-                try:
-                    shutil.rmtree(path) if path.is_dir() else path.unlink()
-                except OSError as exc:
-                    error = f"{path}: {exc.strerror or exc}"
-                    break
-            if not error:
-                out = Path(run.output_dir) if run.output_dir else None
-                for folder in (out / "patients", out) if out else ():
-                    try:
-                        folder.rmdir()  # only when nothing else lives there
-                    except OSError:
-                        pass
-                run.delete()
-        pruned.append(PrunedRun(str(run.pk), run.status, run.finished_at, tuple(paths),
-                                sum(b for b, _ in sizes), sum(c for _, c in sizes), error))
-    return pruned
-
 
 # -- runs whose process died -----------------------------------------------------------------------
-
-def run_owner_gone(run: Run, *, stale_after: float | None = None) -> str | None:
-    """Why the process executing a running run (or holding a pending one) is gone, or None while it lives.
-
-    Gone: its ``host:pid`` is on this host and that pid is not alive, or — running runs only — its
-    heartbeat (``Run.heartbeat_at``, written every ``YEETER_HEARTBEAT_SECONDS``) is older than
-    ``stale_after`` seconds (default ``YEETER_RUN_STALE_SECONDS``) — a worker on another host.
-    """
-    stale = float(settings.YEETER["RUN_STALE_SECONDS"] if stale_after is None else stale_after)
-    host, _, pid = run.worker.rpartition(":")
-    if host and host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() \
-            and not pid_alive(int(pid)):
-        return f"its process {run.worker} is no longer running"
-    if run.status != Run.Status.RUNNING:
-        return None  # a pending run has no heartbeat yet: only a dead owner process ends it
-    beat = run.heartbeat_at or run.started_at or run.created_at
-    silent = (timezone.now() - beat).total_seconds() if beat else float("inf")
-    if silent > stale:
-        return (f"no heartbeat from {run.worker or 'its process'} for {silent:.0f} s "
-                f"(the limit is {stale:.0f} s, YEETER_RUN_STALE_SECONDS)")
-    return None
-
-
-def run_abandon(*, run: Run, reason: str) -> bool:
-    """Mark a run whose process is gone ``abandoned``; False when it had ended meanwhile."""
-    if not _close_run(run.pk, Run.Status.ABANDONED, f"abandoned: {reason}",
-                      only=(Run.Status.PENDING, Run.Status.RUNNING)):
-        return False
-    async_to_sync(EventRecorder(run.pk).emit)(
-        EventType.RUN_ABANDONED, f"Run abandoned: {reason}. Patients in flight failed, the others were cancelled.",
-        level="error", payload={"reason": reason, "worker": run.worker})
-    run.refresh_from_db()
-    return True
-
-
-def runs_reap(*, stale_after: float | None = None) -> list[tuple[Run, str]]:
-    """Abandon every running run whose process is gone, and every pending run whose dispatching process
-    died before it started; returns each with the reason."""
-    reaped = []
-    held = Run.objects.filter(status=Run.Status.PENDING).exclude(worker="")
-    for run in (Run.objects.filter(status=Run.Status.RUNNING) | held).order_by("created_at"):
-        reason = run_owner_gone(run, stale_after=stale_after)
-        if reason is not None and run_abandon(run=run, reason=reason):
-            reaped.append((run, reason))
-    return reaped
 
 
 @transaction.atomic
@@ -630,6 +343,16 @@ def run_set_rate(*, run: Run, rate_per_hour: float) -> Run:
         raise ScenarioError(["rate_per_hour: this run's patients arrive all at once; only Poisson runs have a rate."])
     if run.is_finished:
         raise ScenarioError([f"rate_per_hour: run {run.pk} already finished ({run.status})."])
+    previous = run.rate_per_hour
     Run.objects.filter(pk=run.pk).update(rate_per_hour=float(rate_per_hour))
     run.rate_per_hour = float(rate_per_hour)
+    if run.executor == Run.Executor.CELERY and previous != run.rate_per_hour:
+        # Nobody waits between arrivals here: the patients still to come are re-timed and queued again.
+        from simulations.distributed import retime
+
+        with transaction.atomic():
+            moved = retime(run, run.rate_per_hour)
+        async_to_sync(EventRecorder(run.pk).emit)(
+            EventType.RATE_CHANGED, f"Arrival rate changed from {previous:g} to {run.rate_per_hour:g} patients per "
+            f"hour", payload={"from": previous, "to": run.rate_per_hour, "retimed": moved})
     return run

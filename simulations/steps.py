@@ -32,20 +32,32 @@ class StepType(StrEnum):
     WAIT = "WAIT"
 
 
+class EndpointKind(StrEnum):
+    """What a run talks to: the keys of ``Run.endpoints`` and of ``Endpoint.kind``."""
+
+    HL7 = "hl7"
+    STORAGE = "storage"
+    MWL = "mwl"
+    MPPS = "mpps"
+    COMMITMENT = "commitment"
+    QUERY = "query"  # the PACS's C-FIND service (VERIFY_PACS); the storage peer when none is known
+    WORKLIST_FOLDER = "worklist_folder"
+
+
 # Which endpoint kind each network step talks to (None: no network).
-STEP_ENDPOINT_KIND: dict[StepType, str | None] = {
-    StepType.REGISTER_PATIENT: "hl7",
+STEP_ENDPOINT_KIND: dict[StepType, EndpointKind | None] = {
+    StepType.REGISTER_PATIENT: EndpointKind.HL7,
     StepType.GENERATE_HL7: None,
-    StepType.SEND_HL7: "hl7",
-    StepType.SEND_DMWL: "mwl",
-    StepType.MPPS_IN_PROGRESS: "mpps",
+    StepType.SEND_HL7: EndpointKind.HL7,
+    StepType.SEND_DMWL: EndpointKind.MWL,
+    StepType.MPPS_IN_PROGRESS: EndpointKind.MPPS,
     StepType.GENERATE_DICOM: None,
-    StepType.SEND_DICOM: "storage",
-    StepType.STORAGE_COMMIT: "commitment",
-    StepType.VERIFY_PACS: "storage",  # the PACS's query service: a "query" target when one is known
-    StepType.MPPS_COMPLETED: "mpps",
-    StepType.SEND_REPORT: "hl7",
-    StepType.CANCEL_ORDER: "hl7",
+    StepType.SEND_DICOM: EndpointKind.STORAGE,
+    StepType.STORAGE_COMMIT: EndpointKind.COMMITMENT,
+    StepType.VERIFY_PACS: EndpointKind.STORAGE,  # the PACS's query service: a "query" target when one is known
+    StepType.MPPS_COMPLETED: EndpointKind.MPPS,
+    StepType.SEND_REPORT: EndpointKind.HL7,
+    StepType.CANCEL_ORDER: EndpointKind.HL7,
     StepType.WAIT: None,
 }
 
@@ -115,28 +127,129 @@ class ScenarioError(ValueError):
 
 
 @dataclass(frozen=True)
+class OrderSpec:
+    """GENERATE_HL7: how the exam is chosen (EXAMGEN-4.0: exam id, then CPT code, then weighted random with
+    ``filters``) and what the order pins. ``filters`` is built once, here, and used by the catalog check and
+    the planner alike; ``setting`` None means "the exam's default setting", "any" a draw by share."""
+
+    exam_id: str | None = None
+    cpt_code: str | None = None
+    filters: Any = None  # exams.factory.ExamFilters (the patient's pinned sex/age included)
+    setting: str | None = None
+    sex: str | None = None
+    age: int | None = None
+    priority: str | None = None
+    indication: str | dict | None = None
+    station_ae_title: str | None = None
+
+
+@dataclass(frozen=True)
+class SendSpec:
+    """REGISTER_PATIENT, SEND_HL7, MPPS_IN_PROGRESS, SEND_REPORT, CANCEL_ORDER: a named endpoint or the run's."""
+
+    endpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class WorklistSpec:
+    endpoint: str | None = None
+    verify: bool = True
+
+
+@dataclass(frozen=True)
+class DicomSpec:
+    """GENERATE_DICOM; None falls back to the run's option."""
+
+    max_instances_per_series: int | None = None
+    transfer_syntax: str | None = None
+    documents: Any = None  # simulations.documents.DocumentChoice
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    endpoint: str | None = None
+    associations: int = 1
+
+
+@dataclass(frozen=True)
+class CommitSpec:
+    endpoint: str | None = None
+    timeout: float | None = None  # None: the peer's read timeout
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class VerifyPacsSpec:
+    endpoint: str | None = None
+    qido: str | None = None
+
+
+@dataclass(frozen=True)
+class MppsSetSpec:
+    endpoint: str | None = None
+    status: str = "COMPLETED"
+
+
+@dataclass(frozen=True)
+class WaitSpec:
+    seconds: float = 0.0
+
+
+_SPECS: dict[StepType, type] = {
+    StepType.REGISTER_PATIENT: SendSpec, StepType.GENERATE_HL7: OrderSpec, StepType.SEND_HL7: SendSpec,
+    StepType.SEND_DMWL: WorklistSpec, StepType.MPPS_IN_PROGRESS: SendSpec, StepType.GENERATE_DICOM: DicomSpec,
+    StepType.SEND_DICOM: StoreSpec, StepType.STORAGE_COMMIT: CommitSpec, StepType.VERIFY_PACS: VerifyPacsSpec,
+    StepType.MPPS_COMPLETED: MppsSetSpec, StepType.SEND_REPORT: SendSpec, StepType.CANCEL_ORDER: SendSpec,
+    StepType.WAIT: WaitSpec,
+}
+
+
+@dataclass(frozen=True)
 class Step:
     index: int  # 0-based position in the scenario
     type: StepType
-    params: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)  # the validated fields as given (what the page shows)
     wait_after: float = 0.0
+    spec: Any = None  # the typed value of the step's fields: OrderSpec, SendSpec, DicomSpec, ...
 
     @property
     def label(self) -> str:
         return f"step {self.index + 1} ({self.type.value})"
 
     @property
-    def endpoint_kind(self) -> str | None:
-        return STEP_ENDPOINT_KIND[self.type]
+    def endpoint(self) -> str | None:
+        """The Endpoint row named by the step (``"endpoint"``), or None for the run's."""
+        return getattr(self.spec, "endpoint", None)
 
-    @property
-    def selects_by(self) -> str:
-        """The spec's priority: exam_id, then cpt_code, then weighted random with filters."""
-        if "exam_id" in self.params:
-            return "exam_id"
-        if "cpt_code" in self.params:
-            return "cpt_code"
-        return "weighted_random"
+
+def _spec(step_type: StepType, params: dict, where: str, problems: list[str]):
+    """The typed value of a step whose fields passed the shape checks; an invalid filter is a problem."""
+    if step_type == StepType.GENERATE_HL7:
+        from exams.factory import ExamFilters, InvalidFilter
+
+        setting = params.get("setting")
+        try:
+            filters = ExamFilters(modality=params.get("modality"), body_part=params.get("body_part"),
+                                  setting=None if setting == "any" else setting or "outpatient",
+                                  laterality=params.get("laterality"), patient_age=params.get("age"),
+                                  patient_sex=params.get("sex"))
+        except InvalidFilter as exc:
+            field_name = {"patient_age": "age", "patient_sex": "sex"}.get(exc.field, exc.field)
+            if not any(p.startswith(f"{where}: field {field_name}:") for p in problems):  # said once
+                problems.append(f"{where}: field {field_name}: {exc.message}")
+            return None
+        return OrderSpec(exam_id=params.get("exam_id"), cpt_code=params.get("cpt_code"), filters=filters,
+                         setting=setting, sex=params.get("sex"), age=params.get("age"),
+                         priority=params.get("priority"), indication=params.get("indication"),
+                         station_ae_title=params.get("station_ae_title"))
+    if step_type == StepType.GENERATE_DICOM:
+        from simulations.documents import DocumentChoice
+
+        return DicomSpec(max_instances_per_series=params.get("max_instances_per_series"),
+                         transfer_syntax=params.get("transfer_syntax"),
+                         documents=DocumentChoice.from_params(params))
+    known = {k: v for k, v in params.items() if k in _SPECS[step_type].__dataclass_fields__}
+    return _SPECS[step_type](**known)
 
 
 def _type_name(t: Any) -> str:
@@ -201,7 +314,9 @@ def parse_steps(raw: Any) -> list[Step]:
         if step_type == StepType.GENERATE_HL7 and StepType.GENERATE_HL7 in seen:
             problems.append(f"{where}: a patient story has one order: only one GENERATE_HL7 step is allowed.")
         seen.add(step_type)
-        steps.append(Step(index, step_type, params, float(wait_after) if _is(wait_after, (int, float)) else 0.0))
+        spec = _spec(step_type, params, where, problems)
+        steps.append(Step(index, step_type, params, float(wait_after) if _is(wait_after, (int, float)) else 0.0,
+                          spec))
     # A step whose type could not be read may be the order step itself: no second guess then.
     if StepType.GENERATE_HL7 not in seen and len(steps) == len(raw):
         problems.append(f"steps: no {StepType.GENERATE_HL7.value} step: every patient story is planned from its one "
@@ -216,16 +331,9 @@ def _check_values(where: str, step_type: StepType, params: dict) -> list[str]:
     from generators import terms
 
     problems: list[str] = []
-    if "modality" in params and params["modality"] not in {m.value for m in terms.Modality}:
-        problems.append(f"{where}: field modality: unknown modality {params['modality']!r}; use one of "
-                        f"{', '.join(m.value for m in terms.Modality)}.")
-    if "body_part" in params and params["body_part"] not in terms.BODY_PARTS:
-        problems.append(f"{where}: field body_part: unknown body part {params['body_part']!r}.")
     if "setting" in params and params["setting"] not in {s.value for s in terms.CareSetting} | {"any"}:
         problems.append(f"{where}: field setting: use outpatient, inpatient, emergency or any, got "
                         f"{params['setting']!r}.")
-    if "laterality" in params and params["laterality"] not in {"R", "L", "B", ""}:
-        problems.append(f"{where}: field laterality: use R, L, B or empty, got {params['laterality']!r}.")
     if "sex" in params and params["sex"] not in {"F", "M"}:
         problems.append(f"{where}: field sex: use F or M, got {params['sex']!r}.")
     if "age" in params and not 0 <= params["age"] <= 120:
@@ -256,10 +364,31 @@ def _check_values(where: str, step_type: StepType, params: dict) -> list[str]:
     return problems
 
 
+def demographic_conflict(exam, *, sex: str | None, age: int | None, who: str = "the patient") -> tuple[str, str] | None:
+    """The spec's validation guard, one copy for the catalog check and the planner: ``(field, sentence)``
+    when ``sex`` or ``age`` break the constraints of ``exam`` (an ExamSpec row or an ExamInfo)."""
+    required = exam.required_sex or None
+    if sex is not None and required is not None and str(sex) != str(required):
+        return "sex", f"exam {exam.id} requires sex={required}, but {who} is {sex}"
+    if age is not None and ((exam.min_age is not None and age < exam.min_age)
+                            or (exam.max_age is not None and age > exam.max_age)):
+        return "age", (f"exam {exam.id} accepts ages {exam.min_age or 0}-{exam.max_age if exam.max_age is not None else 'any'}, "
+                       f"but {who} is {age}")
+    return None
+
+
+def order_step(steps: list[Step]) -> Step:
+    """The scenario's one GENERATE_HL7 step (parse_steps refuses a scenario without it)."""
+    for step in steps:
+        if step.type == StepType.GENERATE_HL7:
+            return step
+    raise ScenarioError(["steps: no GENERATE_HL7 step to plan the order from."])
+
+
 def check_catalog_references(steps: list[Step]) -> list[str]:
     """Resolve exam ids, CPT codes and filters against the catalog (a few queries per GENERATE_HL7 step)."""
     from exams.errors import CatalogLookupError
-    from exams.factory import ExamFactory, ExamFilters, InvalidFilter
+    from exams.factory import ExamFactory, InvalidFilter
     from exams.models import ExamSpec
 
     problems: list[str] = []
@@ -267,28 +396,20 @@ def check_catalog_references(steps: list[Step]) -> list[str]:
     for step in steps:
         if step.type != StepType.GENERATE_HL7:
             continue
-        p = step.params
+        spec: OrderSpec = step.spec
         try:
-            if "exam_id" in p or "cpt_code" in p:
-                exam = (factory.get_exam_by_id(p["exam_id"]) if "exam_id" in p
-                        else factory.get_exam_by_cpt_code(p["cpt_code"]))
-                if p.get("sex") and exam.required_sex and p["sex"] != exam.required_sex:
-                    problems.append(f"{step.label}: field sex: exam {exam.id} requires sex={exam.required_sex}, "
-                                    f"but the step pins sex={p['sex']}.")
-                if "age" in p and ((exam.min_age is not None and p["age"] < exam.min_age)
-                                   or (exam.max_age is not None and p["age"] > exam.max_age)):
-                    problems.append(f"{step.label}: field age: exam {exam.id} accepts ages "
-                                    f"{exam.min_age or 0}-{exam.max_age or 'any'}, but the step pins age={p['age']}.")
-            else:
-                filters = ExamFilters(modality=p.get("modality"), body_part=p.get("body_part"),
-                                      setting=None if p.get("setting") == "any" else p.get("setting", "outpatient"),
-                                      laterality=p.get("laterality"), patient_age=p.get("age"), patient_sex=p.get("sex"))
-                if not ExamSpec.objects.filter(filters.q(), weight__gt=0).exists():
-                    shown = ", ".join(f"{k}={v}" for k, v in filters.as_dict().items()) or "no filters"
-                    problems.append(f"{step.label}: no active exam in the catalog matches {shown}.")
+            if spec.exam_id or spec.cpt_code:
+                exam = (factory.get_exam_by_id(spec.exam_id) if spec.exam_id
+                        else factory.get_exam_by_cpt_code(spec.cpt_code))
+                conflict = demographic_conflict(exam, sex=spec.sex, age=spec.age, who="the step's pinned patient")
+                if conflict:
+                    problems.append(f"{step.label}: field {conflict[0]}: {conflict[1]}.")
+            elif not ExamSpec.objects.filter(spec.filters.q(), weight__gt=0).exists():
+                shown = ", ".join(f"{k}={v}" for k, v in spec.filters.as_dict().items()) or "no filters"
+                problems.append(f"{step.label}: no active exam in the catalog matches {shown}.")
         except InvalidFilter as exc:
             problems.append(f"{step.label}: field {exc.field}: {exc.message}")
         except CatalogLookupError as exc:
-            field_name = "exam_id" if "exam_id" in p else "cpt_code"
+            field_name = "exam_id" if spec.exam_id else "cpt_code"
             problems.append(f"{step.label}: field {field_name}: {exc.message}")
     return problems

@@ -72,3 +72,31 @@ def pki(tmp_path_factory):
     if binary is None:
         missing_peer("the openssl CLI is not installed (Debian package openssl); it makes the test certificates")
     return make_pki(binary, tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def scaleout_workers(request, tmp_path_factory):
+    """The scale-out backend (``CELERY_BROKER_URL`` set, as scripts/test's second pass sets it with PostgreSQL
+    and Redis): real ``celery -A yeeter worker`` subprocesses on this session's test database and its own
+    queue execute the patients of every run the tests start. Nothing on the embedded default."""
+    from django.conf import settings
+
+    if not settings.CELERY_BROKER_URL:
+        yield None
+        return
+    import uuid
+
+    from tests.celery_workers import Workers, worker_env
+    from yeeter.celery import app
+
+    request.getfixturevalue("django_db_setup")
+    blocker = request.getfixturevalue("django_db_blocker")
+    queue = f"yeeter-test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-{uuid.uuid4().hex[:6]}"
+    app.conf.task_default_queue = queue
+    with blocker.unblock():
+        env = worker_env(broker=settings.CELERY_BROKER_URL, queue=queue,
+                         extra={"REDIS_URL": os.environ.get("REDIS_URL", ""), "YEETER_PIXEL_WORKERS": "1"})
+    workers = Workers(broker=settings.CELERY_BROKER_URL, queue=queue, log_dir=tmp_path_factory.mktemp("celery"),
+                      env=env).start(int(os.environ.get("YEETER_TEST_WORKERS", "2")))
+    yield workers
+    workers.stop()

@@ -156,7 +156,18 @@ else:
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND")
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True  # a worker process killed mid-patient: its task goes back to the queue
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A task a worker took but never acknowledged (the whole worker was killed) is delivered again after this many
+# seconds (the Redis transport's visibility timeout); a story silent for YEETER_RUN_STALE_SECONDS is redone.
+_VISIBILITY_TIMEOUT = env_int("YEETER_CELERY_VISIBILITY_TIMEOUT", 300, minimum=5, maximum=7 * 86400)
+# Workers look for such tasks every few seconds (kombu's default is every 100 s).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _VISIBILITY_TIMEOUT,
+                                   "unacked_restore_interval": min(10, _VISIBILITY_TIMEOUT),
+                                   "unacked_restore_throttle": 1}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The queue runs send their patients to and workers take them from (`celery -A yeeter worker -Q <name>`).
+CELERY_TASK_DEFAULT_QUEUE = env_str("YEETER_CELERY_QUEUE", "yeeter")
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "yeeter.api.AutoSchema",

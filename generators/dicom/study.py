@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,8 @@ class InstanceRecord:
     instance_number: int
     transfer_syntax_uid: str
     size: int
+    study_instance_uid: str = ""
+    dataset_offset: int = 0  # where the data set starts in the file (after preamble and File Meta): C-STORE sends from there
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,7 @@ class StudyResult:
     series: list[SeriesRecord]
     instance_count: int
     bytes: int
+    instances: tuple[InstanceRecord, ...] = ()  # every file written, in order: what C-STORE and MPPS use
 
 
 def _check_transfer_syntax(uid: str) -> None:
@@ -142,7 +145,8 @@ def _generate(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str, n
                            *pixel_element(arr, transfer_syntax, bits_stored=pixels.bits_stored,
                                           signed=pixels.signed)]
                 path = study_dir / f"{spec.number:03d}_{i + 1:04d}.dcm"
-                record = InstanceRecord(path, sop_class, sop_uid, series_uid, spec.number, i + 1, transfer_syntax, 0)
+                record = InstanceRecord(path, sop_class, sop_uid, series_uid, spec.number, i + 1, transfer_syntax, 0,
+                                        order.study_instance_uid, len(buffers[0]))
                 writer.submit(path, buffers, lambda size, r=record: _sized(r, size))
                 yield from writer.done()
             yield SeriesRecord(spec.number, series_uid, spec.description, modality.value, count, sop_class,
@@ -154,8 +158,7 @@ def _generate(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str, n
 
 
 def _sized(record: InstanceRecord, size: int) -> InstanceRecord:
-    return InstanceRecord(record.path, record.sop_class_uid, record.sop_instance_uid, record.series_instance_uid,
-                          record.series_number, record.instance_number, record.transfer_syntax_uid, size)
+    return replace(record, size=size)
 
 
 def iter_study(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str = ExplicitVRLittleEndian,
@@ -185,15 +188,17 @@ def write_study(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str 
                 previews: bool = True, pps_started_at: dt.datetime | None = None) -> StudyResult:
     """Write the whole study of ``order`` (see :func:`iter_study`) and summarise it."""
     series: list[SeriesRecord] = []
-    count = total = 0
+    instances: list[InstanceRecord] = []
+    total = 0
     for item in _generate(order, out_dir, seed=seed, transfer_syntax=transfer_syntax, now=now,
                           manufacturer_model=manufacturer_model, max_instances_per_series=max_instances_per_series,
                           previews=previews, pps_started_at=pps_started_at):
         if isinstance(item, SeriesRecord):
             series.append(item)
             continue
-        count += 1
+        instances.append(item)
         total += item.size
         if on_instance is not None:
             on_instance(item)
-    return StudyResult(order.study_instance_uid, Path(out_dir) / order.study_instance_uid, series, count, total)
+    return StudyResult(order.study_instance_uid, Path(out_dir) / order.study_instance_uid, series, len(instances),
+                       total, tuple(instances))

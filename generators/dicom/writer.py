@@ -193,11 +193,15 @@ class AsyncFileWriter:
             if self._error is not None:
                 continue
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                # Atomically: a reader (the C-STORE sender, a PACS watching the folder) never sees half a
+                # file, and a study written again (a story redone) replaces the old files whole.
+                partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+                fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                 try:
                     size = _writev_all(fd, buffers)
                 finally:
                     os.close(fd)
+                os.replace(partial, path)
                 self._done.put(then(size))
             except BaseException as exc:  # handed to the producer thread, which re-raises it
                 self._error = exc

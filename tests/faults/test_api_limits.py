@@ -121,7 +121,7 @@ def test_concurrent_starts_cannot_pass_the_in_flight_limit_together(catalog_tx, 
     from apikeys.authentication import ApiKeyClient
     from apikeys.services import api_key_create
     from simulations.endpoints import EndpointSet
-    from simulations.runner import RunOptions
+    from simulations.options import RunOptions
     from simulations.services import LimitExceeded, run_create
 
     settings.LIMITS = {**settings.LIMITS, "RUNS_IN_FLIGHT_PER_OWNER": 2}

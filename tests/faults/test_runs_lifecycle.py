@@ -78,7 +78,7 @@ def test_runsim_refuses_a_stored_scenario_without_an_order_step(catalog_tx, tmp_
 
 def test_a_run_that_cannot_be_planned_ends_in_error_says_why_and_closes_its_receivers(catalog_tx, tmp_path):
     from simulations.endpoints import EndpointSet
-    from simulations.runner import RunOptions
+    from simulations.options import RunOptions
     from simulations.services import missing_kinds, run_create, run_execute
 
     endpoints = EndpointSet()
@@ -143,7 +143,7 @@ def test_api_cancel_ends_a_run_whose_process_is_gone(db):
 
 def test_a_run_cancelled_while_queued_ends_cancelled_when_a_worker_takes_it(catalog_tx, tmp_path):
     from simulations.endpoints import EndpointSet
-    from simulations.runner import RunOptions
+    from simulations.options import RunOptions
     from simulations.services import run_cancel, run_create, run_execute
 
     run = run_create(steps_json=ORDER, patients=1, concurrency=1, endpoints=EndpointSet(),
@@ -156,7 +156,7 @@ def test_a_run_cancelled_while_queued_ends_cancelled_when_a_worker_takes_it(cata
 
 def test_a_running_run_records_its_worker_and_heartbeat(catalog_tx, tmp_path, settings):
     from simulations.endpoints import EndpointSet
-    from simulations.runner import RunOptions
+    from simulations.options import RunOptions
     from simulations.services import run_create, run_execute
 
     settings.YEETER = {**settings.YEETER, "HEARTBEAT_SECONDS": 1}

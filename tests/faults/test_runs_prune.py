@@ -89,7 +89,7 @@ def test_a_received_study_another_run_still_holds_is_kept(catalog_tx, tmp_path, 
 
 
 def test_the_retention_setting_prunes_at_start_up(catalog_tx, tmp_path, settings):
-    from simulations.services import runs_housekeep
+    from simulations.housekeeping import runs_housekeep
 
     settings.DATA_DIR = tmp_path
     settings.YEETER = {**settings.YEETER, "RUN_RETENTION_DAYS": 7}

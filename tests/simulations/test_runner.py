@@ -224,7 +224,7 @@ def test_scenario_errors_are_usage_errors_naming_the_step(scenarios):
 
 def test_a_run_can_be_cancelled_and_keeps_what_it_made(scenarios, tmp_path):
     from simulations.endpoints import EndpointSet
-    from simulations.runner import RunOptions
+    from simulations.options import RunOptions
     from simulations.services import run_cancel, run_create, run_execute
 
     run = run_create(steps_json=Scenario.objects.get(name="Full scheduled workflow").steps, patients=5,

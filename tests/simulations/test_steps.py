@@ -2,7 +2,22 @@ from __future__ import annotations
 
 import pytest
 
-from simulations.steps import ScenarioError, StepType, check_catalog_references, parse_steps
+from exams.factory import ExamFilters
+from generators.terms import Modality
+from simulations.steps import (
+    CommitSpec,
+    MppsSetSpec,
+    OrderSpec,
+    ScenarioError,
+    SendSpec,
+    StepType,
+    StoreSpec,
+    VerifyPacsSpec,
+    WaitSpec,
+    WorklistSpec,
+    check_catalog_references,
+    parse_steps,
+)
 
 
 def _problems(steps) -> list[str]:
@@ -17,12 +32,50 @@ def test_it_parses_the_three_selection_forms_of_the_spec():
          "indication": "Right knee pain, evaluate for meniscal tear", "wait_after": 0},
         {"step_type": "SEND_HL7"},
     ])
-    assert steps[0].type == StepType.GENERATE_HL7 and steps[0].selects_by == "exam_id"
-    assert parse_steps([{"step_type": "GENERATE_HL7", "cpt_code": "73721"}])[0].selects_by == "cpt_code"
+    order = steps[0].spec
+    assert steps[0].type == StepType.GENERATE_HL7 and isinstance(order, OrderSpec)
+    assert order.exam_id == "MR-KNEE-RIGHT-WO" and order.indication.startswith("Right knee pain")
+    assert steps[1].spec == SendSpec(endpoint=None)
+    assert parse_steps([{"step_type": "GENERATE_HL7", "cpt_code": "73721"}])[0].spec.cpt_code == "73721"
     random_step = parse_steps([{"step_type": "GENERATE_HL7", "modality": "CT", "setting": "emergency",
                                 "wait_after": 0}])[0]
-    assert random_step.selects_by == "weighted_random" and random_step.params == {"modality": "CT",
-                                                                                  "setting": "emergency"}
+    assert random_step.params == {"modality": "CT", "setting": "emergency"}
+    assert random_step.spec.filters == ExamFilters(modality="CT", setting="emergency")
+    # No setting: the default (outpatient) filters the draw; "any" filters nothing and draws by share.
+    assert parse_steps([{"step_type": "GENERATE_HL7"}])[0].spec.filters.setting == "outpatient"
+    anywhere = parse_steps([{"step_type": "GENERATE_HL7", "setting": "any", "sex": "F", "age": 40}])[0].spec
+    assert anywhere.filters == ExamFilters(patient_sex="F", patient_age=40) and anywhere.setting == "any"
+
+
+def test_every_step_type_has_a_typed_value_with_its_defaults():
+    steps = parse_steps([
+        {"step_type": "GENERATE_HL7", "exam_id": "CT-HEAD-WO"},
+        {"step_type": "SEND_DMWL", "verify": False},
+        {"step_type": "MPPS_IN_PROGRESS", "endpoint": "pacs-mpps"},
+        {"step_type": "GENERATE_DICOM", "max_instances_per_series": 3, "key_images": True},
+        {"step_type": "SEND_DICOM", "associations": 2},
+        {"step_type": "STORAGE_COMMIT", "timeout": 5, "required": True},
+        {"step_type": "VERIFY_PACS", "qido": "http://127.0.0.1:8042/dicom-web"},
+        {"step_type": "MPPS_COMPLETED", "status": "DISCONTINUED"},
+        {"step_type": "WAIT", "seconds": 2},
+    ])
+    specs = [s.spec for s in steps]
+    assert specs[1] == WorklistSpec(verify=False)
+    assert specs[2] == SendSpec(endpoint="pacs-mpps") and steps[2].endpoint == "pacs-mpps"
+    assert specs[3].max_instances_per_series == 3 and specs[3].transfer_syntax is None
+    assert specs[3].documents.key_images and specs[3].documents.dose_sr and not specs[3].documents.pdf_report
+    assert specs[4] == StoreSpec(associations=2)
+    assert specs[5] == CommitSpec(timeout=5, required=True)
+    assert specs[6] == VerifyPacsSpec(qido="http://127.0.0.1:8042/dicom-web")
+    assert specs[7] == MppsSetSpec(status="DISCONTINUED") and specs[8] == WaitSpec(seconds=2)
+
+
+def test_an_invalid_filter_is_named_once():
+    problems = _problems([{"step_type": "GENERATE_HL7", "modality": "XX", "body_part": "ELBOW"}])
+    assert problems == ["step 1 (GENERATE_HL7): field modality: unknown modality 'XX'; use one of "
+                        + ", ".join(m.value for m in Modality) + "."]
+    problems = _problems([{"step_type": "GENERATE_HL7", "sex": "X"}])
+    assert len(problems) == 1 and problems[0].startswith("step 1 (GENERATE_HL7): field sex:")
 
 
 def test_dicom_before_hl7_gives_the_specs_message():

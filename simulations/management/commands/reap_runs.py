@@ -7,7 +7,7 @@ import math
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from simulations.services import runs_reap
+from simulations.housekeeping import runs_reap
 
 
 class Command(BaseCommand):

@@ -25,8 +25,9 @@ from rich.table import Table
 from simulations.endpoints import CommitListen, EndpointPeer, EndpointSet, HL7Target, TlsSettings
 from simulations.models import AE_TITLE_VALIDATOR, Run, Scenario
 from simulations.receivers import BuiltinReceivers
-from simulations.runner import TRANSFER_SYNTAX_UIDS, RunOptions
-from simulations.services import missing_kinds, run_create, run_execute_async, runs_housekeep
+from simulations.options import TRANSFER_SYNTAX_UIDS, RunOptions
+from simulations.housekeeping import runs_housekeep
+from simulations.services import missing_kinds, run_create, run_execute_async
 from simulations.steps import MAX_INSTANCES_PER_SERIES, ScenarioError
 from simulations.transport.dimse.common import DicomPeer
 from simulations.transport.tls import TlsConfigError
@@ -215,6 +216,9 @@ class Command(BaseCommand):
         out.add_argument("--max-instances", type=int, metavar="N", help="cap instances per series (quick runs)")
         out.add_argument("--json", action="store_true", help="print the run summary as JSON only")
         out.add_argument("--verbose", action="store_true", help="print every event")
+        parser.add_argument("--in-process", action="store_true",
+                            help="execute the patients in this process even when CELERY_BROKER_URL is set (by "
+                                 "default a broker means one Celery task per patient, run by the workers)")
 
     # -- argument handling -------------------------------------------------------------------
     def _steps_and_scenario(self, opts: dict) -> tuple[list, Scenario | None]:
@@ -344,6 +348,7 @@ class Command(BaseCommand):
         self._run(opts, steps, scenario, endpoints, patients, concurrency, arrival, rate, tuple(sorted(missing)))
 
     def _run(self, opts, steps, scenario, endpoints, patients, concurrency, arrival, rate, builtin_kinds) -> None:
+        self._in_process = opts["in_process"]
         options = RunOptions(
             output_dir=opts.get("output"), send=not opts["no_send"], validate_hl7=opts["validate"],
             transfer_syntax=opts["transfer_syntax"], max_instances_per_series=opts.get("max_instances"),
@@ -438,7 +443,8 @@ class Command(BaseCommand):
         loop.add_signal_handler(signal.SIGINT, on_interrupt)
         loop.add_signal_handler(signal.SIGTERM, on_terminate)
         try:
-            return await run_execute_async(run, listeners=[display], cancel=cancel, on_receivers=on_receivers)
+            return await run_execute_async(run, listeners=[display], cancel=cancel, on_receivers=on_receivers,
+                                           in_process=self._in_process)
         finally:
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)
@@ -458,9 +464,10 @@ class Command(BaseCommand):
         summary["patient_rows"] = [
             {"number": p.number, "status": p.status, "exam": p.exam_code, "modality": p.modality,
              "accession": p.accession_number, "instances": p.instances,
-             "verified": bool(p.verification.get("ok")), "error": p.error}
+             "verified": bool(p.verification.get("ok")), "error": p.error, "worker": p.worker}
             for p in run.patients.order_by("index")
         ]
+        summary["executor"] = run.executor
         return summary
 
     @staticmethod

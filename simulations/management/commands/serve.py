@@ -64,7 +64,7 @@ class Command(BaseCommand):
             peers[aet] = int(port)
         if peers and commit_reply != "new":
             raise CommandError("--commit-peer only applies with --commit-reply new.", returncode=2)
-        from simulations.services import runs_housekeep
+        from simulations.housekeeping import runs_housekeep
 
         runs_housekeep()  # a Yeeter process starting: end the runs whose process died
         receivers = BuiltinReceivers(storage_dir=storage_dir or Path(settings.DATA_DIR) / "received", host=host,
