@@ -16,18 +16,12 @@ from apikeys.permissions import StaffWritesOnly
 from simulations.apis.serializers import ENDPOINT_FIELDS, MAX_DB_INT, EndpointOutputSerializer
 from simulations.models import Endpoint
 from simulations.services import endpoint_check, endpoint_create
-from yeeter.api import (
-    StrictBooleanField,
-    StrictCharField,
-    StrictFloatField,
-    StrictIntegerField,
-    error_responses,
-    reject_unknown_fields,
-    validated_query,
-)
+from yeeter.api import (StrictBooleanField, StrictCharField, StrictFloatField, StrictIntegerField, error_responses,
+                        validated_body, validated_query)
 
 # A check answers an HTTP request: never hold it for an endpoint's long read timeout.
 CHECK_TIMEOUT_CAP_S = 10.0
+
 
 def _endpoint_or_404(endpoint_id: str) -> Endpoint:
     if not endpoint_id.isascii() or not endpoint_id.isdigit() or int(endpoint_id) > MAX_DB_INT:
@@ -37,12 +31,15 @@ def _endpoint_or_404(endpoint_id: str) -> Endpoint:
         raise NotFound(f"No endpoint with id {endpoint_id}.")
     return endpoint
 
+
 class StrictSlugField(StrictCharField, serializers.SlugField):
     pass
+
 
 # A DNS name, IPv4 or IPv6 address: letters, digits, dots, hyphens, colons (no spaces, no control characters).
 HOST_VALIDATOR = RegexValidator(r"^[A-Za-z0-9._:\-\[\]%]+\Z",
                                 "Give a host name or IP address (letters, digits, '.', '-', ':').")
+
 
 class EndpointListCreateApi(APIView):
     """``GET``: the configured peers. ``POST`` (staff session): add one."""
@@ -72,11 +69,10 @@ class EndpointListCreateApi(APIView):
     @extend_schema(operation_id="endpoints_create", request=InputSerializer,
                    responses={201: EndpointOutputSerializer, **error_responses()})
     def post(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=request.data)
-        reject_unknown_fields(request.data, serializer)
-        serializer.is_valid(raise_exception=True)
-        endpoint = endpoint_create(fields=serializer.validated_data)  # Endpoint.clean() rules: 400 per field
+        fields = validated_body(request.data, self.InputSerializer).validated_data
+        endpoint = endpoint_create(fields=fields)  # Endpoint.clean() rules: 400 per field
         return Response(EndpointOutputSerializer(endpoint).data, status=status.HTTP_201_CREATED)
+
 
 class EndpointCheckApi(APIView):
     """Is the peer there? C-ECHO for DICOM endpoints, an NMD^N02 round trip for HL7, a writable folder

@@ -32,20 +32,13 @@ from simulations.endpoints import CommitListen
 from simulations.events import event_dict
 from simulations.models import Run, RunEvent, Scenario
 from simulations.runner import TRANSFER_SYNTAX_UIDS
-from simulations.selectors import run_visible_to, runs_visible_to
+from simulations.selectors import run_list, run_visible_to
 from simulations.services import run_cancel, run_start
-from yeeter.api import (
-    ApiError,
-    StrictBooleanField,
-    StrictCharField,
-    StrictFloatField,
-    StrictIntegerField,
-    error_responses,
-    reject_unknown_fields,
-    validated_query,
-)
+from yeeter.api import (ApiError, StrictBooleanField, StrictCharField, StrictFloatField, StrictIntegerField,
+                        error_responses, validated_body, validated_query)
 
 EVENTS_PAGE = 500
+
 
 def _run_or_404(request: Request, run_id: str) -> Run:
     """The run if this client may see it (:func:`simulations.selectors.run_visible_to`); a run of
@@ -58,6 +51,7 @@ def _run_or_404(request: Request, run_id: str) -> Run:
     if run is None:
         raise NotFound(f"No run with id {run_id}.")
     return run
+
 
 # Every request example starts a real run against the shipped catalog and scenarios (load_catalog,
 # load_scenarios) on the built-in receivers: tests/api/test_runs_api.py posts each of them.
@@ -87,6 +81,7 @@ RUN_START_EXAMPLES = [
                   "details": {"limit": "runs_in_flight_per_owner", "value": 4,
                               "setting": "YEETER_MAX_RUNS_PER_OWNER"}}}),
 ]
+
 
 class RunListCreateApi(APIView):
     """``GET``: runs, newest first, paginated and filterable by status. ``POST``: start a run."""
@@ -177,7 +172,7 @@ class RunListCreateApi(APIView):
                    responses={200: PageSerializer, **error_responses()})
     def get(self, request: Request) -> Response:
         filters = validated_query(request, self.FilterSerializer)
-        runs = runs_visible_to(request.user).select_related("owner", "api_key").order_by("-created_at", "pk")
+        runs = run_list(request.user)
         if "status" in filters:
             runs = runs.filter(status=filters["status"])
         paginator = LimitOffsetPagination()
@@ -194,6 +189,7 @@ class RunListCreateApi(APIView):
         return Response({"id": run.pk, "status": run.status, **links}, status=status.HTTP_202_ACCEPTED,
                         headers={"Location": links["url"]})
 
+
 def run_start_from_input(body, *, principal) -> Run:
     """Validate a runs API body and start the run for ``principal``: the one path for the API, the
     simulator page's launch form and the WebSocket's start action (same fields, same messages).
@@ -201,10 +197,7 @@ def run_start_from_input(body, *, principal) -> Run:
     Raises DRF's ``ValidationError`` (per field), :class:`ScenarioError` (per step and field) or
     :class:`LimitExceeded` (a quota, named).
     """
-    serializer = RunListCreateApi.InputSerializer(data=body)
-    reject_unknown_fields(body, serializer)
-    serializer.is_valid(raise_exception=True)
-    data = serializer.validated_data
+    data = validated_body(body, RunListCreateApi.InputSerializer).validated_data
     scenario = data.get("scenario")
     return run_start(
         scenario=scenario, steps_json=scenario.steps if scenario else data["steps"],
@@ -214,6 +207,7 @@ def run_start_from_input(body, *, principal) -> Run:
         speed=data["speed"], transfer_syntax=data["transfer_syntax"], arrival=data.get("arrival"),
         rate_per_hour=data.get("rate_per_hour"), principal=principal, commit_listen=data.get("commit_listen"),
     )
+
 
 class RunDetailApi(APIView):
     """A run's summary and one row per patient with the exam bound to it and its verification result."""
@@ -230,6 +224,7 @@ class RunDetailApi(APIView):
         # Two queries whatever the patient count: the run, then its rows.
         run.patient_rows = list(run.patients.order_by("index"))
         return Response(self.OutputSerializer(run, context={"request": request}).data)
+
 
 class RunEventsApi(APIView):
     """Events after ``seq`` in order (at most 500 a call), for clients that poll instead of using the WebSocket."""
@@ -268,6 +263,7 @@ class RunEventsApi(APIView):
         events = [event_dict(e, e.patient.number if e.patient is not None else None) for e in rows]
         return Response({"run": run.pk, "status": run.status, "finished": run.is_finished,
                          "last_seq": events[-1]["seq"] if events else query["after"], "events": events})
+
 
 class RunCancelApi(APIView):
     """Ask a run to stop; patients not finished yet end as cancelled."""

@@ -12,7 +12,8 @@ from apikeys.permissions import StaffWritesOnly
 from simulations.apis.serializers import MAX_PATIENTS, ScenarioOutputSerializer
 from simulations.models import Endpoint, Scenario
 from simulations.services import scenario_create
-from yeeter.api import StrictCharField, StrictIntegerField, error_responses, reject_unknown_fields, validated_query
+from yeeter.api import StrictCharField, StrictIntegerField, error_responses, validated_body, validated_query
+
 
 class ScenarioListCreateApi(APIView):
     """``GET``: the stored scenarios. ``POST`` (staff session): add one, its steps validated first."""
@@ -42,10 +43,7 @@ class ScenarioListCreateApi(APIView):
     @extend_schema(operation_id="scenarios_create", request=InputSerializer,
                    responses={201: ScenarioOutputSerializer, **error_responses()})
     def post(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=request.data)
-        reject_unknown_fields(request.data, serializer)
-        serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
+        data = dict(validated_body(request.data, self.InputSerializer).validated_data)
         endpoints = data.pop("endpoints", [])
         scenario = scenario_create(fields=data, endpoints=endpoints)  # ScenarioError: 400 per step and field
         return Response(ScenarioOutputSerializer(scenario).data, status=status.HTTP_201_CREATED)

@@ -26,6 +26,7 @@ LIMITS = settings.LIMITS
 # SQLite and PostgreSQL integers are 64-bit: larger ids or offsets cannot exist, and must not reach the DB.
 MAX_DB_INT = 2**63 - 1
 
+
 def run_links(request: Request, run: Run) -> dict[str, str]:
     """The run's API operations, its page on the simulator (issue 9's ``/simulator/runs/<id>/``) and the
     base of its files there (``files/<path inside the run folder>``)."""
@@ -36,10 +37,23 @@ def run_links(request: Request, run: Run) -> dict[str, str]:
     return {"url": url("run-detail"), "events_url": url("run-events"), "cancel_url": url("run-cancel"),
             "page_url": page, "files_url": page + "files/"}
 
+
 def owner_label(run: Run) -> str | None:
     if run.api_key_id is not None:
         return f"apikey:{run.api_key.name}" if run.api_key else None
     return run.owner.get_username() if run.owner_id is not None and run.owner else None
+
+
+@extend_schema_field(OpenApiTypes.URI)
+class RunLinkField(serializers.Field):
+    """The run's link of the field's own name (``url``, ``events_url``, ...: :func:`run_links`), read-only."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(source="*", read_only=True, **kwargs)
+
+    def to_representation(self, run: Run) -> str:
+        return run_links(self.context["request"], run)[self.field_name]
+
 
 class RunOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
@@ -62,15 +76,12 @@ class RunOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
-    url = serializers.SerializerMethodField()
-    events_url = serializers.SerializerMethodField()
-    cancel_url = serializers.SerializerMethodField()
-    page_url = serializers.SerializerMethodField(help_text="The run on the simulator page (login).")
-    files_url = serializers.SerializerMethodField(help_text="Base URL of the run's files on the simulator page: "
-                                                            "append a path inside the run folder.")
-
-    def _link(self, run: Run, name: str) -> str:
-        return run_links(self.context["request"], run)[name]
+    url = RunLinkField()
+    events_url = RunLinkField()
+    cancel_url = RunLinkField()
+    page_url = RunLinkField(help_text="The run on the simulator page (login).")
+    files_url = RunLinkField(help_text="Base URL of the run's files on the simulator page: "
+                                       "append a path inside the run folder.")
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_owner(self, run: Run) -> str | None:
@@ -88,25 +99,6 @@ class RunOutputSerializer(serializers.Serializer):
     def get_max_instances_per_series(self, run: Run) -> int | None:
         return run.options.get("max_instances_per_series")
 
-    @extend_schema_field(OpenApiTypes.URI)
-    def get_url(self, run: Run) -> str:
-        return self._link(run, "url")
-
-    @extend_schema_field(OpenApiTypes.URI)
-    def get_events_url(self, run: Run) -> str:
-        return self._link(run, "events_url")
-
-    @extend_schema_field(OpenApiTypes.URI)
-    def get_cancel_url(self, run: Run) -> str:
-        return self._link(run, "cancel_url")
-
-    @extend_schema_field(OpenApiTypes.URI)
-    def get_page_url(self, run: Run) -> str:
-        return self._link(run, "page_url")
-
-    @extend_schema_field(OpenApiTypes.URI)
-    def get_files_url(self, run: Run) -> str:
-        return self._link(run, "files_url")
 
 class RunPatientOutputSerializer(serializers.Serializer):
     number = serializers.IntegerField(help_text="The patient's number in the run, from 1 (as in events, the page "
@@ -134,6 +126,7 @@ class RunPatientOutputSerializer(serializers.Serializer):
         return self.context["request"].build_absolute_uri(
             f"/simulator/runs/{patient.run_id}/patients/{patient.number}/")
 
+
 class ScenarioOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
@@ -148,9 +141,11 @@ class ScenarioOutputSerializer(serializers.Serializer):
     def get_endpoints(self, scenario: Scenario) -> list[int]:
         return [e.pk for e in scenario.endpoints.all()]  # prefetched: no query per scenario
 
+
 ENDPOINT_FIELDS = ["name", "kind", "host", "port", "ae_title", "calling_ae_title", "hl7_receiving_application",
                    "hl7_receiving_facility", "hl7_version", "folder", "connect_timeout", "timeout", "tls",
                    "tls_verify", "tls_ca_file", "listen_host", "listen_port"]
+
 
 class EndpointOutputSerializer(serializers.ModelSerializer):
     address = serializers.CharField(read_only=True)

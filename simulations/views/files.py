@@ -16,6 +16,7 @@ from django.http import FileResponse, Http404, HttpRequest, StreamingHttpRespons
 from simulations.models import Run, RunPatient
 from simulations.views.runs import patient_or_404, visible_run_or_404
 
+
 def run_path(run: Run, relpath: str) -> Path | None:
     """The file ``relpath`` inside the run's folder, or None: never an absolute path, ``..``, a
     symlink anywhere on the way, or anything that resolves outside the folder."""

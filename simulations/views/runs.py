@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 
 from simulations.apis import run_start_from_input
 from simulations.models import Run, RunPatient
-from simulations.selectors import run_visible_to, runs_visible_to
+from simulations.selectors import run_list, run_visible_to
 from simulations.services import run_cancel
 from simulations.steps import ScenarioError, StepType, parse_steps
 from simulations.views.launch import START_REFUSALS, form_errors
@@ -133,7 +133,7 @@ def run_again(request: HttpRequest, run_id: str) -> HttpResponse:
 @login_required
 def history(request: HttpRequest) -> HttpResponse:
     """Past runs the user may see: status, scenario, patients, duration and outcome; run again."""
-    runs = runs_visible_to(request.user).select_related("owner", "api_key").order_by("-created_at", "pk")
+    runs = run_list(request.user)
     page = Paginator(runs, 50).get_page(request.GET.get("page"))
     for run in page:
         run.label = run_label(run)
