@@ -22,7 +22,7 @@ from yeeter.api import (
     StrictCharField,
     StrictIntegerField,
     error_responses,
-    reject_unknown_fields,
+    validated_body,
     validated_query,
 )
 
@@ -276,9 +276,7 @@ class ExamSelectApi(APIView):
         ],
     )
     def post(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=request.data)
-        reject_unknown_fields(request.data, serializer)
-        serializer.is_valid(raise_exception=True)
+        serializer = validated_body(request.data, self.InputSerializer)
         data = serializer.validated_data
         # Without a seed the choice is still reproducible: the seed drawn here is reported back.
         seed = data.get("seed", secrets.randbits(32))

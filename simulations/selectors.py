@@ -45,6 +45,12 @@ def run_visible_to(principal, run_id) -> Run | None:
     return runs_visible_to(principal).select_related("owner", "api_key").filter(pk=pk).first()
 
 
+def run_list(principal) -> QuerySet[Run]:
+    """The runs ``principal`` may see, newest first (ties by id, so pages never overlap), each with its
+    owner and key: the runs API's list and the page's history."""
+    return runs_visible_to(principal).select_related("owner", "api_key").order_by("-created_at", "pk")
+
+
 def run_owner_fields(principal) -> dict:
     """The ``owner``/``api_key`` values for a run started by ``principal`` (for ``Run`` creation)."""
     key = _api_key_of(principal)

@@ -256,6 +256,15 @@ def reject_unknown_fields(data: Any, serializer: serializers.Serializer) -> None
         })
 
 
+def validated_body[S: serializers.Serializer](data: Any, serializer_class: type[S]) -> S:
+    """``serializer_class`` bound to a JSON body and validated: fields the operation does not take
+    (:func:`reject_unknown_fields`) and bad values are a 400 naming them."""
+    serializer = serializer_class(data=data)
+    reject_unknown_fields(data, serializer)
+    serializer.is_valid(raise_exception=True)
+    return serializer
+
+
 # -- schema documentation -----------------------------------------------------------------------
 
 class AutoSchema(SpectacularAutoSchema):

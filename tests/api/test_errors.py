@@ -74,3 +74,26 @@ def test_the_browsable_api_renders_for_staff_and_key_holders(catalog, request, c
         response = client.get(url, HTTP_ACCEPT="text/html")
         assert response["Content-Type"].startswith("text/html"), url
         assert response.status_code in {200, 405}, url
+
+
+@pytest.mark.parametrize(("url", "body", "typo", "takes"), [
+    ("/api/simulator/exams/select", {"modalty": "MR"}, "modalty", "modality"),
+    ("/api/simulator/runs", {"scenario": "x", "patiens": 2}, "patiens", "patients"),
+    ("/api/simulator/scenarios", {"name": "knee", "steps": [{"step_type": "SEND_HL7"}], "concurency": 2},
+     "concurency", "concurrency"),
+    ("/api/simulator/endpoints", {"name": "pacs", "kind": "storage", "host": "10.0.0.5", "port": 104, "aetitle": "X"},
+     "aetitle", "ae_title"),
+])
+def test_a_body_field_no_operation_takes_is_a_400_naming_it_before_anything_runs(
+        catalog, staff_client: APIClient, url: str, body: dict, typo: str, takes: str) -> None:
+    from simulations.models import Endpoint, Run, Scenario
+
+    before = (Run.objects.count(), Scenario.objects.count(), Endpoint.objects.count())
+    response = staff_client.post(url, body, format="json")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "unknown_parameter"
+    assert list(error["details"]) == [typo]
+    assert error["details"][typo][0].startswith("Unknown field; this operation takes ")
+    assert takes in error["details"][typo][0]
+    assert (Run.objects.count(), Scenario.objects.count(), Endpoint.objects.count()) == before

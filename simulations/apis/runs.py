@@ -1,9 +1,8 @@
-"""The runs, scenarios and endpoints API: thin views over :mod:`simulations.services`.
-
-Runs: ``POST runs`` (202, executed in the background), ``GET runs`` (paginated, ``?status=``),
+"""The runs API: ``POST runs`` (202, executed in the background), ``GET runs`` (paginated, ``?status=``),
 ``GET runs/<id>``, ``GET runs/<id>/events?after=<seq>`` (polling), ``POST runs/<id>/cancel``.
-Scenarios and endpoints: read for every API client, write for staff sessions only;
-``POST endpoints/<id>/check`` does a C-ECHO (PS3.7 §9.1.5) or an MLLP NMD^N02 round trip.
+
+:func:`run_start_from_input` is the one way a run is started from a client's body: this API, the
+simulator page's launch form and the WebSocket's start action.
 """
 
 from __future__ import annotations
@@ -11,11 +10,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
-from django.core.validators import RegexValidator
-from django.db import models
-from django.urls import reverse
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import LimitOffsetPagination
@@ -23,35 +18,26 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apikeys.permissions import StaffWritesOnly
+from simulations.apis.serializers import (
+    LIMITS,
+    MAX_DB_INT,
+    MAX_INSTANCES,
+    MAX_PATIENTS,
+    MAX_SEED,
+    RunOutputSerializer,
+    RunPatientOutputSerializer,
+    run_links,
+)
 from simulations.endpoints import CommitListen
 from simulations.events import event_dict
-from simulations.models import Endpoint, Run, RunEvent, Scenario
+from simulations.models import Run, RunEvent, Scenario
 from simulations.runner import TRANSFER_SYNTAX_UIDS
-from simulations.selectors import run_visible_to, runs_visible_to
-from simulations.services import endpoint_check, endpoint_create, run_cancel, run_start, scenario_create
-from yeeter.api import (
-    ApiError,
-    StrictBooleanField,
-    StrictCharField,
-    StrictFloatField,
-    StrictIntegerField,
-    error_responses,
-    reject_unknown_fields,
-    validated_query,
-)
+from simulations.selectors import run_list, run_visible_to
+from simulations.services import run_cancel, run_start
+from yeeter.api import (ApiError, StrictBooleanField, StrictCharField, StrictFloatField, StrictIntegerField,
+                        error_responses, validated_body, validated_query)
 
-MAX_SEED = 2**63 - 1
-# Absolute bounds of the fields; the deployment's quotas (settings.LIMITS) are checked by run_start and
-# named in its 400/429 answers.
-MAX_PATIENTS = 100_000
-MAX_INSTANCES = 5000
-LIMITS = settings.LIMITS
 EVENTS_PAGE = 500
-# A check answers an HTTP request: never hold it for an endpoint's long read timeout.
-CHECK_TIMEOUT_CAP_S = 10.0
-# SQLite and PostgreSQL integers are 64-bit: larger ids or offsets cannot exist, and must not reach the DB.
-MAX_DB_INT = 2**63 - 1
 
 
 def _run_or_404(request: Request, run_id: str) -> Run:
@@ -65,100 +51,6 @@ def _run_or_404(request: Request, run_id: str) -> Run:
     if run is None:
         raise NotFound(f"No run with id {run_id}.")
     return run
-
-
-def _endpoint_or_404(endpoint_id: str) -> Endpoint:
-    if not endpoint_id.isascii() or not endpoint_id.isdigit() or int(endpoint_id) > MAX_DB_INT:
-        raise NotFound(f"No endpoint with id {endpoint_id!r}: endpoint ids are whole numbers.")
-    endpoint = Endpoint.objects.filter(pk=int(endpoint_id)).first()
-    if endpoint is None:
-        raise NotFound(f"No endpoint with id {endpoint_id}.")
-    return endpoint
-
-
-def _run_links(request: Request, run: Run) -> dict[str, str]:
-    """The run's API operations, its page on the simulator (issue 9's ``/simulator/runs/<id>/``) and the
-    base of its files there (``files/<path inside the run folder>``)."""
-    def url(name: str) -> str:
-        return request.build_absolute_uri(reverse(f"simulations:{name}", kwargs={"run_id": str(run.pk)}))
-
-    page = request.build_absolute_uri(f"/simulator/runs/{run.pk}/")
-    return {"url": url("run-detail"), "events_url": url("run-events"), "cancel_url": url("run-cancel"),
-            "page_url": page, "files_url": page + "files/"}
-
-
-def _owner_label(run: Run) -> str | None:
-    if run.api_key_id is not None:
-        return f"apikey:{run.api_key.name}" if run.api_key else None
-    return run.owner.get_username() if run.owner_id is not None and run.owner else None
-
-
-class RunOutputSerializer(serializers.Serializer):
-    id = serializers.UUIDField()
-    scenario = serializers.CharField(source="scenario_name", allow_blank=True,
-                                     help_text="Scenario name; empty for inline steps.")
-    status = serializers.ChoiceField(Run.Status.choices)
-    owner = serializers.SerializerMethodField(help_text='Who started it: a user name, "apikey:<key name>", or '
-                                                        "null (runsim, admin).")
-    patient_count = serializers.IntegerField()
-    concurrency = serializers.IntegerField()
-    seed = serializers.IntegerField()
-    arrival = serializers.ChoiceField(Scenario.Arrival.choices)
-    rate_per_hour = serializers.FloatField(allow_null=True, help_text="Mean Poisson arrival rate (patients/hour).")
-    speed = serializers.SerializerMethodField(help_text="Arrival gaps and waits are divided by this factor.")
-    transfer_syntax = serializers.SerializerMethodField()
-    max_instances_per_series = serializers.SerializerMethodField()
-    cancel_requested = serializers.BooleanField()
-    summary = serializers.DictField()
-    error = serializers.CharField(allow_blank=True)
-    created_at = serializers.DateTimeField()
-    started_at = serializers.DateTimeField(allow_null=True)
-    finished_at = serializers.DateTimeField(allow_null=True)
-    url = serializers.SerializerMethodField()
-    events_url = serializers.SerializerMethodField()
-    cancel_url = serializers.SerializerMethodField()
-    page_url = serializers.SerializerMethodField(help_text="The run on the simulator page (login).")
-    files_url = serializers.SerializerMethodField(help_text="Base URL of the run's files on the simulator page: "
-                                                            "append a path inside the run folder.")
-
-    def _link(self, run: Run, name: str) -> str:
-        return _run_links(self.context["request"], run)[name]
-
-    @extend_schema_field(serializers.CharField(allow_null=True))
-    def get_owner(self, run: Run) -> str | None:
-        return _owner_label(run)
-
-    @extend_schema_field(OpenApiTypes.DOUBLE)
-    def get_speed(self, run: Run) -> float:
-        return float(run.options.get("speed", 1.0))
-
-    @extend_schema_field(serializers.ChoiceField(sorted(TRANSFER_SYNTAX_UIDS)))
-    def get_transfer_syntax(self, run: Run) -> str:
-        return str(run.options.get("transfer_syntax", "explicit"))
-
-    @extend_schema_field(serializers.IntegerField(allow_null=True))
-    def get_max_instances_per_series(self, run: Run) -> int | None:
-        return run.options.get("max_instances_per_series")
-
-    @extend_schema_field(OpenApiTypes.URI)
-    def get_url(self, run: Run) -> str:
-        return self._link(run, "url")
-
-    @extend_schema_field(OpenApiTypes.URI)
-    def get_events_url(self, run: Run) -> str:
-        return self._link(run, "events_url")
-
-    @extend_schema_field(OpenApiTypes.URI)
-    def get_cancel_url(self, run: Run) -> str:
-        return self._link(run, "cancel_url")
-
-    @extend_schema_field(OpenApiTypes.URI)
-    def get_page_url(self, run: Run) -> str:
-        return self._link(run, "page_url")
-
-    @extend_schema_field(OpenApiTypes.URI)
-    def get_files_url(self, run: Run) -> str:
-        return self._link(run, "files_url")
 
 
 # Every request example starts a real run against the shipped catalog and scenarios (load_catalog,
@@ -280,7 +172,7 @@ class RunListCreateApi(APIView):
                    responses={200: PageSerializer, **error_responses()})
     def get(self, request: Request) -> Response:
         filters = validated_query(request, self.FilterSerializer)
-        runs = runs_visible_to(request.user).select_related("owner", "api_key").order_by("-created_at", "pk")
+        runs = run_list(request.user)
         if "status" in filters:
             runs = runs.filter(status=filters["status"])
         paginator = LimitOffsetPagination()
@@ -293,7 +185,7 @@ class RunListCreateApi(APIView):
                    responses={202: CreatedSerializer, **error_responses(429)}, examples=RUN_START_EXAMPLES)
     def post(self, request: Request) -> Response:
         run = run_start_from_input(request.data, principal=request.user)
-        links = _run_links(request, run)
+        links = run_links(request, run)
         return Response({"id": run.pk, "status": run.status, **links}, status=status.HTTP_202_ACCEPTED,
                         headers={"Location": links["url"]})
 
@@ -305,10 +197,7 @@ def run_start_from_input(body, *, principal) -> Run:
     Raises DRF's ``ValidationError`` (per field), :class:`ScenarioError` (per step and field) or
     :class:`LimitExceeded` (a quota, named).
     """
-    serializer = RunListCreateApi.InputSerializer(data=body)
-    reject_unknown_fields(body, serializer)
-    serializer.is_valid(raise_exception=True)
-    data = serializer.validated_data
+    data = validated_body(body, RunListCreateApi.InputSerializer).validated_data
     scenario = data.get("scenario")
     return run_start(
         scenario=scenario, steps_json=scenario.steps if scenario else data["steps"],
@@ -318,33 +207,6 @@ def run_start_from_input(body, *, principal) -> Run:
         speed=data["speed"], transfer_syntax=data["transfer_syntax"], arrival=data.get("arrival"),
         rate_per_hour=data.get("rate_per_hour"), principal=principal, commit_listen=data.get("commit_listen"),
     )
-
-
-class RunPatientOutputSerializer(serializers.Serializer):
-    number = serializers.IntegerField(help_text="The patient's number in the run, from 1 (as in events, the page "
-                                                "and runsim).")
-    status = serializers.CharField()
-    exam_id = serializers.CharField(source="exam_code", allow_blank=True, help_text="The exam bound to the order.")
-    exam_name = serializers.CharField(allow_blank=True)
-    modality = serializers.CharField(allow_blank=True)
-    cpt_code = serializers.CharField(allow_blank=True)
-    patient_id = serializers.CharField(allow_blank=True)
-    patient_name = serializers.CharField(allow_blank=True)
-    accession_number = serializers.CharField(allow_blank=True)
-    study_instance_uid = serializers.CharField(allow_blank=True)
-    instances = serializers.IntegerField()
-    bytes = serializers.IntegerField()
-    verification = serializers.DictField(help_text="Did every output carry the order's identity (empty until "
-                                                   "the patient finished).")
-    error = serializers.CharField(allow_blank=True)
-    started_at = serializers.DateTimeField(allow_null=True)
-    finished_at = serializers.DateTimeField(allow_null=True)
-    page_url = serializers.SerializerMethodField(help_text="The patient's story on the simulator page (login).")
-
-    @extend_schema_field(OpenApiTypes.URI)
-    def get_page_url(self, patient) -> str:
-        return self.context["request"].build_absolute_uri(
-            f"/simulator/runs/{patient.run_id}/patients/{patient.number}/")
 
 
 class RunDetailApi(APIView):
@@ -421,137 +283,3 @@ class RunCancelApi(APIView):
         run = run_cancel(run=run)
         return Response({"id": run.pk, "status": run.status, "cancel_requested": run.cancel_requested},
                         status=status.HTTP_202_ACCEPTED)
-
-
-# -- scenarios and endpoints ---------------------------------------------------------------------
-
-class ScenarioOutputSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    name = serializers.CharField()
-    description = serializers.CharField(allow_blank=True)
-    steps = serializers.JSONField()
-    default_patients = serializers.IntegerField()
-    concurrency = serializers.IntegerField()
-    arrival = serializers.CharField()
-    rate_per_hour = serializers.FloatField(allow_null=True)
-    endpoints = serializers.SerializerMethodField(help_text="Ids of the scenario's default endpoints.")
-
-    def get_endpoints(self, scenario: Scenario) -> list[int]:
-        return [e.pk for e in scenario.endpoints.all()]  # prefetched: no query per scenario
-
-
-class ScenarioListCreateApi(APIView):
-    """``GET``: the stored scenarios. ``POST`` (staff session): add one, its steps validated first."""
-
-    permission_classes = [StaffWritesOnly]
-
-    class InputSerializer(serializers.Serializer):
-        name = StrictCharField(max_length=100)
-        description = StrictCharField(required=False, allow_blank=True, default="", max_length=10_000)
-        steps = serializers.ListField(child=serializers.DictField(), min_length=1, max_length=50,
-                                      help_text="Ordered steps (README lists step types and fields).")
-        default_patients = StrictIntegerField(required=False, default=1, min_value=1, max_value=MAX_PATIENTS)
-        concurrency = StrictIntegerField(required=False, default=4, min_value=1, max_value=256)
-        arrival = serializers.ChoiceField(Scenario.Arrival.choices, required=False,
-                                          default=Scenario.Arrival.ALL_AT_ONCE)
-        rate_per_hour = serializers.FloatField(required=False, allow_null=True, default=None, min_value=0.001,
-                                               max_value=1e6)
-        endpoints = serializers.PrimaryKeyRelatedField(queryset=Endpoint.objects.all(), many=True, required=False)
-
-    @extend_schema(operation_id="scenarios_list", responses={200: ScenarioOutputSerializer(many=True),
-                                                             **error_responses()})
-    def get(self, request: Request) -> Response:
-        validated_query(request, serializers.Serializer)
-        scenarios = Scenario.objects.prefetch_related("endpoints").order_by("name")
-        return Response(ScenarioOutputSerializer(scenarios, many=True).data)
-
-    @extend_schema(operation_id="scenarios_create", request=InputSerializer,
-                   responses={201: ScenarioOutputSerializer, **error_responses()})
-    def post(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=request.data)
-        reject_unknown_fields(request.data, serializer)
-        serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
-        endpoints = data.pop("endpoints", [])
-        scenario = scenario_create(fields=data, endpoints=endpoints)  # ScenarioError: 400 per step and field
-        return Response(ScenarioOutputSerializer(scenario).data, status=status.HTTP_201_CREATED)
-
-
-class StrictSlugField(StrictCharField, serializers.SlugField):
-    pass
-
-
-# A DNS name, IPv4 or IPv6 address: letters, digits, dots, hyphens, colons (no spaces, no control characters).
-HOST_VALIDATOR = RegexValidator(r"^[A-Za-z0-9._:\-\[\]%]+\Z",
-                                "Give a host name or IP address (letters, digits, '.', '-', ':').")
-
-ENDPOINT_FIELDS = ["name", "kind", "host", "port", "ae_title", "calling_ae_title", "hl7_receiving_application",
-                   "hl7_receiving_facility", "hl7_version", "folder", "connect_timeout", "timeout", "tls",
-                   "tls_verify", "tls_ca_file", "listen_host", "listen_port"]
-
-
-class EndpointOutputSerializer(serializers.ModelSerializer):
-    address = serializers.CharField(read_only=True)
-
-    class Meta:
-        model = Endpoint
-        fields = ["id", *ENDPOINT_FIELDS, "address"]
-
-
-class EndpointListCreateApi(APIView):
-    """``GET``: the configured peers. ``POST`` (staff session): add one."""
-
-    permission_classes = [StaffWritesOnly]
-
-    class InputSerializer(serializers.ModelSerializer):
-        # JSON types as the schema says them: "host": 123 or "tls": "yes" is a 400, not coerced.
-        serializer_field_mapping = {
-            **serializers.ModelSerializer.serializer_field_mapping,
-            models.CharField: StrictCharField, models.SlugField: StrictSlugField,
-            models.PositiveIntegerField: StrictIntegerField, models.FloatField: StrictFloatField,
-            models.BooleanField: StrictBooleanField,
-        }
-
-        class Meta:
-            model = Endpoint
-            fields = ENDPOINT_FIELDS
-            extra_kwargs = {"host": {"validators": [HOST_VALIDATOR]}}
-
-    @extend_schema(operation_id="endpoints_list", responses={200: EndpointOutputSerializer(many=True),
-                                                             **error_responses()})
-    def get(self, request: Request) -> Response:
-        validated_query(request, serializers.Serializer)
-        return Response(EndpointOutputSerializer(Endpoint.objects.order_by("name"), many=True).data)
-
-    @extend_schema(operation_id="endpoints_create", request=InputSerializer,
-                   responses={201: EndpointOutputSerializer, **error_responses()})
-    def post(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=request.data)
-        reject_unknown_fields(request.data, serializer)
-        serializer.is_valid(raise_exception=True)
-        endpoint = endpoint_create(fields=serializer.validated_data)  # Endpoint.clean() rules: 400 per field
-        return Response(EndpointOutputSerializer(endpoint).data, status=status.HTTP_201_CREATED)
-
-
-class EndpointCheckApi(APIView):
-    """Is the peer there? C-ECHO for DICOM endpoints, an NMD^N02 round trip for HL7, a writable folder
-    for worklist folders. A peer that does not answer is a result (``ok: false``), not an API error."""
-
-    class OutputSerializer(serializers.Serializer):
-        endpoint = serializers.IntegerField()
-        name = serializers.CharField()
-        kind = serializers.CharField()
-        address = serializers.CharField()
-        method = serializers.CharField(help_text="C-ECHO, MLLP NMD^N02 or folder.")
-        ok = serializers.BooleanField()
-        latency_ms = serializers.FloatField(allow_null=True)
-        error = serializers.CharField(allow_null=True)
-
-    @extend_schema(operation_id="endpoints_check", request=None,
-                   responses={200: OutputSerializer, **error_responses(404)})
-    def post(self, request: Request, endpoint_id: str) -> Response:
-        endpoint = _endpoint_or_404(endpoint_id)
-        method, latency, error = endpoint_check(endpoint=endpoint, timeout_cap=CHECK_TIMEOUT_CAP_S)
-        return Response({"endpoint": endpoint.pk, "name": endpoint.name, "kind": endpoint.kind,
-                         "address": endpoint.address, "method": method, "ok": error is None,
-                         "latency_ms": round(latency * 1000, 3) if latency is not None else None, "error": error})
