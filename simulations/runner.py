@@ -30,15 +30,13 @@ from simulations.events import EventRecorder, EventType
 from simulations.handlers import HANDLERS, RunContext, StepFailed, Story
 from simulations.handlers.base import now
 from simulations.models import Run, RunPatient
-from simulations.options import TRANSFER_SYNTAX_UIDS, RunOptions, worker_id
+from simulations.options import RunOptions, worker_id
 from simulations.plan import PatientPlan, PlanError, PlanInputs, plan_patient
 from simulations.stats import RunStats, run_summary
 from simulations.steps import Step, StepType, order_step, parse_steps
 from simulations.transport.dimse.commitment import acquire_listener, release_listener
 from simulations.transport.errors import SendError
 from simulations.verification import verify_patient
-
-__all__ = ["TRANSFER_SYNTAX_UIDS", "RunOptions", "SimulationRunner", "finish_run", "run_story", "worker_id"]
 
 logger = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from simulations.apis.serializers import (
 from simulations.endpoints import CommitListen
 from simulations.events import event_dict
 from simulations.models import Run, RunEvent, Scenario
-from simulations.runner import TRANSFER_SYNTAX_UIDS
+from simulations.options import TRANSFER_SYNTAX_UIDS
 from simulations.selectors import run_list, run_visible_to
 from simulations.services import run_cancel, run_start
 from yeeter.api import (ApiError, StrictBooleanField, StrictCharField, StrictFloatField, StrictIntegerField,

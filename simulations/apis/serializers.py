@@ -14,7 +14,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 
 from simulations.models import Endpoint, Run, Scenario
-from simulations.runner import TRANSFER_SYNTAX_UIDS
+from simulations.options import TRANSFER_SYNTAX_UIDS
 
 MAX_SEED = 2**63 - 1
 # Absolute bounds of the fields; the deployment's quotas (settings.LIMITS) are checked by run_start and
