@@ -45,11 +45,8 @@ costs milliseconds per message and is never called by the builders.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
-import random
 import re
 import tempfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,37 +93,6 @@ class HL7Config:
     def __post_init__(self) -> None:
         if self.version not in VERSIONS:
             raise ValueError(f"HL7 version must be one of {', '.join(VERSIONS)}, not {self.version!r}.")
-
-
-class ControlIds:
-    """A deterministic sequence of unique message control IDs for MSH-10 (HL7 2.5.1 §2.14.9.10).
-
-    IDs are ``<prefix><8 hex digits of the seed's run tag><7-digit counter>`` (16 characters with the
-    default prefix, within MSH-10's 20): unique within a sequence by construction, distinct between
-    sequences with different seeds with overwhelming probability, and the same for the same seed.
-    ``next()`` is safe to call from several threads.
-    """
-
-    def __init__(self, *, seed: int | str | None = None, prefix: str = "Y") -> None:
-        if len(prefix) > 5:
-            raise ValueError("The control ID prefix is at most 5 characters (MSH-10 is 20).")
-        self._prefix = f"{prefix}{random.Random(seed).getrandbits(32):08X}"
-        self._counter = itertools.count(1)
-        self._lock = threading.Lock()
-
-    def __iter__(self) -> ControlIds:
-        return self
-
-    def __next__(self) -> str:
-        with self._lock:
-            n = next(self._counter)
-        if n >= 10_000_000:
-            raise OverflowError("This control ID sequence is exhausted; start a new one with another seed.")
-        return f"{self._prefix}{n:07d}"
-
-    def next(self) -> str:
-        """The next control ID."""
-        return next(self)
 
 
 # --- encoding helpers --------------------------------------------------------------------------------

@@ -13,8 +13,6 @@ from generators.hl7 import HL7Config
 from simulations.transport.dimse.common import DicomPeer
 from simulations.transport.tls import client_context
 
-KINDS = ("hl7", "storage", "mwl", "mpps", "commitment", "worklist_folder")
-
 
 @dataclass(frozen=True, slots=True)
 class TlsSettings:
