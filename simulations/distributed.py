@@ -67,7 +67,7 @@ def _queue(run_pk, rows: list[tuple[int, dt.datetime]]) -> None:
     from simulations.tasks import run_patient
 
     for index, due in rows:
-        run_patient.apply_async((str(run_pk), index), eta=due)
+        run_patient.apply_async((str(run_pk), index), eta=due, queue=settings.CELERY_TASK_DEFAULT_QUEUE)
 
 
 def distribute(run: Run, *, endpoints: EndpointSet, options: RunOptions) -> None:

@@ -87,12 +87,11 @@ def scaleout_workers(request, tmp_path_factory):
     import uuid
 
     from tests.celery_workers import Workers, worker_env
-    from yeeter.celery import app
 
     request.getfixturevalue("django_db_setup")
     blocker = request.getfixturevalue("django_db_blocker")
     queue = f"yeeter-test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-{uuid.uuid4().hex[:6]}"
-    app.conf.task_default_queue = queue
+    settings.CELERY_TASK_DEFAULT_QUEUE = queue  # where this session's runs send their patients
     with blocker.unblock():
         env = worker_env(broker=settings.CELERY_BROKER_URL, queue=queue,
                          extra={"REDIS_URL": os.environ.get("REDIS_URL", ""), "YEETER_PIXEL_WORKERS": "1"})

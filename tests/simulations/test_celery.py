@@ -27,12 +27,13 @@ def broker(settings):
     """This test's broker and queue, for the test process (which dispatches) and its workers."""
     from yeeter.celery import app
 
-    url, queue = redis_url(13), f"yeeter-test-{uuid.uuid4().hex[:8]}"
-    settings.CELERY_BROKER_URL = url
-    previous = (app.conf.broker_url, app.conf.task_default_queue)
-    app.conf.broker_url, app.conf.task_default_queue = url, queue
+    # The scale-out pass's broker when there is one (the process's Celery app already talks to it).
+    url, queue = settings.CELERY_BROKER_URL or redis_url(13), f"yeeter-test-{uuid.uuid4().hex[:8]}"
+    settings.CELERY_BROKER_URL, settings.CELERY_TASK_DEFAULT_QUEUE = url, queue
+    previous = app.conf.broker_url
+    app.conf.broker_url = url
     yield url, queue
-    app.conf.broker_url, app.conf.task_default_queue = previous
+    app.conf.broker_url = previous
 
 
 @pytest.fixture
