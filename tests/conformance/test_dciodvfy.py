@@ -1,7 +1,7 @@
 """Every active exam of the shipped catalog generates DICOM that the independent validators accept.
 
 One small study per active exam (at most two instances per series) is written without the network,
-exactly as the runner's GENERATE_DICOM step writes it; dicom3tools' ``dciodvfy`` checks one file per
+exactly as the runner's GENERATE_DICOM step writes it (with its default documents: the dose report); dicom3tools' ``dciodvfy`` checks one file per
 series against its IOD (PS3.3 Annex A) and ``dcentvfy`` checks each study's entity consistency
 (patient/study/series attributes equal in every instance). Neither may report an error or a warning
 that comes from our values; the only tolerated messages are the dictionary-age warnings listed in
@@ -42,13 +42,16 @@ def _problems(output: str) -> list[str]:
 
 def check_exam(exam: ExamInfo, out_dir: Path, dciodvfy: str, dcentvfy: str) -> list[str]:
     """Generate one study of ``exam`` and return every validator problem, each prefixed with where it is."""
-    from generators.dicom import write_study
     from generators.identity import mint_order
+    from simulations.documents import DocumentChoice, document_seed, write_study_with_documents
 
     order = mint_order(exam=exam, patient=PATIENT, indication=INDICATION, rng=random.Random(exam.id),
                        now=FIXED_NOW)
-    study = write_study(order, out_dir, seed=11, now=FIXED_NOW + dt.timedelta(minutes=5),
-                        max_instances_per_series=2, previews=False, pps_started_at=FIXED_NOW)
+    # with the documents a step makes by default: the dose report of an ionising-radiation study
+    study = write_study_with_documents(order, out_dir, seed=11, now=FIXED_NOW + dt.timedelta(minutes=5),
+                                       documents=DocumentChoice(), report=None,
+                                       doc_seed=document_seed(11, order.study_instance_uid),
+                                       max_instances_per_series=2, previews=False, pps_started_at=FIXED_NOW)
     files = sorted(study.study_dir.glob("*.dcm"))
     problems: list[str] = []
     first_per_series: dict[str, Path] = {}

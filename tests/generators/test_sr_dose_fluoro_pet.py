@@ -26,7 +26,8 @@ from generators.terms import Modality
 from generators.uids import new_uid
 from tests.conftest import require_binary
 from tests.examples import FIXED_NOW, order_for
-from tests.generators.test_sr_objects import _DCENTVFY_ARTEFACT, LATER, Written, _write
+from tests.generators.test_sr_objects import _DCENTVFY_ARTEFACT, LATER, Written, _fake_study, _write
+from tests.generators.test_sr_objects import _missing_mandatory as missing_mandatory
 
 CASES = [(Modality.XA, "dose"), (Modality.RF, "dose"), (Modality.PT, "radiopharmaceutical")]
 
@@ -84,19 +85,12 @@ _REQUIRED: dict[str, set[str]] = {
 _FLUOROSCOPY_ONLY = {"113732", "113791"}
 
 
+def _fluoroscopy_rows(key: str, item: pydicom.Dataset) -> set[str]:
+    return _FLUOROSCOPY_ONLY if key == "113706" and _event_type(item) == fluoro.FLUOROSCOPY[0] else set()
+
+
 def _missing_mandatory(ds: pydicom.Dataset) -> list[tuple[str, set[str]]]:
-    root = f"{sr.concept_of(ds)[0]}/{ds.ContentTemplateSequence[0].TemplateIdentifier}"
-    missing = []
-    for item in sr.walk(ds):
-        concept = sr.concept_of(item)
-        key = root if item is ds else (concept[0] if concept else "")
-        required = set(_REQUIRED.get(key, set()))
-        present = {sr.concept_of(child)[0] for child in item.get("ContentSequence", [])}
-        if key == "113706" and _event_type(item) == fluoro.FLUOROSCOPY[0]:
-            required |= _FLUOROSCOPY_ONLY
-        if required - present:
-            missing.append((key, required - present))
-    return missing
+    return missing_mandatory(ds, _REQUIRED, _fluoroscopy_rows)
 
 
 def _event_type(event: pydicom.Dataset) -> str:
@@ -187,6 +181,11 @@ def test_each_view_has_one_pulsed_fluoroscopy_event(written, modality) -> None:
         assert abs(rate * seconds - pulses) <= 1
         assert _num(event, dose.EXPOSURE_TIME) == pulses * _num(event, fluoro.PULSE_WIDTH)
         assert 10 < seconds < 600
+    if modality == Modality.RF:  # its runs are stored fluoroscopy: the same pulses as the screening
+        (image, *_) = _images(w)
+        assert {_num(e, fluoro.PULSE_RATE) for e in screens} == {Decimal(image.CineRate)}
+        assert {_num(e, fluoro.PULSE_WIDTH) for e in screens} == {Decimal(str(image.AveragePulseWidth))}
+        assert {_num(e, dose.TUBE_CURRENT) for e in screens} == {Decimal(image.XRayTubeCurrent)}
 
 
 @pytest.mark.parametrize("modality", [Modality.XA, Modality.RF])
@@ -229,12 +228,6 @@ def test_cerebral_angiography_doses_are_near_the_reference_levels() -> None:
     assert 0.08 < sum(per_frame) / len(per_frame) < 0.25
     assert 0.3 < sum(per_minute) / len(per_minute) < 1.5
     assert all(5 < r < 10 for r in ratios)
-
-
-def _fake_study(order) -> StudyContext:
-    from tests.generators.test_sr_objects import _fake_study as fake
-
-    return fake(order)
 
 
 def test_the_radiopharmaceutical_report_tells_what_the_pet_images_record(written) -> None:

@@ -363,7 +363,8 @@ def _ct_event(series: AcquiredSeries, spec: SeriesSpec, region: CTRegion, base: 
         series=series, uid="", localizer=localizer, kvp=kvp, tube_current_ma=ma,
         max_tube_current_ma=round(ma * (1.0 if localizer else 1.35)), rotation_time_s=round_decimal(rotation, 3),
         exposure_time_s=round_decimal(exposure, 2), scan_length_mm=round_decimal(length, 1),
-        single_collimation_mm=round_decimal(single, 3), total_collimation_mm=round_decimal(total, 3), pitch=round_decimal(pitch, 3),
+        single_collimation_mm=round_decimal(single, 3), total_collimation_mm=round_decimal(total, 3),
+        pitch=round_decimal(pitch, 3),
         ctdivol_mgy=ctdi, dlp_mgy_cm=round_decimal(float(ctdi) * length / 10.0, 2), head_phantom=head,
     )
 

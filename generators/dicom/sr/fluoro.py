@@ -86,10 +86,10 @@ _REGIONS: dict[tuple[Modality, str], FluoroRegion] = {
     (Modality.RF, "BLADDER"): FluoroRegion(0.010, 0.008, 40),
 }
 _DEFAULT = {Modality.XA: FluoroRegion(0.15, 0.020, 90), Modality.RF: FluoroRegion(0.02, 0.015, 60)}
-# Pulsed fluoroscopy: pulse rate (pulses/s; RF screens at its runs' recording rate), pulse width (ms), tube current
-# (mA). Acquisition technique is the image header's (generators.dicom.iods_xray_mf).
-_XA_FLUORO = (Decimal("7.5"), 8, 60)
-_RF_FLUORO_PULSE = (8, 20)
+# XA pulsed fluoroscopy: pulse rate (pulses/s), pulse width (ms), tube current (mA), well below the DSA runs'.
+# RF screens with the pulses its runs record (they are stored fluoroscopy, Radiation Setting GR): the image
+# header's rate, pulse width and tube current (generators.dicom.iods_xray_mf).
+_XA_FLUORO = (Decimal("7.5"), Decimal(8), 60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,10 +171,10 @@ def _fluoro_technique(order: Order, spec: SeriesSpec, seconds: Decimal) -> tuple
         rate, width, ma = _XA_FLUORO
     else:
         rate = Decimal(iods_xray_mf.run_timing(order.exam, spec).rate_fps)
-        width, ma = _RF_FLUORO_PULSE
+        width, ma = Decimal(str(header.AveragePulseWidth)), int(header.XRayTubeCurrent)
     primary, secondary, column = _angles(header)
     pulses = int((rate * seconds).to_integral_value())
-    technique = Technique(Decimal(str(header.KVP)), ma, Decimal(width), pulses, seconds, primary, secondary, column,
+    technique = Technique(Decimal(str(header.KVP)), ma, width, pulses, seconds, primary, secondary, column,
                           _rp_area_cm2(header, order.modality == Modality.XA))
     return technique, rate
 

@@ -1,9 +1,10 @@
 """Radiopharmaceutical Radiation Dose SR (PS3.3 A.35.14, SOP Class 1.2.840.10008.5.1.4.1.1.88.68) of a PET study.
 
 Template (PS3.16): TID 10021 Radiopharmaceutical Radiation Dose — Procedure reported (Radiopharmaceutical
-Administration) with its intent, and one TID 10022 Radiopharmaceutical Administration Event Data: the Radiopharmaceutical agent
-with its Radionuclide and Radionuclide Half Life, the Radiopharmaceutical Administration Event UID, the
-Radiopharmaceutical Start and Stop DateTime, the Administered activity (MBq) and the Route of administration.
+Administration) with its intent, and one TID 10022 Radiopharmaceutical Administration Event Data: the
+Radiopharmaceutical agent with its Radionuclide and Radionuclide Half Life, the Radiopharmaceutical
+Administration Event UID, the Radiopharmaceutical Start and Stop DateTime, the Administered activity (MBq)
+and the Route of administration.
 
 Every value is the one the PET images carry in their Radiopharmaceutical Information Sequence (PET Isotope
 module C.8.9.2): the same tracer codes, the same activity (the images' Radionuclide Total Dose, in Bq), the
