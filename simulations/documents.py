@@ -14,8 +14,8 @@ takes them as part of the study with no change of its own:
   (:func:`simulations.verification.verify_patient`).
 
 The dose report is on by default for every ionising-radiation study (``dose_sr: false`` turns it off): the
-X-Ray Radiation Dose SR of a CT, DX, CR, MG, XA or RF study (series 990), the Radiopharmaceutical Radiation
-Dose SR of a PET study (series 994);
+X-Ray Radiation Dose SR of a CT, DX, CR, MG, XA or RF study and of a PET/CT's CT series (series 990), the
+Radiopharmaceutical Radiation Dose SR of a PET study (series 994);
 the key object selection, the basic text SR and the Encapsulated PDF are opt-in step fields. The text SR
 and the PDF carry the same :class:`~generators.reports.Report` the ORU^R01 carries: the runner builds it
 once per patient and hands it here and to ``SEND_REPORT``.

@@ -22,6 +22,9 @@ import pytest
 from generators.types import ExamInfo
 from tests.conftest import require_binary
 from tests.examples import FIXED_NOW, INDICATION, PATIENT
+# dcentvfy classes a document's Accession Number in its Referenced Request Sequence apart from the images'
+# (same value; explained where the SR objects are tested)
+from tests.generators.test_sr_objects import _DCENTVFY_ARTEFACT
 
 pytestmark = pytest.mark.interop
 
@@ -61,7 +64,8 @@ def check_exam(exam: ExamInfo, out_dir: Path, dciodvfy: str, dcentvfy: str) -> l
         run = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True, timeout=60)
         problems += [f"{exam.id} series {series}: {line}" for line in _problems(run.stdout + run.stderr)]
     run = subprocess.run([dcentvfy, *map(str, files)], capture_output=True, text=True, timeout=60)
-    problems += [f"{exam.id} dcentvfy: {line}" for line in _problems(run.stdout + run.stderr)]
+    problems += [f"{exam.id} dcentvfy: {line}" for line in _problems(run.stdout + run.stderr)
+                 if _DCENTVFY_ARTEFACT not in line]
     return problems
 
 

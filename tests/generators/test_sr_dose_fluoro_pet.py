@@ -27,14 +27,16 @@ from generators.uids import new_uid
 from tests.conftest import require_binary
 from tests.examples import FIXED_NOW, order_for
 from tests.generators.test_sr_objects import _DCENTVFY_ARTEFACT, LATER, Written, _fake_study, _write
+from tests.generators.test_sr_objects import _REQUIRED as XRAY_REQUIRED
 from tests.generators.test_sr_objects import _missing_mandatory as missing_mandatory
 
-CASES = [(Modality.XA, "dose"), (Modality.RF, "dose"), (Modality.PT, "radiopharmaceutical")]
+# a PET/CT sends two: the X-ray dose of its CT series, the radiopharmaceutical it was given
+CASES = [(Modality.XA, "dose"), (Modality.RF, "dose"), (Modality.PT, "dose"), (Modality.PT, "radiopharmaceutical")]
 
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory) -> dict[Modality, Written]:
-    return {m: _write(order_for(m), tmp_path_factory.mktemp(m.value)) for m, _ in CASES}
+    return {m: _write(order_for(m), tmp_path_factory.mktemp(m.value)) for m in (Modality.XA, Modality.RF, Modality.PT)}
 
 
 def _problems(proc: subprocess.CompletedProcess) -> list[str]:
@@ -73,9 +75,11 @@ def test_dcentvfy_finds_one_patient_and_one_study_across_images_and_dose_report(
 
 
 # Mandatory rows (requirement M, and MC whose condition these reports meet) by the concept of their parent:
-# TID 10001 (root), 10002 + 10004 (accumulated, fluoroscopy and acquisition), 10003 + 10003b (each event; Fluoro
-# Mode and Pulse Rate only for a fluoroscopy event), TID 10021 (root) and 10022 (the administration).
+# TID 10011-10013 as for a CT (the PET/CT's CT), TID 10001 (root), 10002 + 10004 (accumulated, fluoroscopy and
+# acquisition), 10003 + 10003b (each event; Fluoro Mode and Pulse Rate only for a fluoroscopy event), TID 10021
+# (root) and 10022 (the administration).
 _REQUIRED: dict[str, set[str]] = {
+    **{key: rows for key, rows in XRAY_REQUIRED.items() if key not in ("113702", "113706")},
     "113701/10001": {"121058", "121005", "121012", "113705", "113702", "113706", "113854"},
     "113702": {"113764", "113726", "113728", "113730", "113727", "113729", "113855", "113722", "113725", "113780"},
     "113706": {"113764", "113769", "111526", "113721", "123014", "122130", "113738", "113780"},
@@ -256,12 +260,30 @@ def test_the_radiopharmaceutical_report_tells_what_the_pet_images_record(written
     assert items[radiopharmaceutical.START[0]].DateTime < items[radiopharmaceutical.STOP[0]].DateTime
 
 
+def test_the_pet_ct_x_ray_report_covers_its_ct_series_alone(written) -> None:
+    """One CT irradiation event (the low-dose attenuation CT over the PET's range), the CT images as evidence."""
+    w = written[Modality.PT]
+    ds = pydicom.dcmread(w.objects["dose"])
+    assert ds.SOPClassUID == dose.XRAY_RADIATION_DOSE_SR and ds.ContentTemplateSequence[0].TemplateIdentifier == "10011"
+    ct_images = [i for i in _images(w) if i.Modality == "CT"]
+    (event,) = [i for i in ds.ContentSequence if sr.concept_of(i)[:2] == dose.CT_ACQUISITION[:2]]
+    assert dose.numeric_values(event, dose.KVP) == [Decimal(str(ct_images[0].KVP))]
+    (ctdivol,) = dose.numeric_values(event, dose.MEAN_CTDIVOL)
+    assert Decimal("1") < ctdivol < Decimal("6")
+    (length,) = dose.numeric_values(event, dose.SCANNING_LENGTH)
+    assert Decimal("1000") < length < Decimal("1250")  # the 78815 range, skull base to mid-thigh (1120 mm)
+    evidence = {sop.ReferencedSOPInstanceUID for study in ds.CurrentRequestedProcedureEvidenceSequence
+                for series in study.ReferencedSeriesSequence for sop in series.ReferencedSOPSequence}
+    assert evidence == {i.SOPInstanceUID for i in ct_images}
+
+
 def test_each_modality_files_its_dose_report_under_its_own_series() -> None:
-    for modality, kind in [*CASES, (Modality.CT, "dose")]:
+    for modality, kinds in [(Modality.XA, ["dose"]), (Modality.RF, ["dose"]), (Modality.CT, ["dose"]),
+                            (Modality.PT, ["dose", "radiopharmaceutical"])]:
         order = order_for(modality)
         documents = build_study_documents(order, _fake_study(order), rng=random.Random(2), now=LATER,
                                           key_images=False)
-        assert [(d.kind, d.dataset.SeriesNumber) for d in documents] == [(kind, SERIES_NUMBERS[kind][0])]
+        assert [(d.kind, d.dataset.SeriesNumber) for d in documents] == [(k, SERIES_NUMBERS[k][0]) for k in kinds]
     assert build_study_documents(order_for(Modality.NM), _fake_study(order_for(Modality.NM)), rng=random.Random(2),
                                  now=LATER, key_images=False) == []
 

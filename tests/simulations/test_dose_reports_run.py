@@ -32,29 +32,35 @@ def chain(exam_id: str) -> list[dict]:
             {"step_type": "MPPS_COMPLETED"}]
 
 
-@pytest.mark.parametrize(("exam_id", "number", "sop_class"), [
-    ("XA-HEAD-CEREBRAL", 990, DOSE_SR),
-    ("RF-ESOPH-SWALLOW", 990, DOSE_SR),
-    ("PT-WHOLEBODY-FDG", 994, RADIOPHARMACEUTICAL_DOSE_SR),
+@pytest.mark.parametrize(("exam_id", "reports"), [
+    ("XA-HEAD-CEREBRAL", {990: DOSE_SR}),
+    ("RF-ESOPH-SWALLOW", {990: DOSE_SR}),
+    # a PET/CT: the X-ray dose of its CT series and the radiopharmaceutical it was given
+    ("PT-WHOLEBODY-FDG", {990: DOSE_SR, 994: RADIOPHARMACEUTICAL_DOSE_SR}),
 ])
-def test_the_exam_sends_its_dose_report_by_default_and_verifies(catalog, tmp_path, exam_id, number, sop_class):
+def test_the_exam_sends_its_dose_reports_by_default_and_verifies(catalog, tmp_path, exam_id, reports):
     result, stored, mpps, rows = run_chain(tmp_path, chain(exam_id), patients=1)
     assert result["status"] == "succeeded", [r["error"] for r in result["patient_rows"]]
     (row,) = rows
-    report = pydicom.dcmread(study_dir(result, row) / f"{number:03d}_0001.dcm")
-    assert report.SOPClassUID == sop_class and report.Modality == "SR"
-    assert (report.PatientID, report.AccessionNumber, report.StudyInstanceUID) == (
-        row.patient_id, row.accession_number, row.study_instance_uid)
-    # the Storage SCP holds it, after the images of the study, and what it holds passes dciodvfy
+    made = {number: pydicom.dcmread(study_dir(result, row) / f"{number:03d}_0001.dcm") for number in reports}
+    for number, report in made.items():
+        assert report.SOPClassUID == reports[number] and report.Modality == "SR"
+        assert (report.PatientID, report.AccessionNumber, report.StudyInstanceUID) == (
+            row.patient_id, row.accession_number, row.study_instance_uid)
+    # the Storage SCP holds them, after the images of the study, and what it holds passes dciodvfy
     held = [s for s in stored if s.study_instance_uid == row.study_instance_uid]
-    assert held[-1].sop_instance_uid == report.SOPInstanceUID and held[-1].sop_class_uid == sop_class
-    proc = subprocess.run([require_binary("dciodvfy"), str(held[-1].path)], capture_output=True, text=True,
-                          check=False)
-    assert [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith(("Error", "Warning"))] == []
-    # the MPPS COMPLETED lists it as the one non-image instance; everything stored was committed
+    last = held[-len(reports):]
+    assert [(s.sop_instance_uid, s.sop_class_uid) for s in last] == [
+        (r.SOPInstanceUID, r.SOPClassUID) for _, r in sorted(made.items())]
+    for received in last:
+        proc = subprocess.run([require_binary("dciodvfy"), str(received.path)], capture_output=True, text=True,
+                              check=False)
+        assert [line for line in (proc.stdout + proc.stderr).splitlines()
+                if line.startswith(("Error", "Warning"))] == []
+    # the MPPS COMPLETED lists them as the non-image instances; everything stored was committed
     (set_ds,) = mpps.values()
-    assert non_image_refs(set_ds) == {report.SOPInstanceUID: sop_class}
+    assert non_image_refs(set_ds) == {r.SOPInstanceUID: r.SOPClassUID for r in made.values()}
     assert result["committed"] == result["instances_stored"] == result["instances_generated"] == len(stored)
-    # the whole-patient verification read it as a document of the study
+    # the whole-patient verification read them as documents of the study
     assert row.verification["ok"], row.verification["mismatches"]
-    assert row.verification["checked"]["document"] == 1
+    assert row.verification["checked"]["document"] == len(reports)

@@ -3,7 +3,8 @@
 Modules (one IOD each; every module docstring names its PS3.3 IOD and PS3.16 templates):
 
 * :mod:`~generators.dicom.sr.dose` — X-Ray Radiation Dose SR (A.35.8): TID 10011 for CT, TID 10001 for
-  DX/CR/MG (:func:`~generators.dicom.sr.dose.build_dose_sr` picks; ``None`` for MR/US/NM).
+  DX/CR/MG, TID 10011 for the CT series of a PET/CT (:func:`~generators.dicom.sr.dose.build_dose_sr` picks;
+  ``None`` for MR/US/NM).
 * :mod:`~generators.dicom.sr.fluoro` — the same IOD for XA/RF: TID 10001 with fluoroscopy and acquisition events.
 * :mod:`~generators.dicom.sr.radiopharmaceutical` — Radiopharmaceutical Radiation Dose SR (A.35.14), TID 10021,
   for PET.

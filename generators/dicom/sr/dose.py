@@ -37,7 +37,7 @@ from decimal import Decimal
 
 from pydicom.dataset import Dataset
 
-from generators.dicom import iods
+from generators.dicom import iods, phantoms_pet
 from generators.dicom.sr import items as sr
 from generators.dicom.sr.document import (
     AcquiredSeries,
@@ -55,7 +55,9 @@ from generators.types import Order, Patient, SeriesSpec
 from generators.uids import new_uid
 
 XRAY_RADIATION_DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.67"
-DOSE_MODALITIES = frozenset({Modality.CT, Modality.DX, Modality.CR, Modality.MG})
+# PT: a PET/CT study reports its CT attenuation-correction series (its radiopharmaceutical goes in the
+# Radiopharmaceutical Radiation Dose SR, generators.dicom.sr.radiopharmaceutical)
+DOSE_MODALITIES = frozenset({Modality.CT, Modality.DX, Modality.CR, Modality.MG, Modality.PT})
 
 # --- codes (PS3.16 Annex D DCM, SNOMED CT, UCUM) ---------------------------------------------------
 REPORT = ("113701", "DCM", "X-Ray Radiation Dose Report")
@@ -198,6 +200,7 @@ _CT_REGIONS: dict[str, CTRegion] = {
 }
 _CT_EXTREMITY = CTRegion(6, 250)
 _LOW_DOSE_CPT = frozenset({"71271"})  # low-dose CT lung cancer screening: about 1.5 mGy
+_PETCT_CTDIVOL_MGY = 3.0  # PET/CT attenuation-correction CT (EANM/SNMMI: about 2-5 mGy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +315,9 @@ class CTEvent:
 
 
 def _ct_region(order: Order) -> CTRegion:
+    if order.modality == Modality.PT:
+        # the low-dose attenuation-correction CT of a PET/CT, over the PET's axial range
+        return CTRegion(_PETCT_CTDIVOL_MGY, phantoms_pet.field_for(order.exam).coverage)
     return _CT_REGIONS.get(_region_key(order), _CT_EXTREMITY)
 
 
@@ -594,8 +600,12 @@ def build_projection_dose_sr(order: Order, study: StudyContext, doc: DocumentSer
 
 def build_dose_sr(order: Order, study: StudyContext, doc: DocumentSeries, *, rng: random.Random,
                   now: dt.datetime) -> Dataset | None:
-    """The dose report an ionising-radiation study sends (CT: TID 10011; DX/CR/MG: TID 10001), else None."""
+    """The X-ray dose report a study sends (CT, and the CT of a PET/CT: TID 10011; DX/CR/MG: TID 10001), else
+    None. A PET/CT's report covers its CT series alone: they are its irradiation events and its evidence."""
     modality = Modality(order.modality)
+    if modality == Modality.PT:
+        ct_only = replace(study, series=tuple(s for s in study.series if phantoms_pet.is_ct_series(s.spec.kvp)))
+        return build_ct_dose_sr(order, ct_only, doc, rng=rng, now=now)
     if modality == Modality.CT:
         return build_ct_dose_sr(order, study, doc, rng=rng, now=now)
     if modality in (Modality.DX, Modality.CR, Modality.MG):
