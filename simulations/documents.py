@@ -6,14 +6,16 @@ same pixel-pool job as the images (:func:`write_study_with_documents`), so that 
 takes them as part of the study with no change of its own:
 
 * ``SEND_DICOM`` sends every ``<series>_<instance>.dcm`` of the folder in one association, images first
-  (series 990-993 sort after the protocol's);
+  (series 990-994 sort after the protocol's);
 * ``STORAGE_COMMIT`` asks for what was stored, documents included;
 * ``MPPS_COMPLETED`` lists a document series with its instance in Referenced Non-Image Composite SOP
   Instance Sequence (PS3.3 C.4.15, PS3.4 F.7.2.2.2), never in Referenced Image Sequence;
 * the end-of-patient verification reads each document's identity like an image's
   (:func:`simulations.verification.verify_patient`).
 
-The dose report is on by default for every ionising-radiation study (``dose_sr: false`` turns it off);
+The dose report is on by default for every ionising-radiation study (``dose_sr: false`` turns it off): the
+X-Ray Radiation Dose SR of a CT, DX, CR, MG, XA or RF study and of a PET/CT's CT series (series 990), the
+Radiopharmaceutical Radiation Dose SR of a PET study (series 994);
 the key object selection, the basic text SR and the Encapsulated PDF are opt-in step fields. The text SR
 and the PDF carry the same :class:`~generators.reports.Report` the ORU^R01 carries: the runner builds it
 once per patient and hands it here and to ``SEND_REPORT``.
@@ -41,18 +43,20 @@ from simulations.transport.dimse.store import InstanceRef
 DOCUMENT_MODALITIES = frozenset({"SR", "KO", "DOC"})
 DOCUMENT_SERIES_NUMBERS = frozenset(number for number, _ in SERIES_NUMBERS.values())
 
-# GENERATE_DICOM step field -> document kind (a key of generators.dicom.sr.SERIES_NUMBERS), with its default.
-STEP_FIELDS: dict[str, tuple[str, bool]] = {
-    "dose_sr": ("dose", True),
-    "key_images": ("kos", False),
-    "text_report": ("text", False),
-    "pdf_report": ("pdf", False),
+# GENERATE_DICOM step field -> document kinds (keys of generators.dicom.sr.SERIES_NUMBERS), with its default:
+# ``dose_sr`` is the study's dose report, whichever IOD its modality sends (X-ray or radiopharmaceutical).
+STEP_FIELDS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "dose_sr": (("dose", "radiopharmaceutical"), True),
+    "key_images": (("kos",), False),
+    "text_report": (("text",), False),
+    "pdf_report": (("pdf",), False),
 }
 
 
 @dataclass(frozen=True, slots=True)
 class DocumentChoice:
-    """Which documents a ``GENERATE_DICOM`` step makes (the dose SR only for CT/DX/CR/MG studies)."""
+    """Which documents a ``GENERATE_DICOM`` step makes (the dose report only for the modalities that send one:
+    :data:`generators.dicom.sr.bundle.DOSE_REPORT_MODALITIES`)."""
 
     dose_sr: bool = True
     key_images: bool = False
@@ -65,7 +69,7 @@ class DocumentChoice:
 
     @property
     def kinds(self) -> frozenset[str]:
-        return frozenset(kind for name, (kind, _) in STEP_FIELDS.items() if getattr(self, name))
+        return frozenset(kind for name, (kinds, _) in STEP_FIELDS.items() if getattr(self, name) for kind in kinds)
 
     @property
     def needs_report(self) -> bool:
@@ -109,7 +113,7 @@ def write_study_with_documents(order: Order, out_dir: Path, *, seed: int, now: d
                                documents: DocumentChoice, report: Report | None, doc_seed: str,
                                **study_options: Any) -> StudyResult:
     """:func:`~generators.dicom.write_study`, then the documents ``documents`` asks for, written beside the
-    images as ``<series>_0001.dcm`` (series 990-993); returns the study with their series appended.
+    images as ``<series>_0001.dcm`` (series 990-994); returns the study with their series appended.
 
     Runs in the pixel pool (picklable arguments only). ``report`` is needed for the text SR and the PDF.
     """

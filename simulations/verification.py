@@ -32,6 +32,7 @@ _DICOM_TAGS = ["PatientID", "PatientName", "PatientBirthDate", "PatientSex", "Ac
 # The document IODs a study carries beside its images (simulations.documents) and their Modality (0008,0060).
 DOCUMENT_MODALITY = {
     "1.2.840.10008.5.1.4.1.1.88.67": "SR",  # X-Ray Radiation Dose SR (PS3.3 A.35.8)
+    "1.2.840.10008.5.1.4.1.1.88.68": "SR",  # Radiopharmaceutical Radiation Dose SR (A.35.14)
     "1.2.840.10008.5.1.4.1.1.88.11": "SR",  # Basic Text SR (A.35.1)
     "1.2.840.10008.5.1.4.1.1.88.59": "KO",  # Key Object Selection Document (A.35.4)
     "1.2.840.10008.5.1.4.1.1.104.1": "DOC",  # Encapsulated PDF (A.45.1)

@@ -249,9 +249,7 @@ def series_dataset(order: Order, ctx: SeriesContext, *, now: dt.datetime,
     ds.PatientBirthDate = _da(patient.birth_date)
     ds.PatientSex = patient.sex.value
     ds.PatientAge = _age(patient.birth_date, now.date())
-    if exam.modality == Modality.PT:  # SUVbw needs them; one study-level value in the CT and the PET series
-        weight_kg, height_m = phantoms_pet.patient_habitus(patient)
-        ds.PatientWeight, ds.PatientSize = decimal_string(weight_kg), decimal_string(height_m)
+    patient_body_size(ds, order)
     # Contrast/Bolus (C.7.6.4)
     if modality in (Modality.CT, Modality.MR, Modality.DX, Modality.CR) and series_has_contrast(exam, spec):
         ds.ContrastBolusAgent = (exam.contrast_agent or "IV contrast")[:64]
@@ -289,6 +287,14 @@ def series_dataset(order: Order, ctx: SeriesContext, *, now: dt.datetime,
      Modality.MG: _mg, Modality.NM: _nm, Modality.PT: _pt, Modality.XA: _xray_mf,
      Modality.RF: _xray_mf}[modality](ds, order, ctx)
     return clean_dataset(ds)
+
+
+def patient_body_size(ds: Dataset, order: Order) -> None:
+    """Patient's Weight and Size (Patient Study C.7.2.2) of a PET/CT study: SUVbw needs them, and every
+    instance of the study (CT, PET and the documents) carries the one study-level value."""
+    if order.exam.modality == Modality.PT:
+        weight_kg, height_m = phantoms_pet.patient_habitus(order.patient)
+        ds.PatientWeight, ds.PatientSize = decimal_string(weight_kg), decimal_string(height_m)
 
 
 def series_side(order: Order, spec: SeriesSpec) -> Laterality:
@@ -827,6 +833,8 @@ def _pt(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
     pharm.AdministrationRouteCodeSequence = Sequence([_code("47625008", "SCT", "Intravenous route")])
     pharm.RadiopharmaceuticalStartTime = _tm(dose.injected_at)
     pharm.RadiopharmaceuticalStartDateTime = dose.injected_at.strftime("%Y%m%d%H%M%S")
+    pharm.RadiopharmaceuticalStopTime = _tm(dose.injection_ended_at)
+    pharm.RadiopharmaceuticalStopDateTime = dose.injection_ended_at.strftime("%Y%m%d%H%M%S")
     pharm.RadionuclideTotalDose = decimal_string(dose.total_mbq * 1e6)
     pharm.RadionuclideHalfLife = decimal_string(tracer.half_life_s)
     pharm.RadionuclidePositronFraction = decimal_string(tracer.positron_fraction)

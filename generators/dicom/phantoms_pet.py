@@ -85,6 +85,14 @@ class Dose:
     total_mbq: float
     injected_at: dt.datetime
 
+    @property
+    def injection_ended_at(self) -> dt.datetime:
+        """The end of the intravenous bolus and its saline flush."""
+        return self.injected_at + dt.timedelta(seconds=INJECTION_S)
+
+
+INJECTION_S = 30
+
 
 def patient_habitus(patient: Patient) -> tuple[float, float]:
     """A plausible adult weight (kg) and height (m) for the patient, fixed by the MRN (CDC adult means)."""

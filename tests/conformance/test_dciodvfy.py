@@ -1,7 +1,7 @@
 """Every active exam of the shipped catalog generates DICOM that the independent validators accept.
 
 One small study per active exam (at most two instances per series) is written without the network,
-exactly as the runner's GENERATE_DICOM step writes it; dicom3tools' ``dciodvfy`` checks one file per
+exactly as the runner's GENERATE_DICOM step writes it (with its default documents: the dose report); dicom3tools' ``dciodvfy`` checks one file per
 series against its IOD (PS3.3 Annex A) and ``dcentvfy`` checks each study's entity consistency
 (patient/study/series attributes equal in every instance). Neither may report an error or a warning
 that comes from our values; the only tolerated messages are the dictionary-age warnings listed in
@@ -22,6 +22,9 @@ import pytest
 from generators.types import ExamInfo
 from tests.conftest import require_binary
 from tests.examples import FIXED_NOW, INDICATION, PATIENT
+# dcentvfy classes a document's Accession Number in its Referenced Request Sequence apart from the images'
+# (same value; explained where the SR objects are tested)
+from tests.generators.test_sr_objects import _DCENTVFY_ARTEFACT
 
 pytestmark = pytest.mark.interop
 
@@ -42,13 +45,16 @@ def _problems(output: str) -> list[str]:
 
 def check_exam(exam: ExamInfo, out_dir: Path, dciodvfy: str, dcentvfy: str) -> list[str]:
     """Generate one study of ``exam`` and return every validator problem, each prefixed with where it is."""
-    from generators.dicom import write_study
     from generators.identity import mint_order
+    from simulations.documents import DocumentChoice, document_seed, write_study_with_documents
 
     order = mint_order(exam=exam, patient=PATIENT, indication=INDICATION, rng=random.Random(exam.id),
                        now=FIXED_NOW)
-    study = write_study(order, out_dir, seed=11, now=FIXED_NOW + dt.timedelta(minutes=5),
-                        max_instances_per_series=2, previews=False, pps_started_at=FIXED_NOW)
+    # with the documents a step makes by default: the dose report of an ionising-radiation study
+    study = write_study_with_documents(order, out_dir, seed=11, now=FIXED_NOW + dt.timedelta(minutes=5),
+                                       documents=DocumentChoice(), report=None,
+                                       doc_seed=document_seed(11, order.study_instance_uid),
+                                       max_instances_per_series=2, previews=False, pps_started_at=FIXED_NOW)
     files = sorted(study.study_dir.glob("*.dcm"))
     problems: list[str] = []
     first_per_series: dict[str, Path] = {}
@@ -58,7 +64,8 @@ def check_exam(exam: ExamInfo, out_dir: Path, dciodvfy: str, dcentvfy: str) -> l
         run = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True, timeout=60)
         problems += [f"{exam.id} series {series}: {line}" for line in _problems(run.stdout + run.stderr)]
     run = subprocess.run([dcentvfy, *map(str, files)], capture_output=True, text=True, timeout=60)
-    problems += [f"{exam.id} dcentvfy: {line}" for line in _problems(run.stdout + run.stderr)]
+    problems += [f"{exam.id} dcentvfy: {line}" for line in _problems(run.stdout + run.stderr)
+                 if _DCENTVFY_ARTEFACT not in line]
     return problems
 
 

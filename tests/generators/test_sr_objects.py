@@ -13,6 +13,7 @@ import datetime as dt
 import io
 import random
 import subprocess
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -313,17 +314,20 @@ _REQUIRED: dict[str, set[str]] = {
 }
 
 
-def _missing_mandatory(ds: pydicom.Dataset) -> list[tuple[str, set[str]]]:
-    """(parent concept, missing child concepts) for every container short of its mandatory rows."""
-    root = f"113701/{ds.ContentTemplateSequence[0].TemplateIdentifier}"
+def _missing_mandatory(ds: pydicom.Dataset, required: dict[str, set[str]] = _REQUIRED,
+                       conditional: Callable[[str, pydicom.Dataset], set[str]] = lambda key, item: set()
+                       ) -> list[tuple[str, set[str]]]:
+    """(parent concept, missing child concepts) for every container short of its mandatory rows: ``required``
+    by parent concept (the root as ``<concept>/<template>``), plus the rows ``conditional`` adds for an item."""
+    root = f"{sr.concept_of(ds)[0]}/{ds.ContentTemplateSequence[0].TemplateIdentifier}"
     missing = []
     for item in sr.walk(ds):
         concept = sr.concept_of(item)
         key = root if item is ds else (concept[0] if concept else "")
-        if key in _REQUIRED:
-            present = {sr.concept_of(child)[0] for child in item.get("ContentSequence", [])}
-            if _REQUIRED[key] - present:
-                missing.append((key, _REQUIRED[key] - present))
+        needed = required.get(key, set()) | conditional(key, item)
+        present = {sr.concept_of(child)[0] for child in item.get("ContentSequence", [])}
+        if needed - present:
+            missing.append((key, needed - present))
     return missing
 
 

@@ -79,7 +79,7 @@ def test_three_patients_commit_on_a_new_association_and_orthanc_holds_what_was_o
         counts = sorted(n for _, n in study["series"].values())
         assert counts == sorted(sent_series(result["output_dir"], row).values())
         # the images, and the dose report of an ionising-radiation study (committed and verified with them)
-        dose = {"SR"} if row.modality in {"CT", "DX", "CR", "MG"} else set()
+        dose = {"SR"} if row.modality in {"CT", "DX", "CR", "MG", "XA", "RF", "PT"} else set()
         attenuation = {"CT"} if row.modality == "PT" else set()  # PET/CT: its CT-AC series in the same study
         assert {m for m, _ in study["series"].values()} == {row.modality} | dose | attenuation
 

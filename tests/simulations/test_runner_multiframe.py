@@ -27,8 +27,10 @@ def test_a_multiframe_exam_runs_against_the_built_in_receivers_and_verifies(scen
     assert result["committed"] == result["instances_stored"] > 0
     (row,) = Run.objects.get(pk=result["run_id"]).patients.all()
     files = study_files(result, row)
-    datasets = [pydicom.dcmread(p) for p in files]
+    # the images, and the X-Ray Radiation Dose SR every fluoroscopy-guided study sends after them
+    *datasets, dose_sr = [pydicom.dcmread(p) for p in files]
     assert {ds.SOPClassUID for ds in datasets} == {sop_class}
+    assert dose_sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.67" and files[-1].name == "990_0001.dcm"
     assert all(ds.NumberOfFrames > 1 and ds.pixel_array.shape[0] == ds.NumberOfFrames for ds in datasets)
     # the MPPS lists every multi-frame instance that was sent
     folder = Path(result["output_dir"]) / "patients" / f"{row.index:05d}-{row.accession_number}"

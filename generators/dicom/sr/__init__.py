@@ -3,7 +3,11 @@
 Modules (one IOD each; every module docstring names its PS3.3 IOD and PS3.16 templates):
 
 * :mod:`~generators.dicom.sr.dose` — X-Ray Radiation Dose SR (A.35.8): TID 10011 for CT, TID 10001 for
-  DX/CR/MG (:func:`~generators.dicom.sr.dose.build_dose_sr` picks; ``None`` for MR/US/NM).
+  DX/CR/MG, TID 10011 for the CT series of a PET/CT (:func:`~generators.dicom.sr.dose.build_dose_sr` picks;
+  ``None`` for MR/US/NM).
+* :mod:`~generators.dicom.sr.fluoro` — the same IOD for XA/RF: TID 10001 with fluoroscopy and acquisition events.
+* :mod:`~generators.dicom.sr.radiopharmaceutical` — Radiopharmaceutical Radiation Dose SR (A.35.14), TID 10021,
+  for PET.
 * :mod:`~generators.dicom.sr.kos` — Key Object Selection Document (A.35.4), TID 2010.
 * :mod:`~generators.dicom.sr.text` — Basic Text SR (A.35.1), TID 2000, the signed report.
 * :mod:`~generators.dicom.sr.pdf` — Encapsulated PDF (A.45.1), the same report as a PDF.
@@ -33,14 +37,14 @@ here touches the ORM, the network or the images):
    mints the images' own Series/SOP UIDs again (dcentvfy catches it; the tests show how). Each document
    gets a :class:`DocumentSeries` of its own: new Series and SOP Instance UIDs and a series number after
    the protocol's (:data:`~generators.dicom.sr.bundle.SERIES_NUMBERS`: 990 dose, 991 KOS, 992 text SR,
-   993 PDF).
+   993 PDF, 994 radiopharmaceutical dose).
 3. Build them all with ``build_study_documents(order, study, rng=..., now=..., report=report)``: the dose
-   SR for every CT/DX/CR/MG study, the KOS, and — given the :class:`~generators.reports.Report` the
+   report of every CT/DX/CR/MG/XA/RF/PT study, the KOS, and — given the :class:`~generators.reports.Report` the
    ORU^R01 carries (build it once, in the plan, and hand it to both) — the text SR and the PDF. The
    single builders (``build_dose_sr``, ``build_kos``, ``build_text_sr``, ``build_encapsulated_pdf``) are
    there for a step that makes only one of them.
 4. Write each with ``write_part10(document.dataset, study_dir / document.file_name)`` beside the images
-   (``<series>_0001.dcm``, series 990-993): the name keeps the runner's ``<series>_<instance>.dcm``
+   (``<series>_0001.dcm``, series 990-994): the name keeps the runner's ``<series>_<instance>.dcm``
    convention so ``_performed_series`` and the sender pick them up; the study's series list needs a
    ``SeriesRecord`` for each (modality SR/KO/DOC), and previews none.
 5. Send them after the images in the same C-STORE association: ``send_instances`` proposes contexts for
@@ -66,12 +70,15 @@ from generators.dicom.sr.document import (
     write_part10,
 )
 from generators.dicom.sr.dose import build_ct_dose_sr, build_dose_sr, build_projection_dose_sr
+from generators.dicom.sr.fluoro import build_fluoro_dose_sr
 from generators.dicom.sr.kos import build_kos, choose_key_images
 from generators.dicom.sr.pdf import build_encapsulated_pdf
+from generators.dicom.sr.radiopharmaceutical import build_radiopharmaceutical_dose_sr
 from generators.dicom.sr.text import build_text_sr
 
 __all__ = [
     "SERIES_NUMBERS", "AcquiredSeries", "DocumentSeries", "ImageRef", "StudyContext", "StudyDocument",
-    "build_ct_dose_sr", "build_dose_sr", "build_encapsulated_pdf", "build_kos", "build_projection_dose_sr",
+    "build_ct_dose_sr", "build_dose_sr", "build_encapsulated_pdf", "build_fluoro_dose_sr", "build_kos",
+    "build_projection_dose_sr", "build_radiopharmaceutical_dose_sr",
     "build_study_documents", "build_text_sr", "choose_key_images", "study_context", "write_part10",
 ]

@@ -164,6 +164,7 @@ def base_dataset(order: Order, study: StudyContext, doc: DocumentSeries, *, sop_
     ds.PatientBirthDate = iods._da(patient.birth_date)
     ds.PatientSex = patient.sex.value
     ds.PatientAge = iods._age(patient.birth_date, study.started_at.date())
+    iods.patient_body_size(ds, order)
     ds.DeviceSerialNumber = device_serial(order)
     ds.SoftwareVersions = SOFTWARE_VERSION
     ds.StudyInstanceUID = order.study_instance_uid

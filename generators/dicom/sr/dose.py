@@ -37,7 +37,7 @@ from decimal import Decimal
 
 from pydicom.dataset import Dataset
 
-from generators.dicom import iods
+from generators.dicom import iods, phantoms_pet
 from generators.dicom.sr import items as sr
 from generators.dicom.sr.document import (
     AcquiredSeries,
@@ -55,7 +55,9 @@ from generators.types import Order, Patient, SeriesSpec
 from generators.uids import new_uid
 
 XRAY_RADIATION_DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.67"
-DOSE_MODALITIES = frozenset({Modality.CT, Modality.DX, Modality.CR, Modality.MG})
+# PT: a PET/CT study reports its CT attenuation-correction series (its radiopharmaceutical goes in the
+# Radiopharmaceutical Radiation Dose SR, generators.dicom.sr.radiopharmaceutical)
+DOSE_MODALITIES = frozenset({Modality.CT, Modality.DX, Modality.CR, Modality.MG, Modality.PT})
 
 # --- codes (PS3.16 Annex D DCM, SNOMED CT, UCUM) ---------------------------------------------------
 REPORT = ("113701", "DCM", "X-Ray Radiation Dose Report")
@@ -198,6 +200,7 @@ _CT_REGIONS: dict[str, CTRegion] = {
 }
 _CT_EXTREMITY = CTRegion(6, 250)
 _LOW_DOSE_CPT = frozenset({"71271"})  # low-dose CT lung cancer screening: about 1.5 mGy
+_PETCT_CTDIVOL_MGY = 3.0  # PET/CT attenuation-correction CT (EANM/SNMMI: about 2-5 mGy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +243,7 @@ def _region_key(order: Order) -> str:
     return order.exam.body_part.upper()
 
 
-def _target_region(order: Order) -> sr.CodeTriple:
+def target_region(order: Order) -> sr.CodeTriple:
     return _REGIONS.get(_region_key(order), _ENTIRE_BODY)
 
 
@@ -248,16 +251,17 @@ def _intent(order: Order) -> sr.CodeTriple:
     return SCREENING_INTENT if order.procedure_code.code in _SCREENING_CPT else DIAGNOSTIC_INTENT
 
 
-def _round(value: float, places: int) -> Decimal:
+def round_decimal(value: float, places: int) -> Decimal:
+    """``value`` as a Decimal of ``places`` decimals (its shortest repr first: no binary float noise)."""
     return round(Decimal(repr(value)), places)
 
 
-def _procedure_reported(order: Order, procedure: sr.CodeTriple) -> Dataset:
+def procedure_reported(order: Order, procedure: sr.CodeTriple) -> Dataset:
     return sr.code_item(sr.HAS_CONCEPT_MOD, PROCEDURE_REPORTED, procedure,
                         [sr.code_item(sr.HAS_CONCEPT_MOD, HAS_INTENT, _intent(order))])
 
 
-def _device_observer(order: Order, study: StudyContext) -> list[Dataset]:
+def device_observer(order: Order, study: StudyContext) -> list[Dataset]:
     """TID 1002 Observer Context with a device observer (TID 1004): the modality that irradiated."""
     model = model_name(order, study)
     return [
@@ -270,18 +274,20 @@ def _device_observer(order: Order, study: StudyContext) -> list[Dataset]:
     ]
 
 
-def _scope(order: Order) -> Dataset:
+def scope_of_accumulation(order: Order) -> Dataset:
     return sr.code_item(sr.HAS_OBS_CONTEXT, SCOPE_OF_ACCUMULATION, STUDY,
                         [sr.uidref(sr.HAS_PROPERTIES, STUDY_INSTANCE_UID, order.study_instance_uid)])
 
 
-def _document(order: Order, study: StudyContext, doc: DocumentSeries, content: list[Dataset],
-              template: str, *, now: dt.datetime) -> Dataset:
-    """The SR Document General (C.17.2) and Content (C.17.3) modules around a dose report's items."""
-    ds = base_dataset(order, study, doc, sop_class_uid=XRAY_RADIATION_DOSE_SR, modality="SR", now=now)
+def dose_document(order: Order, study: StudyContext, doc: DocumentSeries, content: list[Dataset],
+                  template: str, *, now: dt.datetime, sop_class_uid: str = XRAY_RADIATION_DOSE_SR,
+                  title: sr.CodeTriple = REPORT) -> Dataset:
+    """The SR Document General (C.17.2) and Content (C.17.3) modules around a dose report's items (an X-Ray
+    Radiation Dose SR unless ``sop_class_uid`` names another dose IOD, whose root concept is ``title``)."""
+    ds = base_dataset(order, study, doc, sop_class_uid=sop_class_uid, modality="SR", now=now)
     # the dose applies to every image of the study: they are its evidence
     sr_document_general(ds, order, references=study.images)
-    attach_content(ds, REPORT, content, template=template)
+    attach_content(ds, title, content, template=template)
     return ds
 
 
@@ -309,6 +315,9 @@ class CTEvent:
 
 
 def _ct_region(order: Order) -> CTRegion:
+    if order.modality == Modality.PT:
+        # the low-dose attenuation-correction CT of a PET/CT, over the PET's axial range
+        return CTRegion(_PETCT_CTDIVOL_MGY, phantoms_pet.field_for(order.exam).coverage)
     return _CT_REGIONS.get(_region_key(order), _CT_EXTREMITY)
 
 
@@ -353,15 +362,16 @@ def _ct_event(series: AcquiredSeries, spec: SeriesSpec, region: CTRegion, base: 
         single, total = 0.625, (20.0 if head else 40.0)
         ma = max(10, round(ctdivol * pitch / (n_ctdiw * rotation)))
         exposure = rotation * (length / (pitch * total) + 1)  # plus one rotation of over-ranging
-    ctdi = _round(ctdivol, 2)
+    ctdi = round_decimal(ctdivol, 2)
     if ctdi == 0:
         ctdi = Decimal("0.01")
     return CTEvent(
         series=series, uid="", localizer=localizer, kvp=kvp, tube_current_ma=ma,
-        max_tube_current_ma=round(ma * (1.0 if localizer else 1.35)), rotation_time_s=_round(rotation, 3),
-        exposure_time_s=_round(exposure, 2), scan_length_mm=_round(length, 1),
-        single_collimation_mm=_round(single, 3), total_collimation_mm=_round(total, 3), pitch=_round(pitch, 3),
-        ctdivol_mgy=ctdi, dlp_mgy_cm=_round(float(ctdi) * length / 10.0, 2), head_phantom=head,
+        max_tube_current_ma=round(ma * (1.0 if localizer else 1.35)), rotation_time_s=round_decimal(rotation, 3),
+        exposure_time_s=round_decimal(exposure, 2), scan_length_mm=round_decimal(length, 1),
+        single_collimation_mm=round_decimal(single, 3), total_collimation_mm=round_decimal(total, 3),
+        pitch=round_decimal(pitch, 3),
+        ctdivol_mgy=ctdi, dlp_mgy_cm=round_decimal(float(ctdi) * length / 10.0, 2), head_phantom=head,
     )
 
 
@@ -391,7 +401,7 @@ def _ct_event_item(order: Order, event: CTEvent) -> Dataset:
     ]
     children = [
         sr.text(sr.CONTAINS, ACQUISITION_PROTOCOL, spec.protocol_name or spec.description),
-        sr.code_item(sr.CONTAINS, TARGET_REGION, _target_region(order)),
+        sr.code_item(sr.CONTAINS, TARGET_REGION, target_region(order)),
         sr.code_item(sr.CONTAINS, CT_ACQUISITION_TYPE, CONSTANT_ANGLE if event.localizer else SPIRAL),
         sr.uidref(sr.CONTAINS, IRRADIATION_EVENT_UID, event.uid),
         sr.container(sr.CONTAINS, CT_PARAMETERS, parameters),
@@ -417,16 +427,16 @@ def build_ct_dose_sr(order: Order, study: StudyContext, doc: DocumentSeries, *, 
         sr.num(sr.CONTAINS, DLP_TOTAL, sum((e.dlp_mgy_cm for e in events), Decimal(0)), MGY_CM),
     ])
     content = [
-        _procedure_reported(order, CT_PROCEDURE),
-        *_device_observer(order, study),
+        procedure_reported(order, CT_PROCEDURE),
+        *device_observer(order, study),
         sr.datetime_item(sr.HAS_OBS_CONTEXT, START_OF_IRRADIATION, start),
         sr.datetime_item(sr.HAS_OBS_CONTEXT, END_OF_IRRADIATION, end),
-        _scope(order),
+        scope_of_accumulation(order),
         accumulated,
         *(_ct_event_item(order, e) for e in events),
         sr.code_item(sr.CONTAINS, SOURCE_OF_DOSE_INFORMATION, AUTOMATED_DATA_COLLECTION),
     ]
-    return _document(order, study, doc, content, "10011", now=now)
+    return dose_document(order, study, doc, content, "10011", now=now)
 
 
 def _with_uid(event: CTEvent, uid: str) -> CTEvent:
@@ -469,8 +479,8 @@ def projection_events(order: Order, study: StudyContext, *, rng: random.Random) 
                 agd = 1.5 * math.exp(0.025 * (t - 50)) * rng.uniform(0.92, 1.08)  # DBT-capable FFDM, W/Rh
                 entrance = agd * (3.5 + 0.04 * (t - 50))
                 dap = 0.0045 * entrance * 1e-4  # about 0.02 Gy.cm2 per view, in Gy.m2
-                events.append(ProjectionEvent(series, index, "", started, breast, _round(dap, 8),
-                                              _round(entrance, 3), _round(agd, 3)))
+                events.append(ProjectionEvent(series, index, "", started, breast, round_decimal(dap, 8),
+                                              round_decimal(entrance, 3), round_decimal(agd, 3)))
                 continue
             region = _DX_REGIONS.get(_region_key(order), _DX_DEFAULT)
             factor = size * rng.uniform(0.9, 1.1)
@@ -479,8 +489,8 @@ def projection_events(order: Order, study: StudyContext, *, rng: random.Random) 
             if order.patient.age < 18 and _region_key(order) not in ("HAND", "WRIST", "FOOT", "ANKLE"):
                 factor *= 0.3 + 0.035 * order.patient.age
             dap = region.dap_gy_cm2 * factor * 1e-4
-            events.append(ProjectionEvent(series, index, "", started, side, _round(dap, 8),
-                                          _round(region.entrance_mgy * factor, 3)))
+            events.append(ProjectionEvent(series, index, "", started, side, round_decimal(dap, 8),
+                                          round_decimal(region.entrance_mgy * factor, 3)))
     return events
 
 
@@ -520,7 +530,7 @@ def _projection_event_item(order: Order, event: ProjectionEvent, mammography: bo
     if mammography:
         region: sr.CodeTriple = _REGIONS["BREAST"]
     else:
-        region = _target_region(order)
+        region = target_region(order)
     side = _side_code(event.side)
     if side is not None:
         region_children.append(sr.code_item(sr.HAS_CONCEPT_MOD, LATERALITY, side))
@@ -578,20 +588,24 @@ def build_projection_dose_sr(order: Order, study: StudyContext, doc: DocumentSer
             sr.num(sr.CONTAINS, TOTAL_FRAMES, len(events), FRAMES),
         ]
     content = [
-        _procedure_reported(order, MAMMOGRAPHY_PROCEDURE if mammography else PROJECTION_PROCEDURE),
-        *_device_observer(order, study),
-        _scope(order),
+        procedure_reported(order, MAMMOGRAPHY_PROCEDURE if mammography else PROJECTION_PROCEDURE),
+        *device_observer(order, study),
+        scope_of_accumulation(order),
         sr.container(sr.CONTAINS, ACCUMULATED_XRAY, totals),
         *(_projection_event_item(order, e, mammography) for e in events),
         sr.code_item(sr.CONTAINS, SOURCE_OF_DOSE_INFORMATION, AUTOMATED_DATA_COLLECTION),
     ]
-    return _document(order, study, doc, content, "10001", now=now)
+    return dose_document(order, study, doc, content, "10001", now=now)
 
 
 def build_dose_sr(order: Order, study: StudyContext, doc: DocumentSeries, *, rng: random.Random,
                   now: dt.datetime) -> Dataset | None:
-    """The dose report an ionising-radiation study sends (CT: TID 10011; DX/CR/MG: TID 10001), else None."""
+    """The X-ray dose report a study sends (CT, and the CT of a PET/CT: TID 10011; DX/CR/MG: TID 10001), else
+    None. A PET/CT's report covers its CT series alone: they are its irradiation events and its evidence."""
     modality = Modality(order.modality)
+    if modality == Modality.PT:
+        ct_only = replace(study, series=tuple(s for s in study.series if phantoms_pet.is_ct_series(s.spec.kvp)))
+        return build_ct_dose_sr(order, ct_only, doc, rng=rng, now=now)
     if modality == Modality.CT:
         return build_ct_dose_sr(order, study, doc, rng=rng, now=now)
     if modality in (Modality.DX, Modality.CR, Modality.MG):
