@@ -32,8 +32,18 @@ from generators.dicom import iods
 from generators.dicom.sr import items
 from generators.dicom.study import InstanceRecord
 from generators.dicom.writer import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from generators.dicom_common import (
+    SPECIFIC_CHARACTER_SET,
+    catalog_code_item,
+    dicom_date,
+    dicom_time,
+    patient_age,
+    set_patient,
+    station_name,
+)
 from generators.terms import Modality
 from generators.types import Order, SeriesSpec
+from generators.vr import clip
 
 SOFTWARE_VERSION = "yeeter 0.1"
 
@@ -139,41 +149,37 @@ def base_dataset(order: Order, study: StudyContext, doc: DocumentSeries, *, sop_
     carried = [order.patient.name.dicom, order.referring.name.dicom, order.exam.description, order.indication.text,
                order.facility, order.patient.issuer, doc.description, *texts]
     if any(not t.isascii() for t in carried):
-        ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.InstanceCreationDate, ds.InstanceCreationTime = iods._da(now), iods._tm(now)
+        ds.SpecificCharacterSet = SPECIFIC_CHARACTER_SET
+    ds.InstanceCreationDate, ds.InstanceCreationTime = dicom_date(now), dicom_time(now)
     ds.SOPClassUID = sop_class_uid
     ds.SOPInstanceUID = doc.sop_instance_uid
     # General Study / Patient Study: exactly what the images of the study carry
-    ds.StudyDate, ds.StudyTime = iods._da(study.started_at), iods._tm(study.started_at)
+    ds.StudyDate, ds.StudyTime = dicom_date(study.started_at), dicom_time(study.started_at)
     ds.AccessionNumber = order.accession_number
     ds.Modality = modality
     ds.Manufacturer = iods.MANUFACTURER
     ds.InstitutionName = order.facility
     ds.ReferringPhysicianName = order.referring.name.dicom
-    ds.StationName = (order.station_name or order.station_ae_title)[:16]
-    ds.StudyDescription = order.exam.description[:64]
-    ds.ProcedureCodeSequence = Sequence([iods._procedure_code(order.exam.primary_code)])
+    ds.StationName = station_name(order)
+    ds.StudyDescription = clip(order.exam.description)
+    ds.ProcedureCodeSequence = Sequence([catalog_code_item(order.exam.primary_code)])
     if doc.description:
-        ds.SeriesDescription = doc.description[:64]
-    ds.AdmittingDiagnosesDescription = order.indication.text[:64]
+        ds.SeriesDescription = clip(doc.description)
+    ds.AdmittingDiagnosesDescription = clip(order.indication.text)
     ds.ManufacturerModelName = model_name(order, study)
     patient = order.patient
-    ds.PatientName = patient.name.dicom
-    ds.PatientID = patient.mrn
-    ds.IssuerOfPatientID = patient.issuer
-    ds.PatientBirthDate = iods._da(patient.birth_date)
-    ds.PatientSex = patient.sex.value
-    ds.PatientAge = iods._age(patient.birth_date, study.started_at.date())
+    set_patient(ds, patient)
+    ds.PatientAge = patient_age(patient.birth_date, study.started_at.date())
     ds.DeviceSerialNumber = device_serial(order)
     ds.SoftwareVersions = SOFTWARE_VERSION
     ds.StudyInstanceUID = order.study_instance_uid
     ds.SeriesInstanceUID = doc.series_instance_uid
     ds.StudyID = order.study_id
     ds.SeriesNumber = doc.number
-    ds.SeriesDate, ds.SeriesTime = iods._da(now), iods._tm(now)
+    ds.SeriesDate, ds.SeriesTime = dicom_date(now), dicom_time(now)
     ds.ReferencedPerformedProcedureStepSequence = Sequence(_pps_reference(study))
     ds.InstanceNumber = 1
-    ds.ContentDate, ds.ContentTime = iods._da(now), iods._tm(now)
+    ds.ContentDate, ds.ContentTime = dicom_date(now), dicom_time(now)
     return ds
 
 
@@ -187,8 +193,7 @@ def sr_document_general(ds: Dataset, order: Order, *, references: Seq[tuple[str,
     if verifying is not None:
         ds.VerifyingObserverSequence = Sequence([verifying])
     ds.ReferencedRequestSequence = Sequence([referenced_request(order)])
-    code = order.procedure_code
-    ds.PerformedProcedureCodeSequence = Sequence([items.code((code.code, code.scheme.value, code.display))])
+    ds.PerformedProcedureCodeSequence = Sequence([catalog_code_item(order.procedure_code)])
     if references:
         ds.CurrentRequestedProcedureEvidenceSequence = evidence(order, references)
     return ds
@@ -209,12 +214,12 @@ def referenced_request(order: Order) -> Dataset:
     item.StudyInstanceUID = order.study_instance_uid
     item.ReferencedStudySequence = Sequence([])
     item.AccessionNumber = order.accession_number
-    item.PlacerOrderNumberImagingServiceRequest = order.placer_order_number[:16]
-    item.FillerOrderNumberImagingServiceRequest = order.filler_order_number[:16]
-    item.RequestedProcedureID = order.requested_procedure_id[:16]
-    item.RequestedProcedureDescription = order.exam.description[:64]
-    item.RequestedProcedureCodeSequence = Sequence([iods._procedure_code(order.exam.primary_code)])
-    item.ReasonForTheRequestedProcedure = order.indication.text[:64]
+    item.PlacerOrderNumberImagingServiceRequest = clip(order.placer_order_number)
+    item.FillerOrderNumberImagingServiceRequest = clip(order.filler_order_number)
+    item.RequestedProcedureID = clip(order.requested_procedure_id, "SH")
+    item.RequestedProcedureDescription = clip(order.exam.description)
+    item.RequestedProcedureCodeSequence = Sequence([catalog_code_item(order.exam.primary_code)])
+    item.ReasonForTheRequestedProcedure = clip(order.indication.text)
     return item
 
 

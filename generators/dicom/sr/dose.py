@@ -50,6 +50,7 @@ from generators.dicom.sr.document import (
     model_name,
     sr_document_general,
 )
+from generators.dicom_common import station_name
 from generators.terms import Laterality, Modality, SeriesRole, Sex
 from generators.types import Order, Patient, SeriesSpec
 from generators.uids import new_uid
@@ -263,7 +264,7 @@ def _device_observer(order: Order, study: StudyContext) -> list[Dataset]:
     return [
         sr.code_item(sr.HAS_OBS_CONTEXT, OBSERVER_TYPE, DEVICE),
         sr.uidref(sr.HAS_OBS_CONTEXT, DEVICE_OBSERVER_UID, device_uid(order)),
-        sr.text(sr.HAS_OBS_CONTEXT, DEVICE_OBSERVER_NAME, (order.station_name or order.station_ae_title)[:16]),
+        sr.text(sr.HAS_OBS_CONTEXT, DEVICE_OBSERVER_NAME, station_name(order)),
         sr.text(sr.HAS_OBS_CONTEXT, DEVICE_OBSERVER_MANUFACTURER, iods.MANUFACTURER),
         sr.text(sr.HAS_OBS_CONTEXT, DEVICE_OBSERVER_MODEL, model),
         sr.text(sr.HAS_OBS_CONTEXT, DEVICE_OBSERVER_SERIAL, device_serial(order)),

@@ -42,7 +42,7 @@ from pynetdicom.sop_class import ModalityPerformedProcedureStep, Verification
 from pynetdicom.status import code_to_category
 
 from generators.mpps import FINAL_STATUSES, IN_PROGRESS, STATUSES
-from generators.worklist import clip
+from generators.vr import clip
 from simulations.transport.dimse.common import DicomPeer, PynetdicomScp, associate
 from simulations.transport.errors import SendError
 
