@@ -694,27 +694,3 @@ def mllp_ping(
         except AckError as exc:
             return exc.ack.latency_s
 
-
-async def async_mllp_ping(
-    host: str,
-    port: int,
-    *,
-    timeout: float = 5.0,
-    encoding: str = "utf-8",
-    ssl_context: ssl.SSLContext | None = None,
-) -> float:
-    """asyncio variant of :func:`mllp_ping`."""
-    client = AsyncMllpClient(
-        host,
-        port,
-        connect_timeout=timeout,
-        read_timeout=timeout,
-        retries=0,
-        encoding=encoding,
-        ssl_context=ssl_context,
-    )
-    async with client:
-        try:
-            return (await client.send(ping_message())).latency_s
-        except AckError as exc:
-            return exc.ack.latency_s

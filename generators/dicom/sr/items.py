@@ -28,7 +28,6 @@ CONTAINS = "CONTAINS"
 HAS_OBS_CONTEXT = "HAS OBS CONTEXT"
 HAS_CONCEPT_MOD = "HAS CONCEPT MOD"
 HAS_PROPERTIES = "HAS PROPERTIES"
-INFERRED_FROM = "INFERRED FROM"
 
 
 def _item(relationship: str | None, value_type: str, concept: CodeTriple | None) -> Dataset:
