@@ -9,6 +9,9 @@ its own. They are written here once:
   module; PS3.4 Table K.6-1 and Table F.7.2-1 carry the same five), :func:`patient_age` (AS, C.7.2.2).
 * :func:`code_item` / :func:`catalog_code_item`: a Code Sequence Macro item (PS3.3 Table 8.8-1).
 * :func:`station_name`: the Station Name (0008,1010) of the order's station.
+* :func:`set_study` and :func:`set_requested_procedure`: what every image and document of the order's
+  study carries alike (Patient, General Study, Patient Study; the Request Attributes / Referenced
+  Request item), and :func:`order_texts`, the order's free texts that decide the character set.
 * :func:`dicom_date`, :func:`dicom_time`, :func:`dicom_datetime`: DA, TM and DT values (PS3.5 §6.2).
 
 Clipping to a VR's length is :func:`generators.vr.clip`, not here: :mod:`generators.vr` holds the
@@ -25,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 
 from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 
 from generators.types import Code, Order, Patient
 from generators.vr import clip
@@ -94,3 +98,38 @@ def code_item(value: str, scheme: str, meaning: str) -> Dataset:
 def catalog_code_item(code: Code) -> Dataset:
     """The Code Sequence Macro item of a catalog or terminology :class:`~generators.types.Code`."""
     return code_item(code.code, str(code.scheme), code.display)
+
+
+def order_texts(order: Order) -> list[str]:
+    """The order's free texts an image or document carries: if any is not ASCII, it declares UTF-8."""
+    return [order.patient.name.dicom, order.referring.name.dicom, order.exam.description, order.indication.text,
+            order.facility, order.patient.issuer]
+
+
+def set_study(ds: Dataset, order: Order, *, started_at: dt.datetime) -> None:
+    """The study-level attributes of ``order`` that every image and document of its study carries alike
+    (so ``dcentvfy`` finds one patient and one study): Patient (PS3.3 C.7.1.1), General Study (C.7.2.1,
+    study date/time ``started_at``), Patient Study's Patient's Age and Admitting Diagnoses (C.7.2.2), and
+    the Station Name of General Equipment (C.7.5.1)."""
+    ds.StudyDate, ds.StudyTime = dicom_date(started_at), dicom_time(started_at)
+    ds.AccessionNumber = order.accession_number
+    ds.InstitutionName = order.facility
+    ds.ReferringPhysicianName = order.referring.name.dicom
+    ds.StationName = station_name(order)
+    ds.StudyDescription = clip(order.exam.description)
+    ds.ProcedureCodeSequence = Sequence([catalog_code_item(order.exam.primary_code)])
+    ds.AdmittingDiagnosesDescription = clip(order.indication.text)
+    set_patient(ds, order.patient)
+    ds.PatientAge = patient_age(order.patient.birth_date, started_at.date())
+    ds.StudyInstanceUID = order.study_instance_uid
+    ds.StudyID = order.study_id
+
+
+def set_requested_procedure(item: Dataset, order: Order) -> None:
+    """The requested procedure of ``order`` in a Request Attributes Sequence item (PS3.3 C.7.3.1, Table
+    10-9) or a Referenced Request Sequence item (C.17.2.1): accession, ID, description, code, reason."""
+    item.AccessionNumber = order.accession_number
+    item.RequestedProcedureID = clip(order.requested_procedure_id, "SH")
+    item.RequestedProcedureDescription = clip(order.exam.description)
+    item.RequestedProcedureCodeSequence = Sequence([catalog_code_item(order.exam.primary_code)])
+    item.ReasonForTheRequestedProcedure = clip(order.indication.text)

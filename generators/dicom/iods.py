@@ -30,14 +30,13 @@ from generators.dicom import iods_xray_mf, phantoms_nm, phantoms_pet, phantoms_u
 from generators.dicom.pixels import SeriesPixels, series_has_contrast
 from generators.dicom_common import (
     SPECIFIC_CHARACTER_SET,
-    catalog_code_item,
     code_item,
     dicom_date,
     dicom_datetime,
     dicom_time,
-    patient_age,
-    set_patient,
-    station_name,
+    order_texts,
+    set_requested_procedure,
+    set_study,
 )
 from generators.terms import (
     IMAGED_BY_SIDE,
@@ -151,9 +150,7 @@ def decimal_string(value: float) -> str:
 
 
 def _needs_utf8(order: Order) -> bool:
-    texts = [order.patient.name.dicom, order.referring.name.dicom, order.exam.description,
-             order.indication.text, order.facility, order.patient.issuer]
-    texts += [s.description for s in order.exam.series]
+    texts = [*order_texts(order), *(s.description for s in order.exam.series)]
     return any(not t.isascii() for t in texts)
 
 
@@ -207,30 +204,19 @@ def series_dataset(order: Order, ctx: SeriesContext, *, now: dt.datetime,
     # SOP Common (C.12.1) and General Image (C.7.6.1)
     ds.ImageType = image_type(modality, spec)
     ds.SOPClassUID = sop_class_for(modality, spec)
-    ds.StudyDate, ds.StudyTime = dicom_date(now), dicom_time(now)
+    set_study(ds, order, started_at=now)
     ds.SeriesDate, ds.SeriesTime = dicom_date(ctx.acquired_at), dicom_time(ctx.acquired_at)
     ds.AcquisitionDate, ds.AcquisitionTime = dicom_date(ctx.acquired_at), dicom_time(ctx.acquired_at)
     ds.ContentDate, ds.ContentTime = dicom_date(ctx.acquired_at), dicom_time(ctx.acquired_at)
-    # General Study (C.7.2.1): identity from the order only
-    ds.AccessionNumber = order.accession_number
+    # Patient (C.7.1.1), General Study (C.7.2.1), Patient Study (C.7.2.2): identity from the order only
     ds.Modality = modality.value
     ds.Manufacturer = MANUFACTURER
-    ds.InstitutionName = order.facility
-    ds.ReferringPhysicianName = order.referring.name.dicom
-    ds.StationName = station_name(order)
-    ds.StudyDescription = clip(exam.description)
-    ds.ProcedureCodeSequence = Sequence([catalog_code_item(exam.primary_code)])
     ds.SeriesDescription = clip(spec.description)
     if order.performing is not None:
         ds.PerformingPhysicianName = order.performing.name.dicom
-    ds.AdmittingDiagnosesDescription = clip(order.indication.text)
     ds.ManufacturerModelName = ctx.manufacturer_model or DEFAULT_MODELS[exam.modality]
-    # Patient (C.7.1.1) and Patient Study (C.7.2.2)
-    patient = order.patient
-    set_patient(ds, patient)
-    ds.PatientAge = patient_age(patient.birth_date, now.date())
     if exam.modality == Modality.PT:  # SUVbw needs them; one study-level value in the CT and the PET series
-        weight_kg, height_m = phantoms_pet.patient_habitus(patient)
+        weight_kg, height_m = phantoms_pet.patient_habitus(order.patient)
         ds.PatientWeight, ds.PatientSize = decimal_string(weight_kg), decimal_string(height_m)
     # Contrast/Bolus (C.7.6.4)
     if modality in (Modality.CT, Modality.MR, Modality.DX, Modality.CR) and series_has_contrast(exam, spec):
@@ -242,9 +228,7 @@ def series_dataset(order: Order, ctx: SeriesContext, *, now: dt.datetime,
     ds.ProtocolName = clip(spec.protocol_name)
     ds.SoftwareVersions = "yeeter 0.1"
     # Performed procedure (C.7.3.1 General Series, MPPS references)
-    ds.StudyInstanceUID = order.study_instance_uid
     ds.SeriesInstanceUID = ctx.series_instance_uid
-    ds.StudyID = order.study_id
     ds.SeriesNumber = spec.number
     _laterality(ds, order, spec)
     # General Series (C.7.3.1) performed procedure step: the one MPPS reports (ID and UID minted with the order)
@@ -304,13 +288,9 @@ def _laterality(ds: Dataset, order: Order, spec: SeriesSpec) -> None:
 def _request_attributes(order: Order) -> Dataset:
     """Request Attributes Sequence item (C.7.3.1 / Table 10-9): links the instance to the order."""
     item = Dataset()
-    item.AccessionNumber = order.accession_number
-    item.ReasonForTheRequestedProcedure = clip(order.indication.text)
-    item.RequestedProcedureDescription = clip(order.exam.description)
-    item.RequestedProcedureCodeSequence = Sequence([catalog_code_item(order.exam.primary_code)])
+    set_requested_procedure(item, order)
     item.ScheduledProcedureStepDescription = clip(order.exam.description)
     item.ScheduledProcedureStepID = clip(order.sps_id, "SH")
-    item.RequestedProcedureID = clip(order.requested_procedure_id, "SH")
     return item
 
 

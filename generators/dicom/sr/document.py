@@ -2,8 +2,8 @@
 
 The identity set comes only from the :class:`~generators.types.Order` (the same Patient, Study Instance
 UID, accession and Study ID as the images); the study-level values the images carry (Study Date/Time,
-Patient's Age, the procedure code, the admitting diagnosis) are written from the same order and the
-same study time as :func:`generators.dicom.iods.series_dataset` writes them, so ``dcentvfy`` finds one
+Patient's Age, the procedure code, the admitting diagnosis) are written by the same function as the
+images' (:func:`generators.dicom_common.set_study`, with the same study time), so ``dcentvfy`` finds one
 patient and one study entity across images and documents.
 
 Modules written here (PS3.3): Patient (C.7.1.1), General Study (C.7.2.1), Patient Study (C.7.2.2),
@@ -37,9 +37,9 @@ from generators.dicom_common import (
     catalog_code_item,
     dicom_date,
     dicom_time,
-    patient_age,
-    set_patient,
-    station_name,
+    order_texts,
+    set_requested_procedure,
+    set_study,
 )
 from generators.terms import Modality
 from generators.types import Order, SeriesSpec
@@ -146,35 +146,22 @@ def base_dataset(order: Order, study: StudyContext, doc: DocumentSeries, *, sop_
     Number and Content Date/Time. ``texts`` is the free text the document carries besides the order's
     (UTF-8, ISO_IR 192, is declared when any of it is not ASCII)."""
     ds = Dataset()
-    carried = [order.patient.name.dicom, order.referring.name.dicom, order.exam.description, order.indication.text,
-               order.facility, order.patient.issuer, doc.description, *texts]
+    carried = [*order_texts(order), doc.description, *texts]
     if any(not t.isascii() for t in carried):
         ds.SpecificCharacterSet = SPECIFIC_CHARACTER_SET
     ds.InstanceCreationDate, ds.InstanceCreationTime = dicom_date(now), dicom_time(now)
     ds.SOPClassUID = sop_class_uid
     ds.SOPInstanceUID = doc.sop_instance_uid
     # General Study / Patient Study: exactly what the images of the study carry
-    ds.StudyDate, ds.StudyTime = dicom_date(study.started_at), dicom_time(study.started_at)
-    ds.AccessionNumber = order.accession_number
+    set_study(ds, order, started_at=study.started_at)
     ds.Modality = modality
     ds.Manufacturer = iods.MANUFACTURER
-    ds.InstitutionName = order.facility
-    ds.ReferringPhysicianName = order.referring.name.dicom
-    ds.StationName = station_name(order)
-    ds.StudyDescription = clip(order.exam.description)
-    ds.ProcedureCodeSequence = Sequence([catalog_code_item(order.exam.primary_code)])
     if doc.description:
         ds.SeriesDescription = clip(doc.description)
-    ds.AdmittingDiagnosesDescription = clip(order.indication.text)
     ds.ManufacturerModelName = model_name(order, study)
-    patient = order.patient
-    set_patient(ds, patient)
-    ds.PatientAge = patient_age(patient.birth_date, study.started_at.date())
     ds.DeviceSerialNumber = device_serial(order)
     ds.SoftwareVersions = SOFTWARE_VERSION
-    ds.StudyInstanceUID = order.study_instance_uid
     ds.SeriesInstanceUID = doc.series_instance_uid
-    ds.StudyID = order.study_id
     ds.SeriesNumber = doc.number
     ds.SeriesDate, ds.SeriesTime = dicom_date(now), dicom_time(now)
     ds.ReferencedPerformedProcedureStepSequence = Sequence(_pps_reference(study))
@@ -213,13 +200,9 @@ def referenced_request(order: Order) -> Dataset:
     item = Dataset()
     item.StudyInstanceUID = order.study_instance_uid
     item.ReferencedStudySequence = Sequence([])
-    item.AccessionNumber = order.accession_number
+    set_requested_procedure(item, order)
     item.PlacerOrderNumberImagingServiceRequest = clip(order.placer_order_number)
     item.FillerOrderNumberImagingServiceRequest = clip(order.filler_order_number)
-    item.RequestedProcedureID = clip(order.requested_procedure_id, "SH")
-    item.RequestedProcedureDescription = clip(order.exam.description)
-    item.RequestedProcedureCodeSequence = Sequence([catalog_code_item(order.exam.primary_code)])
-    item.ReasonForTheRequestedProcedure = clip(order.indication.text)
     return item
 
 
