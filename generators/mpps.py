@@ -16,17 +16,10 @@ from dataclasses import dataclass, field
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from generators.dicom_common import SPECIFIC_CHARACTER_SET, catalog_code_item, dicom_date, dicom_time, set_patient
 from generators.types import Code, Order
-from generators.vr import clean_dataset
-from generators.worklist import (
-    SPECIFIC_CHARACTER_SET,
-    clip,
-    code_item,
-    dicom_date,
-    dicom_time,
-    protocol_code_item,
-    scheduled_protocol_items,
-)
+from generators.vr import clean_dataset, clip
+from generators.worklist import protocol_code_item, scheduled_protocol_items
 
 # PS3.3 C.4.14 Performed Procedure Step Status (0040,0252) enumerated values.
 IN_PROGRESS = "IN PROGRESS"
@@ -81,7 +74,6 @@ def build_mpps_in_progress(
     the images, Type 2; by default ``order.study_id``, which the images carry too.
     """
     exam = order.exam
-    patient = order.patient
     uid = mpps_uid or order.mpps_uid
     pps_id = order.pps_id if uid == order.mpps_uid and order.pps_id else performed_procedure_step_id(uid)
 
@@ -101,11 +93,7 @@ def build_mpps_in_progress(
     ds = Dataset()
     ds.SpecificCharacterSet = SPECIFIC_CHARACTER_SET
     ds.ScheduledStepAttributesSequence = Sequence([ssa])
-    ds.PatientName = patient.name.dicom
-    ds.PatientID = patient.mrn
-    ds.IssuerOfPatientID = patient.issuer
-    ds.PatientBirthDate = dicom_date(patient.birth_date)
-    ds.PatientSex = str(patient.sex)
+    set_patient(ds, order.patient)
     ds.ReferencedPatientSequence = Sequence()
     ds.AdmissionID = order.visit_number
 
@@ -119,7 +107,7 @@ def build_mpps_in_progress(
     ds.PerformedProcedureStepStatus = IN_PROGRESS
     ds.PerformedProcedureStepDescription = clip(exam.description)
     ds.PerformedProcedureTypeDescription = clip(exam.name)
-    ds.ProcedureCodeSequence = Sequence([code_item(order.procedure_code)])
+    ds.ProcedureCodeSequence = Sequence([catalog_code_item(order.procedure_code)])
     ds.PerformedProcedureStepEndDate = None
     ds.PerformedProcedureStepEndTime = None
 
@@ -182,7 +170,7 @@ def build_mpps_completed(
     ds.PerformedProcedureStepStatus = status
     ds.PerformedProcedureStepEndDate = dicom_date(ended_at)
     ds.PerformedProcedureStepEndTime = dicom_time(ended_at)
-    ds.ProcedureCodeSequence = Sequence([code_item(order.procedure_code)])
+    ds.ProcedureCodeSequence = Sequence([catalog_code_item(order.procedure_code)])
     # The protocols actually run, once each, in acquisition order.
     protocols = list(dict.fromkeys(s.protocol_name for s in series if not s.non_image))
     ds.PerformedProtocolCodeSequence = Sequence([protocol_code_item(p) for p in protocols])
@@ -190,5 +178,5 @@ def build_mpps_completed(
         [performed_series_item(s, performing=performing, operators=operators_name) for s in series]
     )
     if discontinuation_reason is not None:
-        ds.PerformedProcedureStepDiscontinuationReasonCodeSequence = Sequence([code_item(discontinuation_reason)])
+        ds.PerformedProcedureStepDiscontinuationReasonCodeSequence = Sequence([catalog_code_item(discontinuation_reason)])
     return clean_dataset(ds)

@@ -14,6 +14,7 @@ characters that mean structure, not text:
   and the ``\\.br\\`` formatting command in FT.
 
 :func:`plain` is the part both sides share (control characters out, line breaks normalised).
+:func:`clip` cuts a value to its VR's maximum length (the one cut every builder uses),
 :func:`dicom_text` cleans one value for its VR, :func:`pn_component` one name component,
 :func:`clean_dataset` a whole data set by the VR of each element (the builders call it last, so no
 value escapes it), and :func:`hl7_escape` / :func:`hl7_escape_ft` encode for HL7.
@@ -57,6 +58,12 @@ def plain(value: object, *, keep_breaks: bool = False) -> str:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit].rstrip()
+
+
+def clip(value: str, vr: str = "LO") -> str:
+    """``value`` cut to the maximum length of ``vr`` (PS3.5 Table 6.2-1), trailing white space of the cut
+    dropped (it is padding, §6.2), so strict receivers do not reject it; a value that fits is unchanged."""
+    return _clip(value, MAX_LENGTH[vr])
 
 
 def dicom_text(value: object, vr: str) -> str:

@@ -25,22 +25,23 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
 
-from generators.terms import Contrast, Sex
-from generators.types import Code, ExamInfo, Order, Provider
-from generators.vr import clean_dataset
-
-# Names are non-ASCII (NÚÑEZ, ZOË): UTF-8 is the one character set every modern modality reads.
-SPECIFIC_CHARACTER_SET = "ISO_IR 192"
+from generators.dicom_common import (
+    SPECIFIC_CHARACTER_SET,
+    catalog_code_item,
+    code_item,
+    dicom_date,
+    dicom_time,
+    patient_attributes,
+)
+from generators.terms import CodingScheme, Contrast, Sex
+from generators.types import ExamInfo, Order, Provider
+from generators.vr import MAX_LENGTH, clean_dataset, clip
 
 # Private coding scheme of the catalog's series protocols (PS3.16 8.2: "99" prefix = private).
 PROTOCOL_CODING_SCHEME = "99YEETER"
 
 # Modality Worklist Information Model - FIND (PS3.4 K.6); also the "SOP class" of a .wl file.
 MWL_FIND_SOP_CLASS_UID = "1.2.840.10008.5.1.4.31"
-
-# PS3.5 6.2: LO and SH value lengths; code meanings are LO.
-_LO_MAX = 64
-_SH_MAX = 16
 
 # PS3.4 Table K.6-1 (Scheduled Procedure Step module): keys inside the one item of
 # ScheduledProcedureStepSequence. ScheduledProtocolCodeSequence is 1C (we always know it),
@@ -112,20 +113,6 @@ _SPS_KEY_SET = frozenset(SPS_KEYS)
 _PREGNANCY_UNKNOWN = 4
 
 
-def clip(value: str, limit: int = _LO_MAX) -> str:
-    """``value`` cut to the VR's maximum length (PS3.5 6.2) so strict receivers do not reject it."""
-    return value if len(value) <= limit else value[:limit].rstrip()
-
-
-def code_item(code: Code) -> Dataset:
-    """A Code Sequence Macro item (PS3.3 Table 8.8-1) for ``code``; CodeMeaning clipped to LO."""
-    item = Dataset()
-    item.CodeValue = code.code
-    item.CodingSchemeDesignator = str(code.scheme)
-    item.CodeMeaning = clip(code.display)
-    return item
-
-
 def protocol_code_value(protocol_name: str) -> str:
     """Deterministic SH (max 16 chars) code value for a catalog protocol name.
 
@@ -135,7 +122,7 @@ def protocol_code_value(protocol_name: str) -> str:
     protocol always gets the same code in the worklist (ScheduledProtocolCodeSequence) and in
     MPPS (PerformedProtocolCodeSequence), and two long names sharing a prefix stay distinct.
     """
-    if len(protocol_name) <= _SH_MAX:
+    if len(protocol_name) <= MAX_LENGTH["SH"]:
         return protocol_name
     digest = hashlib.sha1(protocol_name.encode("utf-8")).hexdigest()[:4].upper()
     return f"{protocol_name[:11]}-{digest}"
@@ -146,26 +133,12 @@ def protocol_code_item(protocol_name: str) -> Dataset:
 
     The same protocol gives the same item in the worklist and in MPPS.
     """
-    item = Dataset()
-    item.CodeValue = protocol_code_value(protocol_name)
-    item.CodingSchemeDesignator = PROTOCOL_CODING_SCHEME
-    item.CodeMeaning = clip(protocol_name)
-    return item
+    return code_item(protocol_code_value(protocol_name), PROTOCOL_CODING_SCHEME, protocol_name)
 
 
 def scheduled_protocol_items(exam: ExamInfo) -> list[Dataset]:
     """One ScheduledProtocolCodeSequence item per series protocol of ``exam``, in series order."""
     return [protocol_code_item(s.protocol_name) for s in exam.series]
-
-
-def dicom_date(value: dt.date | dt.datetime) -> str:
-    """DA (PS3.5 6.2): ``YYYYMMDD``."""
-    return value.strftime("%Y%m%d")
-
-
-def dicom_time(value: dt.datetime) -> str:
-    """TM (PS3.5 6.2): ``HHMMSS`` (whole seconds: schedules are not more precise than that)."""
-    return value.strftime("%H%M%S")
 
 
 def empty_element_value(keyword: str) -> Any:
@@ -218,10 +191,8 @@ def build_worklist_item(order: Order, *, performing: Provider | None = None) -> 
         },
     )
 
-    reason = Dataset()
-    reason.CodeValue = order.indication.icd10
-    reason.CodingSchemeDesignator = "I10C"  # DICOM designator of ICD-10-CM (PS3.16 Table 8-1)
-    reason.CodeMeaning = clip(order.indication.text)
+    # I10C: the DICOM designator of ICD-10-CM (PS3.16 Table 8-1)
+    reason = code_item(order.indication.icd10, CodingScheme.ICD10CM.value, order.indication.text)
 
     ds = Dataset()
     ds.SpecificCharacterSet = SPECIFIC_CHARACTER_SET
@@ -231,7 +202,7 @@ def build_worklist_item(order: Order, *, performing: Provider | None = None) -> 
         {
             "RequestedProcedureID": order.requested_procedure_id,
             "RequestedProcedureDescription": clip(exam.description),
-            "RequestedProcedureCodeSequence": [code_item(order.procedure_code)],
+            "RequestedProcedureCodeSequence": [catalog_code_item(order.procedure_code)],
             "StudyInstanceUID": order.study_instance_uid,
             "RequestedProcedurePriority": order.priority.dicom,
             "ReasonForTheRequestedProcedure": clip(order.indication.text),
@@ -243,11 +214,7 @@ def build_worklist_item(order: Order, *, performing: Provider | None = None) -> 
             "FillerOrderNumberImagingServiceRequest": order.filler_order_number,
             "AdmissionID": order.visit_number,
             "InstitutionName": clip(order.facility),
-            "PatientName": patient.name.dicom,
-            "PatientID": patient.mrn,
-            "IssuerOfPatientID": patient.issuer,
-            "PatientBirthDate": dicom_date(patient.birth_date),
-            "PatientSex": str(patient.sex),
+            **patient_attributes(patient),
             "PregnancyStatus": _PREGNANCY_UNKNOWN if patient.sex == Sex.FEMALE else None,
             "ScheduledProcedureStepSequence": [sps],
         },

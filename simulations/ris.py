@@ -47,8 +47,10 @@ import hl7
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
+from generators.dicom_common import SPECIFIC_CHARACTER_SET, code_item, dicom_date, dicom_time
 from generators.terms import Modality
-from generators.worklist import SPECIFIC_CHARACTER_SET, SPS_KEYS, TOP_LEVEL_KEYS, clip
+from generators.vr import MAX_LENGTH, clip
+from generators.worklist import SPS_KEYS, TOP_LEVEL_KEYS
 from generators.worklist import _fill  # the one way a worklist item's key lists are filled
 
 Operation = Literal["create", "replace", "remove", "status", "ignore"]
@@ -70,7 +72,7 @@ _ORDER_CONTROL: dict[tuple[str, str], tuple[Operation, str]] = {
 _SECTION_MODALITY = {"NMR": "MR", "RUS": "US", "NMS": "NM", "CT": "CT", "MR": "MR", "US": "US", "NM": "NM"}
 _PRIORITY = {"S": "STAT", "A": "HIGH", "R": "ROUTINE", "P": "ROUTINE", "T": "HIGH"}
 _SEX = {"M": "M", "F": "F", "O": "O"}
-_SH = 16
+_SH = MAX_LENGTH["SH"]
 
 
 class OrderError(ValueError):
@@ -125,11 +127,8 @@ def _xcn(msg: hl7.Message, field: str) -> str:
 def _code(value: str, meaning: str, scheme: str) -> Dataset | None:
     if not value:
         return None
-    item = Dataset()
-    item.CodeValue = clip(value, _SH)
-    item.CodingSchemeDesignator = clip(scheme or "L", _SH)  # "L": a local code (HL7 table 0396)
-    item.CodeMeaning = clip(meaning or value)
-    return item
+    # "L": a local code (HL7 table 0396)
+    return code_item(clip(value, "SH"), clip(scheme or "L", "SH"), meaning or value)
 
 
 def _ts(text: str) -> dt.datetime | None:
@@ -195,15 +194,15 @@ def _worklist_item(msg: hl7.Message, stations: dict[str, str]) -> tuple[Dataset,
     sps_values = {
         "Modality": modality,
         "ScheduledStationAETitle": stations.get(modality, stations.get("*", "")),
-        "ScheduledProcedureStepStartDate": start.strftime("%Y%m%d") if start else "",
-        "ScheduledProcedureStepStartTime": start.strftime("%H%M%S") if start else "",
+        "ScheduledProcedureStepStartDate": dicom_date(start) if start else "",
+        "ScheduledProcedureStepStartTime": dicom_time(start) if start else "",
         "ScheduledProcedureStepDescription": clip(_get(msg, "OBR.F4.R1.C2")),
         "ScheduledProtocolCodeSequence": [protocol] if protocol else None,
-        "ScheduledProcedureStepID": clip(_get(msg, "OBR.F20"), _SH),
+        "ScheduledProcedureStepID": clip(_get(msg, "OBR.F20"), "SH"),
         "ScheduledProcedureStepStatus": "SCHEDULED",
     }
     top_values = {
-        "RequestedProcedureID": clip(_get(msg, "OBR.F19"), _SH),
+        "RequestedProcedureID": clip(_get(msg, "OBR.F19"), "SH"),
         "RequestedProcedureDescription": clip(description),
         "RequestedProcedureCodeSequence": [requested] if requested else None,
         "StudyInstanceUID": _get(msg, "ZDS.F1.R1.C1") or generate_uid(),  # the RIS mints it when nobody did

@@ -28,6 +28,16 @@ from pydicom.uid import (
 
 from generators.dicom import iods_xray_mf, phantoms_nm, phantoms_pet, phantoms_us
 from generators.dicom.pixels import SeriesPixels, series_has_contrast
+from generators.dicom_common import (
+    SPECIFIC_CHARACTER_SET,
+    code_item,
+    dicom_date,
+    dicom_datetime,
+    dicom_time,
+    order_texts,
+    set_requested_procedure,
+    set_study,
+)
 from generators.terms import (
     IMAGED_BY_SIDE,
     PAIRED_BODY_PARTS,
@@ -37,8 +47,8 @@ from generators.terms import (
     Weighting,
     body_part_examined,
 )
-from generators.types import Code, ExamInfo, Order, SeriesSpec
-from generators.vr import clean_dataset
+from generators.types import ExamInfo, Order, SeriesSpec
+from generators.vr import clean_dataset, clip
 
 SOP_CLASSES: dict[Modality, str] = {
     Modality.CT: CTImageStorage,
@@ -133,43 +143,14 @@ def sop_class_for(modality: Modality, spec: SeriesSpec) -> str:
     return iods_xray_mf.sop_class_for(modality, spec) or SOP_CLASSES[modality]
 
 
-def _da(t: dt.date) -> str:
-    return t.strftime("%Y%m%d")
-
-
-def _tm(t: dt.datetime) -> str:
-    return t.strftime("%H%M%S")
-
-
-def _age(birth: dt.date, on: dt.date) -> str:
-    """Patient's Age (0010,1010) AS at the study date (PS3.5 §6.2 AS: nnnD/W/M/Y)."""
-    years = on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
-    if years >= 2:
-        return f"{min(years, 999):03d}Y"
-    days = (on - birth).days
-    return f"{max(days // 30, 0):03d}M" if days >= 60 else f"{max(days, 0):03d}D"
-
-
 def decimal_string(value: float) -> str:
     """A Decimal String of at most 16 characters without float noise."""
     text = f"{value:.6f}".rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text[:16]
-
-
-def _code(code_value: str, scheme: str, meaning: str) -> Dataset:
-    item = Dataset()
-    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = code_value, scheme, meaning[:64]
-    return item
-
-
-def _procedure_code(code: Code) -> Dataset:
-    return _code(code.code, code.scheme.value, code.display)
+    return "0" if text in ("-0", "") else clip(text, "DS")
 
 
 def _needs_utf8(order: Order) -> bool:
-    texts = [order.patient.name.dicom, order.referring.name.dicom, order.exam.description,
-             order.indication.text, order.facility, order.patient.issuer]
-    texts += [s.description for s in order.exam.series]
+    texts = [*order_texts(order), *(s.description for s in order.exam.series)]
     return any(not t.isascii() for t in texts)
 
 
@@ -219,58 +200,41 @@ def series_dataset(order: Order, ctx: SeriesContext, *, now: dt.datetime,
     modality = series_modality(exam, spec)
     ds = Dataset()
     if _needs_utf8(order):
-        ds.SpecificCharacterSet = "ISO_IR 192"
+        ds.SpecificCharacterSet = SPECIFIC_CHARACTER_SET
     # SOP Common (C.12.1) and General Image (C.7.6.1)
     ds.ImageType = image_type(modality, spec)
     ds.SOPClassUID = sop_class_for(modality, spec)
-    ds.StudyDate, ds.StudyTime = _da(now), _tm(now)
-    ds.SeriesDate, ds.SeriesTime = _da(ctx.acquired_at), _tm(ctx.acquired_at)
-    ds.AcquisitionDate, ds.AcquisitionTime = _da(ctx.acquired_at), _tm(ctx.acquired_at)
-    ds.ContentDate, ds.ContentTime = _da(ctx.acquired_at), _tm(ctx.acquired_at)
-    # General Study (C.7.2.1): identity from the order only
-    ds.AccessionNumber = order.accession_number
+    set_study(ds, order, started_at=now)
+    ds.SeriesDate, ds.SeriesTime = dicom_date(ctx.acquired_at), dicom_time(ctx.acquired_at)
+    ds.AcquisitionDate, ds.AcquisitionTime = dicom_date(ctx.acquired_at), dicom_time(ctx.acquired_at)
+    ds.ContentDate, ds.ContentTime = dicom_date(ctx.acquired_at), dicom_time(ctx.acquired_at)
+    # Patient (C.7.1.1), General Study (C.7.2.1), Patient Study (C.7.2.2): identity from the order only
     ds.Modality = modality.value
     ds.Manufacturer = MANUFACTURER
-    ds.InstitutionName = order.facility
-    ds.ReferringPhysicianName = order.referring.name.dicom
-    ds.StationName = (order.station_name or order.station_ae_title)[:16]
-    ds.StudyDescription = exam.description[:64]
-    ds.ProcedureCodeSequence = Sequence([_procedure_code(exam.primary_code)])
-    ds.SeriesDescription = spec.description[:64]
+    ds.SeriesDescription = clip(spec.description)
     if order.performing is not None:
         ds.PerformingPhysicianName = order.performing.name.dicom
-    ds.AdmittingDiagnosesDescription = order.indication.text[:64]
     ds.ManufacturerModelName = ctx.manufacturer_model or DEFAULT_MODELS[exam.modality]
-    # Patient (C.7.1.1) and Patient Study (C.7.2.2)
-    patient = order.patient
-    ds.PatientName = patient.name.dicom
-    ds.PatientID = patient.mrn
-    ds.IssuerOfPatientID = patient.issuer
-    ds.PatientBirthDate = _da(patient.birth_date)
-    ds.PatientSex = patient.sex.value
-    ds.PatientAge = _age(patient.birth_date, now.date())
     patient_body_size(ds, order)
     # Contrast/Bolus (C.7.6.4)
     if modality in (Modality.CT, Modality.MR, Modality.DX, Modality.CR) and series_has_contrast(exam, spec):
-        ds.ContrastBolusAgent = (exam.contrast_agent or "IV contrast")[:64]
+        ds.ContrastBolusAgent = clip(exam.contrast_agent or "IV contrast")
         ds.ContrastBolusRoute = "IV"
         if exam.contrast_volume_ml is not None:
             ds.ContrastBolusVolume = decimal_string(exam.contrast_volume_ml)
     ds.BodyPartExamined = body_part_examined(exam.body_part)
-    ds.ProtocolName = spec.protocol_name[:64]
+    ds.ProtocolName = clip(spec.protocol_name)
     ds.SoftwareVersions = "yeeter 0.1"
     # Performed procedure (C.7.3.1 General Series, MPPS references)
-    ds.StudyInstanceUID = order.study_instance_uid
     ds.SeriesInstanceUID = ctx.series_instance_uid
-    ds.StudyID = order.study_id
     ds.SeriesNumber = spec.number
     _laterality(ds, order, spec)
     # General Series (C.7.3.1) performed procedure step: the one MPPS reports (ID and UID minted with the order)
     started = pps_started_at or now
-    ds.PerformedProcedureStepStartDate = _da(started)
-    ds.PerformedProcedureStepStartTime = _tm(started)
-    ds.PerformedProcedureStepID = order.pps_id or order.sps_id[:16]
-    ds.PerformedProcedureStepDescription = exam.description[:64]
+    ds.PerformedProcedureStepStartDate = dicom_date(started)
+    ds.PerformedProcedureStepStartTime = dicom_time(started)
+    ds.PerformedProcedureStepID = order.pps_id or clip(order.sps_id, "SH")
+    ds.PerformedProcedureStepDescription = clip(exam.description)
     ds.RequestAttributesSequence = Sequence([_request_attributes(order)])
     if order.mpps_uid and pps_started_at is not None:
         # Referenced Performed Procedure Step Sequence (0008,1111), General Series C.7.3.1
@@ -330,13 +294,9 @@ def _laterality(ds: Dataset, order: Order, spec: SeriesSpec) -> None:
 def _request_attributes(order: Order) -> Dataset:
     """Request Attributes Sequence item (C.7.3.1 / Table 10-9): links the instance to the order."""
     item = Dataset()
-    item.AccessionNumber = order.accession_number
-    item.ReasonForTheRequestedProcedure = order.indication.text[:64]
-    item.RequestedProcedureDescription = order.exam.description[:64]
-    item.RequestedProcedureCodeSequence = Sequence([_procedure_code(order.exam.primary_code)])
-    item.ScheduledProcedureStepDescription = order.exam.description[:64]
-    item.ScheduledProcedureStepID = order.sps_id[:16]
-    item.RequestedProcedureID = order.requested_procedure_id[:16]
+    set_requested_procedure(item, order)
+    item.ScheduledProcedureStepDescription = clip(order.exam.description)
+    item.ScheduledProcedureStepID = clip(order.sps_id, "SH")
     return item
 
 
@@ -447,7 +407,7 @@ def _mr(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
         options.append("PFP")
     ds.ScanOptions = options or ""
     ds.MRAcquisitionType = p.acquisition
-    ds.SequenceName = f"*{(spec.sequence_name or 'se').lower()}{int(p.etl) if p.etl > 1 else ''}"[:16]
+    ds.SequenceName = clip(f"*{(spec.sequence_name or 'se').lower()}{int(p.etl) if p.etl > 1 else ''}", "SH")
     ds.AngioFlag = "Y" if spec.weighting == Weighting.TOF else "N"
     _plane(ds, ctx, spacing_between=True)
     ds.RepetitionTime = decimal_string(p.tr)
@@ -513,12 +473,12 @@ def _dx(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
     ds.PresentationIntentType = "FOR PRESENTATION"
     ds.ImageLaterality = side
     anatomy = _ANATOMY.get(order.exam.body_part.upper())
-    ds.AnatomicRegionSequence = Sequence([_code(anatomy[0], "SCT", anatomy[1])] if anatomy else [])
+    ds.AnatomicRegionSequence = Sequence([code_item(anatomy[0], "SCT", anatomy[1])] if anatomy else [])
     ds.PatientOrientation = _orientation(spec.view_position, side, Modality.DX)
     ds.ViewPosition = (spec.view_position or "PA").upper()
     view = _DX_VIEWS.get(ds.ViewPosition)
     if view:
-        item = _code(view[0], "SCT", view[1])
+        item = code_item(view[0], "SCT", view[1])
         item.ViewModifierCodeSequence = Sequence([])
         ds.ViewCodeSequence = Sequence([item])
     ds.PositionerType = "COLUMN" if order.exam.body_part.upper() == "CHEST" else "NONE"
@@ -572,13 +532,13 @@ def _mg(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
         side = "R"
     ds.PresentationIntentType = "FOR PRESENTATION"
     ds.ImageLaterality = side
-    ds.AnatomicRegionSequence = Sequence([_code("76752008", "SCT", "Breast")])
+    ds.AnatomicRegionSequence = Sequence([code_item("76752008", "SCT", "Breast")])
     ds.PatientOrientation = _orientation(spec.view_position or "CC", side, Modality.MG)
     # The view is coded only (View Code Sequence, CID 4014): View Position (0018,5101) of the DX Positioning
     # module has no mammography terms (its Defined Terms are AP, PA, LL, RL, ...), so MG leaves it out.
     view = (spec.view_position or "CC").upper()
     code = _MG_VIEWS.get(view, _MG_VIEWS["CC"])
-    view_item = _code(code[0], "SCT", code[1])
+    view_item = code_item(code[0], "SCT", code[1])
     view_item.ViewModifierCodeSequence = Sequence([])
     ds.ViewCodeSequence = Sequence([view_item])
     ds.BodyPartThickness = "52"
@@ -609,7 +569,7 @@ def nm_detector_information(posterior: bool, *, pinhole: bool = False) -> Datase
     det.ImageOrientationPatient = None
     det.CollimatorGridName = "PINHOLE" if pinhole else "LEHR"
     det.CollimatorType = "PINH" if pinhole else "PARA"  # C.8.4.11.1.1 defined terms
-    view = _code("255551008", "SCT", "Posterior") if posterior else _code("255549009", "SCT", "Anterior")
+    view = code_item("255551008", "SCT", "Posterior") if posterior else code_item("255549009", "SCT", "Anterior")
     det.ViewCodeSequence = Sequence([view])
     holder = Dataset()
     holder.DetectorInformationSequence = Sequence([det])
@@ -692,7 +652,7 @@ def _xray_mf(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
     iods_xray_mf.xray_multiframe(ds, order, ctx.spec, contrast=series_has_contrast(order.exam, ctx.spec))
     anatomy = _ANATOMY.get(order.exam.body_part.upper())
     if anatomy:
-        ds.AnatomicRegionSequence = Sequence([_code(anatomy[0], "SCT", anatomy[1])])
+        ds.AnatomicRegionSequence = Sequence([code_item(anatomy[0], "SCT", anatomy[1])])
     ds.ImagerPixelSpacing = [decimal_string(ctx.pixels.pixel_spacing), decimal_string(ctx.pixels.pixel_spacing)]
     _voi(ds, ctx.pixels)
 
@@ -773,16 +733,16 @@ def _nm(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
     window.EnergyWindowName = "Tc99m"
     ds.EnergyWindowInformationSequence = Sequence([window])
     pharm = Dataset()
-    pharm.RadionuclideCodeSequence = Sequence([_code("44588005", "SCT", "^99m^Technetium")])
+    pharm.RadionuclideCodeSequence = Sequence([code_item("44588005", "SCT", "^99m^Technetium")])
     pharm.RadiopharmaceuticalRoute = tracer.route
     pharm.RadionuclideTotalDose = decimal_string(tracer.dose_mbq)
     pharm.Radiopharmaceutical = tracer.name
-    pharm.RadiopharmaceuticalCodeSequence = Sequence([_code(tracer.code[0], "SCT", tracer.code[1])])
+    pharm.RadiopharmaceuticalCodeSequence = Sequence([code_item(tracer.code[0], "SCT", tracer.code[1])])
     ds.RadiopharmaceuticalInformationSequence = Sequence([pharm])
     ds.DetectorVector = [1]
     ds.NumberOfDetectors = 1
-    ds.PatientOrientationCodeSequence = Sequence([_code("102538003", "SCT", "recumbent")])
-    ds.PatientGantryRelationshipCodeSequence = Sequence([_code("102540008", "SCT", "headfirst")])
+    ds.PatientOrientationCodeSequence = Sequence([code_item("102538003", "SCT", "recumbent")])
+    ds.PatientGantryRelationshipCodeSequence = Sequence([code_item("102540008", "SCT", "headfirst")])
     ds.ActualFrameDuration = tracer.frame_ms
     ds.CountsAccumulated = tracer.counts
     if whole_body:
@@ -828,24 +788,24 @@ def _pt(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
     ds.EnergyWindowRangeSequence = Sequence([window])
     # PET Isotope (C.8.9.2): activity in Bq, half-life in s
     pharm = Dataset()
-    pharm.RadionuclideCodeSequence = Sequence([_code(*tracer.nuclide)])
+    pharm.RadionuclideCodeSequence = Sequence([code_item(*tracer.nuclide)])
     pharm.RadiopharmaceuticalRoute = "Intravenous"
-    pharm.AdministrationRouteCodeSequence = Sequence([_code("47625008", "SCT", "Intravenous route")])
-    pharm.RadiopharmaceuticalStartTime = _tm(dose.injected_at)
-    pharm.RadiopharmaceuticalStartDateTime = dose.injected_at.strftime("%Y%m%d%H%M%S")
-    pharm.RadiopharmaceuticalStopTime = _tm(dose.injection_ended_at)
-    pharm.RadiopharmaceuticalStopDateTime = dose.injection_ended_at.strftime("%Y%m%d%H%M%S")
+    pharm.AdministrationRouteCodeSequence = Sequence([code_item("47625008", "SCT", "Intravenous route")])
+    pharm.RadiopharmaceuticalStartTime = dicom_time(dose.injected_at)
+    pharm.RadiopharmaceuticalStartDateTime = dicom_datetime(dose.injected_at)
+    pharm.RadiopharmaceuticalStopTime = dicom_time(dose.injection_ended_at)
+    pharm.RadiopharmaceuticalStopDateTime = dicom_datetime(dose.injection_ended_at)
     pharm.RadionuclideTotalDose = decimal_string(dose.total_mbq * 1e6)
     pharm.RadionuclideHalfLife = decimal_string(tracer.half_life_s)
     pharm.RadionuclidePositronFraction = decimal_string(tracer.positron_fraction)
     pharm.Radiopharmaceutical = tracer.name
-    pharm.RadiopharmaceuticalCodeSequence = Sequence([_code(*tracer.code)])
+    pharm.RadiopharmaceuticalCodeSequence = Sequence([code_item(*tracer.code)])
     ds.RadiopharmaceuticalInformationSequence = Sequence([pharm])
     # NM/PET Patient Orientation (C.8.4.6): supine, head first
-    orientation = _code("102538003", "SCT", "recumbent")
-    orientation.PatientOrientationModifierCodeSequence = Sequence([_code("40199007", "SCT", "supine")])
+    orientation = code_item("102538003", "SCT", "recumbent")
+    orientation.PatientOrientationModifierCodeSequence = Sequence([code_item("40199007", "SCT", "supine")])
     ds.PatientOrientationCodeSequence = Sequence([orientation])
-    ds.PatientGantryRelationshipCodeSequence = Sequence([_code("102540008", "SCT", "headfirst")])
+    ds.PatientGantryRelationshipCodeSequence = Sequence([code_item("102540008", "SCT", "headfirst")])
     # PET Image (C.8.9.4)
     ds.RescaleIntercept = "0"
     ds.RescaleSlope = decimal_string_sig(phantoms_pet.rescale_slope(tracer, dose, ctx.acquired_at))

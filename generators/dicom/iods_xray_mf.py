@@ -17,6 +17,7 @@ from pydicom.uid import UltrasoundMultiFrameImageStorage, XRayAngiographicImageS
 
 from generators.terms import Modality
 from generators.types import ExamInfo, Order, SeriesSpec
+from generators.vr import clip
 
 FRAME_TIME = 0x00181063
 FRAME_TIME_VECTOR = 0x00181065
@@ -133,7 +134,7 @@ def xray_multiframe(ds: Dataset, order: Order, spec: SeriesSpec, *, contrast: bo
     else:
         ds.ColumnAngulation = "0"
     if contrast:
-        ds.ContrastBolusAgent = (exam.contrast_agent or "Contrast")[:64]
+        ds.ContrastBolusAgent = clip(exam.contrast_agent or "Contrast")
         ds.ContrastBolusRoute = _contrast_route(exam)
         if exam.contrast_volume_ml is not None:
             ds.ContrastBolusVolume = f"{exam.contrast_volume_ml:g}"

@@ -342,6 +342,20 @@ class _ClientSettings:
     def _new_lock(self) -> threading.Lock | asyncio.Lock:
         raise TypeError("use MllpClient or AsyncMllpClient")
 
+    def _drop(self) -> None:
+        raise TypeError("use MllpClient or AsyncMllpClient")
+
+    def _retry_delay(self, exc: _Retryable, attempt: int) -> float:
+        """After transport failure ``exc`` of ``attempt`` (1-based): drop the connection and return the
+        seconds to wait before the next attempt (``backoff`` doubling), or raise :class:`SendError` when
+        that was the last of the ``retries`` + 1 attempts."""
+        self._drop()
+        if attempt > self.retries:
+            raise SendError(f"{self.peer}: {exc} (gave up after {attempt} attempts)") from exc
+        delay = self.backoff * 2 ** (attempt - 1)
+        logger.info("%s: %s; retrying in %.2f s", self.peer, exc, delay)
+        return delay
+
     def _accepted_ack(self, raw: bytes, control_id: str, latency: float, attempt: int) -> Ack:
         """The peer's answer as an :class:`Ack`, raised as :class:`AckError` unless it accepts ours."""
         ack = parse_ack(raw.decode(self.encoding, errors="replace"), expected_control_id=control_id,
@@ -387,12 +401,7 @@ class MllpClient(_ClientSettings):
                 try:
                     raw, latency = self._exchange(block)
                 except _Retryable as exc:
-                    self._drop()
-                    if attempt == attempts:
-                        raise SendError(f"{self.peer}: {exc} (gave up after {attempt} attempts)") from exc
-                    delay = self.backoff * 2 ** (attempt - 1)
-                    logger.info("%s: %s; retrying in %.2f s", self.peer, exc, delay)
-                    time.sleep(delay)
+                    time.sleep(self._retry_delay(exc, attempt))
                     continue
                 except SendError:
                     self._drop()  # the connection is out of step with the peer; start clean next time
@@ -566,12 +575,7 @@ class AsyncMllpClient(_ClientSettings):
                 try:
                     raw, latency = await self._exchange(block)
                 except _Retryable as exc:
-                    self._drop()
-                    if attempt == attempts:
-                        raise SendError(f"{self.peer}: {exc} (gave up after {attempt} attempts)") from exc
-                    delay = self.backoff * 2 ** (attempt - 1)
-                    logger.info("%s: %s; retrying in %.2f s", self.peer, exc, delay)
-                    await asyncio.sleep(delay)
+                    await asyncio.sleep(self._retry_delay(exc, attempt))
                     continue
                 except SendError:
                     self._drop()
@@ -694,27 +698,3 @@ def mllp_ping(
         except AckError as exc:
             return exc.ack.latency_s
 
-
-async def async_mllp_ping(
-    host: str,
-    port: int,
-    *,
-    timeout: float = 5.0,
-    encoding: str = "utf-8",
-    ssl_context: ssl.SSLContext | None = None,
-) -> float:
-    """asyncio variant of :func:`mllp_ping`."""
-    client = AsyncMllpClient(
-        host,
-        port,
-        connect_timeout=timeout,
-        read_timeout=timeout,
-        retries=0,
-        encoding=encoding,
-        ssl_context=ssl_context,
-    )
-    async with client:
-        try:
-            return (await client.send(ping_message())).latency_s
-        except AckError as exc:
-            return exc.ack.latency_s

@@ -21,7 +21,8 @@ from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[
 
 from simulations.transport.dimse.common import DicomPeer
 from simulations.transport.dimse.mpps import MppsScp, mpps_create, mpps_set
-from simulations.transport.dimse.store import _context, _Link, dimse_buffers, encode_command
+from simulations.transport.dimse.store import _context, _Link
+from simulations.transport.dimse.upper_layer import dimse_buffers, encode_command
 from simulations.transport.errors import SendError
 from tests.transport.test_dimse_mpps import UID, completed, in_progress
 

@@ -23,14 +23,8 @@ from pydicom.uid import ImplicitVRLittleEndian, RLELossless
 
 from simulations.transport.dimse.common import DicomPeer
 from simulations.transport.dimse.storage_scp import StorageScp
-from simulations.transport.dimse.store import (
-    InstanceRef,
-    _Link,
-    _propose,
-    dimse_buffers,
-    encode_command,
-    send_instances,
-)
+from simulations.transport.dimse.store import InstanceRef, _Link, _propose, send_instances
+from simulations.transport.dimse.upper_layer import dimse_buffers, encode_command
 from tests.conftest import require_binary
 from tests.dcmtk import DCMTK_ENV
 from tests.transport.dicom_files import ct_dataset, dataset_bytes, write_ct_series, write_file

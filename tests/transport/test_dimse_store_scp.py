@@ -14,14 +14,8 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, RLELossless
 
 from simulations.transport.dimse.echo import echo
 from simulations.transport.dimse.storage_scp import StorageScp, StoredInstance
-from simulations.transport.dimse.store import (
-    InstanceRef,
-    _Link,
-    _propose,
-    dimse_buffers,
-    encode_command,
-    send_instances,
-)
+from simulations.transport.dimse.store import InstanceRef, _Link, _propose, send_instances
+from simulations.transport.dimse.upper_layer import dimse_buffers, encode_command
 from simulations.transport.errors import SendError
 from tests.conftest import require_binary
 from tests.transport.dicom_files import dataset_bytes, write_ct_series

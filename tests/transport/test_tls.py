@@ -34,7 +34,7 @@ from simulations.transport.dimse.storage_scp import StorageScp
 from simulations.transport.dimse.store import StoreError, send_instances
 from simulations.transport.dimse.worklist import find_worklist
 from simulations.transport.errors import SendError
-from simulations.transport.mllp import AsyncMllpClient, MllpClient, async_mllp_ping, mllp_ping
+from simulations.transport.mllp import AsyncMllpClient, MllpClient, mllp_ping
 from simulations.transport.mllp_server import MllpServer, MllpServerThread
 from simulations.transport.tls import TlsConfigError, client_context, server_context
 from tests.conftest import free_port, require_binary
@@ -163,12 +163,10 @@ async def test_the_async_client_sends_over_tls_and_gets_an_aa(pki: Pki, trusting
     async with server:
         async with AsyncMllpClient("127.0.0.1", server.port, ssl_context=trusting) as client:
             acks = await asyncio.gather(*(client.send(order(f"ASYNCTLS{n}")) for n in (1, 2, 3)))
-        latency = await async_mllp_ping("127.0.0.1", server.port, ssl_context=trusting)
 
     assert [(a.code, a.control_id) for a in acks] == [("AA", "ASYNCTLS1"), ("AA", "ASYNCTLS2"), ("AA", "ASYNCTLS3")]
     assert client.connections_opened == 1
-    assert latency > 0
-    assert [m.control_id for m in server.messages][:3] == ["ASYNCTLS1", "ASYNCTLS2", "ASYNCTLS3"]
+    assert [m.control_id for m in server.messages] == ["ASYNCTLS1", "ASYNCTLS2", "ASYNCTLS3"]
 
 
 def test_it_refuses_a_certificate_from_an_untrusted_ca_at_once_and_permanently(

@@ -2,8 +2,8 @@
 
 The identity set comes only from the :class:`~generators.types.Order` (the same Patient, Study Instance
 UID, accession and Study ID as the images); the study-level values the images carry (Study Date/Time,
-Patient's Age, the procedure code, the admitting diagnosis) are written from the same order and the
-same study time as :func:`generators.dicom.iods.series_dataset` writes them, so ``dcentvfy`` finds one
+Patient's Age, the procedure code, the admitting diagnosis) are written by the same function as the
+images' (:func:`generators.dicom_common.set_study`, with the same study time), so ``dcentvfy`` finds one
 patient and one study entity across images and documents.
 
 Modules written here (PS3.3): Patient (C.7.1.1), General Study (C.7.2.1), Patient Study (C.7.2.2),
@@ -32,8 +32,18 @@ from generators.dicom import iods
 from generators.dicom.sr import items
 from generators.dicom.study import InstanceRecord
 from generators.dicom.writer import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from generators.dicom_common import (
+    SPECIFIC_CHARACTER_SET,
+    catalog_code_item,
+    dicom_date,
+    dicom_time,
+    order_texts,
+    set_requested_procedure,
+    set_study,
+)
 from generators.terms import Modality
 from generators.types import Order, SeriesSpec
+from generators.vr import clip
 
 SOFTWARE_VERSION = "yeeter 0.1"
 
@@ -136,45 +146,28 @@ def base_dataset(order: Order, study: StudyContext, doc: DocumentSeries, *, sop_
     Number and Content Date/Time. ``texts`` is the free text the document carries besides the order's
     (UTF-8, ISO_IR 192, is declared when any of it is not ASCII)."""
     ds = Dataset()
-    carried = [order.patient.name.dicom, order.referring.name.dicom, order.exam.description, order.indication.text,
-               order.facility, order.patient.issuer, doc.description, *texts]
+    carried = [*order_texts(order), doc.description, *texts]
     if any(not t.isascii() for t in carried):
-        ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.InstanceCreationDate, ds.InstanceCreationTime = iods._da(now), iods._tm(now)
+        ds.SpecificCharacterSet = SPECIFIC_CHARACTER_SET
+    ds.InstanceCreationDate, ds.InstanceCreationTime = dicom_date(now), dicom_time(now)
     ds.SOPClassUID = sop_class_uid
     ds.SOPInstanceUID = doc.sop_instance_uid
     # General Study / Patient Study: exactly what the images of the study carry
-    ds.StudyDate, ds.StudyTime = iods._da(study.started_at), iods._tm(study.started_at)
-    ds.AccessionNumber = order.accession_number
+    set_study(ds, order, started_at=study.started_at)
     ds.Modality = modality
     ds.Manufacturer = iods.MANUFACTURER
-    ds.InstitutionName = order.facility
-    ds.ReferringPhysicianName = order.referring.name.dicom
-    ds.StationName = (order.station_name or order.station_ae_title)[:16]
-    ds.StudyDescription = order.exam.description[:64]
-    ds.ProcedureCodeSequence = Sequence([iods._procedure_code(order.exam.primary_code)])
     if doc.description:
-        ds.SeriesDescription = doc.description[:64]
-    ds.AdmittingDiagnosesDescription = order.indication.text[:64]
+        ds.SeriesDescription = clip(doc.description)
     ds.ManufacturerModelName = model_name(order, study)
-    patient = order.patient
-    ds.PatientName = patient.name.dicom
-    ds.PatientID = patient.mrn
-    ds.IssuerOfPatientID = patient.issuer
-    ds.PatientBirthDate = iods._da(patient.birth_date)
-    ds.PatientSex = patient.sex.value
-    ds.PatientAge = iods._age(patient.birth_date, study.started_at.date())
     iods.patient_body_size(ds, order)
     ds.DeviceSerialNumber = device_serial(order)
     ds.SoftwareVersions = SOFTWARE_VERSION
-    ds.StudyInstanceUID = order.study_instance_uid
     ds.SeriesInstanceUID = doc.series_instance_uid
-    ds.StudyID = order.study_id
     ds.SeriesNumber = doc.number
-    ds.SeriesDate, ds.SeriesTime = iods._da(now), iods._tm(now)
+    ds.SeriesDate, ds.SeriesTime = dicom_date(now), dicom_time(now)
     ds.ReferencedPerformedProcedureStepSequence = Sequence(_pps_reference(study))
     ds.InstanceNumber = 1
-    ds.ContentDate, ds.ContentTime = iods._da(now), iods._tm(now)
+    ds.ContentDate, ds.ContentTime = dicom_date(now), dicom_time(now)
     return ds
 
 
@@ -188,8 +181,7 @@ def sr_document_general(ds: Dataset, order: Order, *, references: Seq[tuple[str,
     if verifying is not None:
         ds.VerifyingObserverSequence = Sequence([verifying])
     ds.ReferencedRequestSequence = Sequence([referenced_request(order)])
-    code = order.procedure_code
-    ds.PerformedProcedureCodeSequence = Sequence([items.code((code.code, code.scheme.value, code.display))])
+    ds.PerformedProcedureCodeSequence = Sequence([catalog_code_item(order.procedure_code)])
     if references:
         ds.CurrentRequestedProcedureEvidenceSequence = evidence(order, references)
     return ds
@@ -209,13 +201,9 @@ def referenced_request(order: Order) -> Dataset:
     item = Dataset()
     item.StudyInstanceUID = order.study_instance_uid
     item.ReferencedStudySequence = Sequence([])
-    item.AccessionNumber = order.accession_number
-    item.PlacerOrderNumberImagingServiceRequest = order.placer_order_number[:16]
-    item.FillerOrderNumberImagingServiceRequest = order.filler_order_number[:16]
-    item.RequestedProcedureID = order.requested_procedure_id[:16]
-    item.RequestedProcedureDescription = order.exam.description[:64]
-    item.RequestedProcedureCodeSequence = Sequence([iods._procedure_code(order.exam.primary_code)])
-    item.ReasonForTheRequestedProcedure = order.indication.text[:64]
+    set_requested_procedure(item, order)
+    item.PlacerOrderNumberImagingServiceRequest = clip(order.placer_order_number)
+    item.FillerOrderNumberImagingServiceRequest = clip(order.filler_order_number)
     return item
 
 

@@ -50,6 +50,7 @@ from generators.dicom.sr.document import (
     model_name,
     sr_document_general,
 )
+from generators.dicom_common import station_name
 from generators.terms import Laterality, Modality, SeriesRole, Sex
 from generators.types import Order, Patient, SeriesSpec
 from generators.uids import new_uid
@@ -119,7 +120,6 @@ SINGLE_PLANE = ("113622", "DCM", "Single Plane")
 DAP_TOTAL = ("113722", "DCM", "Dose Area Product Total")
 DOSE_RP_TOTAL = ("113725", "DCM", "Dose (RP) Total")
 TOTAL_FRAMES = ("113731", "DCM", "Total Number of Radiographic Frames")
-REFERENCE_POINT_DEFINITION = ("113780", "DCM", "Reference Point Definition")
 ACCUMULATED_AGD = ("111637", "DCM", "Accumulated Average Glandular Dose")
 LATERALITY = ("272741003", "SCT", "Laterality")
 RIGHT_BREAST = ("73056007", "SCT", "Right breast")
@@ -267,7 +267,7 @@ def device_observer(order: Order, study: StudyContext) -> list[Dataset]:
     return [
         sr.code_item(sr.HAS_OBS_CONTEXT, OBSERVER_TYPE, DEVICE),
         sr.uidref(sr.HAS_OBS_CONTEXT, DEVICE_OBSERVER_UID, device_uid(order)),
-        sr.text(sr.HAS_OBS_CONTEXT, DEVICE_OBSERVER_NAME, (order.station_name or order.station_ae_title)[:16]),
+        sr.text(sr.HAS_OBS_CONTEXT, DEVICE_OBSERVER_NAME, station_name(order)),
         sr.text(sr.HAS_OBS_CONTEXT, DEVICE_OBSERVER_MANUFACTURER, iods.MANUFACTURER),
         sr.text(sr.HAS_OBS_CONTEXT, DEVICE_OBSERVER_MODEL, model),
         sr.text(sr.HAS_OBS_CONTEXT, DEVICE_OBSERVER_SERIAL, device_serial(order)),

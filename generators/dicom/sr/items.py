@@ -6,7 +6,8 @@ Value Type (0040,A040), Concept Name Code Sequence (0040,A043) and the value mac
 UIDREF, PNAME, IMAGE with the SOP Instance Reference macro, CONTAINER with Continuity Of Content).
 Children go in ``children`` (Content Sequence, by-value nesting only: no by-reference relationships).
 
-Codes are ``(value, scheme, meaning)`` triples written as PS3.16 lists them.
+Codes are ``(value, scheme, meaning)`` triples written as PS3.16 lists them; each becomes a Code Sequence
+item through :func:`generators.dicom_common.code_item` (this module's :func:`code_item` is the CODE content item).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from decimal import Decimal
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from generators import dicom_common
+
 CodeTriple = tuple[str, str, str]
 
 # Relationship types (PS3.3 C.17.3.2.4)
@@ -25,17 +28,6 @@ CONTAINS = "CONTAINS"
 HAS_OBS_CONTEXT = "HAS OBS CONTEXT"
 HAS_CONCEPT_MOD = "HAS CONCEPT MOD"
 HAS_PROPERTIES = "HAS PROPERTIES"
-INFERRED_FROM = "INFERRED FROM"
-
-
-def code(triple: CodeTriple) -> Dataset:
-    """A Code Sequence item (PS3.3 Table 8.8-1 Code Sequence macro, basic coded entry)."""
-    value, scheme, meaning = triple
-    item = Dataset()
-    item.CodeValue = value
-    item.CodingSchemeDesignator = scheme
-    item.CodeMeaning = meaning[:64]
-    return item
 
 
 def _item(relationship: str | None, value_type: str, concept: CodeTriple | None) -> Dataset:
@@ -44,7 +36,7 @@ def _item(relationship: str | None, value_type: str, concept: CodeTriple | None)
         item.RelationshipType = relationship
     item.ValueType = value_type
     if concept is not None:
-        item.ConceptNameCodeSequence = Sequence([code(concept)])
+        item.ConceptNameCodeSequence = Sequence([dicom_common.code_item(*concept)])
     return item
 
 
@@ -77,7 +69,7 @@ def text(relationship: str, concept: CodeTriple, value: str, children: Iterable[
 def code_item(relationship: str, concept: CodeTriple, value: CodeTriple, children: Iterable[Dataset] = ()
               ) -> Dataset:
     item = _item(relationship, "CODE", concept)
-    item.ConceptCodeSequence = Sequence([code(value)])
+    item.ConceptCodeSequence = Sequence([dicom_common.code_item(*value)])
     return _children(item, children)
 
 
@@ -87,7 +79,7 @@ def num(relationship: str, concept: CodeTriple, value: Decimal | int, unit: Code
     item = _item(relationship, "NUM", concept)
     measured = Dataset()
     measured.NumericValue = _ds(value)
-    measured.MeasurementUnitsCodeSequence = Sequence([code(unit)])
+    measured.MeasurementUnitsCodeSequence = Sequence([dicom_common.code_item(*unit)])
     item.MeasuredValueSequence = Sequence([measured])
     return _children(item, children)
 
@@ -102,7 +94,7 @@ def _ds(value: Decimal | int) -> str:
 
 def datetime_item(relationship: str, concept: CodeTriple, value: dt.datetime) -> Dataset:
     item = _item(relationship, "DATETIME", concept)
-    item.DateTime = value.strftime("%Y%m%d%H%M%S")
+    item.DateTime = dicom_common.dicom_datetime(value)
     return item
 
 

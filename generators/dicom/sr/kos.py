@@ -35,8 +35,6 @@ from generators.types import Order
 KEY_OBJECT_SELECTION = "1.2.840.10008.5.1.4.1.1.88.59"
 # CID 7010 Key Object Selection Document Title
 OF_INTEREST = ("113000", "DCM", "Of Interest")
-FOR_REFERRING_PROVIDER = ("113002", "DCM", "For Referring Provider")
-BEST_IN_SET = ("113013", "DCM", "Best In Set")
 KEY_OBJECT_DESCRIPTION = ("113012", "DCM", "Key Object Description")
 
 

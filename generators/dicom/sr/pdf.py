@@ -24,8 +24,8 @@ from fpdf import FPDF
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from generators.dicom.sr import items as sr
 from generators.dicom.sr.document import DocumentSeries, StudyContext, base_dataset
+from generators.dicom_common import code_item, dicom_datetime
 from generators.reports import Report
 from generators.types import Order
 
@@ -111,10 +111,10 @@ def build_encapsulated_pdf(order: Order, study: StudyContext, doc: DocumentSerie
     title = f"Radiology report {order.accession_number}"
     ds = base_dataset(order, study, doc, sop_class_uid=ENCAPSULATED_PDF, modality="DOC", now=now)
     ds.ConversionType = "WSD"
-    ds.AcquisitionDateTime = report.signed_at.strftime("%Y%m%d%H%M%S")
+    ds.AcquisitionDateTime = dicom_datetime(report.signed_at)
     ds.BurnedInAnnotation = "YES"
     ds.DocumentTitle = title
-    ds.ConceptNameCodeSequence = Sequence([sr.code(DIAGNOSTIC_IMAGING_REPORT)])
+    ds.ConceptNameCodeSequence = Sequence([code_item(*DIAGNOSTIC_IMAGING_REPORT)])
     ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
     ds.EncapsulatedDocumentLength = len(data)
     ds.EncapsulatedDocument = data + (b"\x00" if len(data) % 2 else b"")

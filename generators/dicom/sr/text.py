@@ -31,8 +31,10 @@ from generators.dicom.sr.document import (
     base_dataset,
     sr_document_general,
 )
+from generators.dicom_common import dicom_datetime
 from generators.reports import Report
 from generators.types import Order
+from generators.vr import clip
 
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 DIAGNOSTIC_IMAGING_REPORT = ("18748-4", "LN", "Diagnostic Imaging Report")
@@ -66,8 +68,8 @@ def build_text_sr(order: Order, study: StudyContext, doc: DocumentSeries, report
         verifying = Dataset()
         verifying.VerifyingObserverName = radiologist
         verifying.VerifyingObserverIdentificationCodeSequence = Sequence([])
-        verifying.VerifyingOrganization = order.facility[:64]
-        verifying.VerificationDateTime = report.signed_at.strftime("%Y%m%d%H%M%S")
+        verifying.VerifyingOrganization = clip(order.facility)
+        verifying.VerificationDateTime = dicom_datetime(report.signed_at)
     sr_document_general(ds, order, references=references, verifying=verifying)
     technique = [line.removeprefix("TECHNIQUE:").strip() for line in findings if line.startswith("TECHNIQUE:")]
     # the section words of the ORU text become the SR's section containers

@@ -34,6 +34,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pydicom.dataset import Dataset
 from pynetdicom import evt
@@ -42,7 +43,7 @@ from pynetdicom.sop_class import ModalityPerformedProcedureStep, Verification
 from pynetdicom.status import code_to_category
 
 from generators.mpps import FINAL_STATUSES, IN_PROGRESS, STATUSES
-from generators.worklist import clip
+from generators.vr import clip
 from simulations.transport.dimse.common import DicomPeer, PynetdicomScp, associate
 from simulations.transport.errors import SendError
 
@@ -376,13 +377,7 @@ def mpps_create(peer: DicomPeer, ds: Dataset, *, mpps_uid: str, timeout: float |
     Returns the DIMSE status (0x0000 or a warning); raises :class:`SendError` with ``.status``
     on a failure status, and without when the peer is absent or rejects/aborts.
     """
-    assoc = associate(peer, [(ModalityPerformedProcedureStep, None)], purpose="MPPS", timeout=timeout)
-    try:
-        status, _ = assoc.send_n_create(ds, ModalityPerformedProcedureStep, mpps_uid)
-        return _checked(peer, "N-CREATE", status)
-    finally:
-        if assoc.is_established:
-            assoc.release()
+    return _request(peer, "N-CREATE", ds, mpps_uid, timeout)
 
 
 def mpps_set(peer: DicomPeer, mpps_uid: str, ds: Dataset, *, timeout: float | None = None) -> int:
@@ -391,10 +386,17 @@ def mpps_set(peer: DicomPeer, mpps_uid: str, ds: Dataset, *, timeout: float | No
     Returns the DIMSE status (0x0000 or a warning); raises :class:`SendError` like
     :func:`mpps_create`.
     """
+    return _request(peer, "N-SET", ds, mpps_uid, timeout)
+
+
+def _request(peer: DicomPeer, operation: Literal["N-CREATE", "N-SET"], ds: Dataset, mpps_uid: str,
+             timeout: float | None) -> int:
+    """One N-CREATE or N-SET of MPPS ``mpps_uid`` on an association of its own; the checked status."""
     assoc = associate(peer, [(ModalityPerformedProcedureStep, None)], purpose="MPPS", timeout=timeout)
     try:
-        status, _ = assoc.send_n_set(ds, ModalityPerformedProcedureStep, mpps_uid)
-        return _checked(peer, "N-SET", status)
+        send = assoc.send_n_create if operation == "N-CREATE" else assoc.send_n_set
+        status, _ = send(ds, ModalityPerformedProcedureStep, mpps_uid)
+        return _checked(peer, operation, status)
     finally:
         if assoc.is_established:
             assoc.release()

@@ -29,7 +29,7 @@ from pynetdicom import evt
 from pynetdicom.events import Event
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification  # type: ignore[attr-defined]
 
-from generators.worklist import clip
+from generators.vr import clip
 from simulations.transport.dimse.common import DicomPeer, PynetdicomScp
 from simulations.transport.dimse.worklist import (
     CANCELLED,

@@ -57,22 +57,13 @@ from pathlib import Path
 from typing import Literal
 
 from pydicom.dataset import Dataset
-from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
-from pydicom.filewriter import write_dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import (
     ALL_TRANSFER_SYNTAXES,
     PYNETDICOM_IMPLEMENTATION_UID,
     PYNETDICOM_IMPLEMENTATION_VERSION,
     AllStoragePresentationContexts,
-)
-from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
-from pynetdicom.pdu_primitives import (
-    A_ASSOCIATE,
-    ImplementationClassUIDNotification,
-    ImplementationVersionNameNotification,
-    MaximumLengthNotification,
 )
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
@@ -81,6 +72,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
+from generators.vr import clip
 from simulations.processes import pid_alive
 from simulations.transport.dimse.commitment import (
     FAILURE_CLASS_INSTANCE_CONFLICT,
@@ -91,32 +83,42 @@ from simulations.transport.dimse.commitment import (
 )
 from simulations.transport.dimse.common import DicomPeer
 from simulations.transport.dimse.integrity import TRUNCATED, check_dataset
-from simulations.transport.dimse.store import (
+from simulations.transport.dimse.upper_layer import (
+    ABORT,
     APPLICATION_CONTEXT,
+    ASSOCIATE_RQ,
+    CANNOT_UNDERSTAND,
+    DATA_SET_MISMATCH,
+    DUPLICATE_SOP_INSTANCE,
+    ELEMENTS_DISCARDED,
+    INVALID_OBJECT_INSTANCE,
+    MISSING_ATTRIBUTE,
+    NO_SUCH_ACTION,
+    NO_SUCH_SOP_INSTANCE,
+    OUT_OF_RESOURCES,
+    P_DATA_TF,
+    PROCESSING_FAILURE,
+    RELEASE_RP,
+    RELEASE_RQ_TYPE,
+    SUCCESS,
+    UNRECOGNIZED_OPERATION,
     PduStream,
+    decode_associate,
     dimse_buffers,
+    encode_associate,
     encode_command,
+    encode_dataset,
     fragment_size,
+    iter_pdvs,
     parse_command,
     pdu_name,
+    peer_max_length,
+    presentation_context,
+    reject_pdu,
 )
 from simulations.transport.errors import SendError
 
 LOGGER = logging.getLogger(__name__)
-
-# Statuses we answer with (PS3.4 Table B.2-1, PS3.7 Annex C)
-SUCCESS = 0x0000
-OUT_OF_RESOURCES = 0xA700
-DATA_SET_MISMATCH = 0xA900
-CANNOT_UNDERSTAND = 0xC000
-ELEMENTS_DISCARDED = 0xB006  # Warning (PS3.4 B.2.3): keep-first discarded the duplicate's elements
-INVALID_OBJECT_INSTANCE = 0x0117  # PS3.7 C.5.9: the SOP Instance UID breaks the UID rules (PS3.5 §9)
-DUPLICATE_SOP_INSTANCE = 0x0111  # PS3.7 C.5.6: the SOP Instance UID is already held (policy "reject")
-UNRECOGNIZED_OPERATION = 0x0211
-NO_SUCH_ACTION = 0x0123
-NO_SUCH_SOP_INSTANCE = 0x0112
-MISSING_ATTRIBUTE = 0x0120
-PROCESSING_FAILURE = 0x0110
 
 _MAX_RQ_BYTES = 256 * 1024
 # A fresh file or nothing: O_EXCL fails rather than share a name with another writer
@@ -675,12 +677,12 @@ class _Association:
                 return
             while True:
                 pdu_type, body = self.wire.read_pdu(self.limit)
-                if pdu_type == 0x04:
+                if pdu_type == P_DATA_TF:
                     self._on_data(body)
-                elif pdu_type == 0x05:  # A-RELEASE-RQ -> A-RELEASE-RP (PS3.8 §7.2)
-                    self.wire.send([struct.pack(">BBII", 0x06, 0, 4, 0)])
+                elif pdu_type == RELEASE_RQ_TYPE:  # A-RELEASE-RQ -> A-RELEASE-RP (PS3.8 §7.2)
+                    self.wire.send([RELEASE_RP])
                     return
-                elif pdu_type == 0x07:
+                elif pdu_type == ABORT:
                     LOGGER.info("%s from %s", pdu_name(pdu_type, body), self.calling_ae_title or self.address)
                     return
                 else:  # A-P-ABORT, service provider, unexpected PDU (PS3.8 §9.3.8)
@@ -717,24 +719,18 @@ class _Association:
     def _negotiate(self) -> bool:
         # An A-ASSOCIATE-RQ is a few hundred bytes (128 presentation contexts: ~20 KiB)
         pdu_type, body = self.wire.read_pdu(min(self.limit, _MAX_RQ_BYTES), deadline=self.deadline)
-        if pdu_type != 0x01:
+        if pdu_type != ASSOCIATE_RQ:
             self.wire.abort(source=2, reason=2)
             return False
         if self.crowded:
             self._reject(2, 3, 2)  # rejected-transient, service provider (presentation), local limit exceeded
             return False
-        rq = A_ASSOCIATE_RQ()
-        rq.decode(bytes([0x01, 0x00]) + struct.pack(">I", len(body)) + bytes(body))
-        primitive = rq.to_primitive()
+        primitive = decode_associate(pdu_type, body)
         self.calling_ae_title = str(primitive.calling_ae_title).strip()
         if primitive.application_context_name != APPLICATION_CONTEXT:
             self._reject(1, 1, 2)  # permanent, service user, application context name not supported
             return False
-        peer_max = next(
-            (i.maximum_length_received for i in primitive.user_information if isinstance(i, MaximumLengthNotification)),
-            0,
-        )
-        self.fragment = fragment_size(peer_max or 0)
+        self.fragment = fragment_size(peer_max_length(primitive))
         results: list[PresentationContext] = []
         for proposed in primitive.presentation_context_definition_list:
             abstract = str(proposed.abstract_syntax)
@@ -746,48 +742,25 @@ class _Association:
             else:
                 acceptable = []
             chosen = next((ts for ts in offered if ts in acceptable), None)
-            result = PresentationContext()
-            result.context_id = proposed.context_id
-            result.abstract_syntax = UID(abstract)
             # PS3.8 Table 9-18: 0 acceptance, 3 abstract syntax not supported, 4 transfer syntaxes not supported
-            result.result = 0x00 if chosen else (0x04 if acceptable else 0x03)
-            result.transfer_syntax = [UID(chosen or (offered[0] if offered else ImplicitVRLittleEndian))]
-            results.append(result)
+            results.append(presentation_context(proposed.context_id, abstract,
+                                                [chosen or (offered[0] if offered else ImplicitVRLittleEndian)],
+                                                result=0x00 if chosen else (0x04 if acceptable else 0x03)))
             if chosen:
                 self.contexts[proposed.context_id] = (abstract, chosen)
-        reply = A_ASSOCIATE()
-        reply.application_context_name = APPLICATION_CONTEXT
-        reply.calling_ae_title = primitive.calling_ae_title
-        reply.called_ae_title = primitive.called_ae_title
-        reply.result = 0x00
-        reply.presentation_context_definition_results_list = results
-        max_length = MaximumLengthNotification()
-        max_length.maximum_length_received = self.scp.max_pdu
-        class_uid = ImplementationClassUIDNotification()
-        class_uid.implementation_class_uid = PYNETDICOM_IMPLEMENTATION_UID
-        version = ImplementationVersionNameNotification()
-        version.implementation_version_name = PYNETDICOM_IMPLEMENTATION_VERSION
-        reply.user_information = [max_length, class_uid, version]
-        ac = A_ASSOCIATE_AC()
-        ac.from_primitive(reply)
-        self.wire.send([ac.encode()])
+        self.wire.send([encode_associate(calling_ae_title=primitive.calling_ae_title,
+                                         called_ae_title=primitive.called_ae_title, max_pdu=self.scp.max_pdu,
+                                         results=results)])
         return True
 
     def _reject(self, result: int, source: int, reason: int) -> None:
-        self.wire.send([struct.pack(">BBIBBBB", 0x03, 0, 4, 0, result, source, reason)])
+        self.wire.send([reject_pdu(result, source, reason)])
         self.wire.close()
 
     # -- P-DATA (PS3.8 §9.3.5, Annex E) --
 
     def _on_data(self, body: bytearray) -> None:
-        view = memoryview(body)
-        offset = 0
-        while offset + 6 <= len(body):
-            (length,) = struct.unpack_from(">I", body, offset)
-            context_id = body[offset + 4]
-            control = body[offset + 5]
-            value = view[offset + 6 : offset + 4 + length]
-            offset += 4 + length
+        for context_id, control, value in iter_pdvs(body):
             if context_id not in self.contexts:
                 LOGGER.warning("%s used presentation context %d that was not accepted", self.address, context_id)
                 self.wire.abort(source=2, reason=6)  # invalid PDU parameter value
@@ -879,7 +852,7 @@ class _Association:
             (0x0900, status),
         ]
         if comment and status != SUCCESS:
-            fields.append((0x0902, comment[:64]))
+            fields.append((0x0902, clip(comment)))  # LO
         if affected_instance:
             fields.append((0x1000, str(affected_instance)))
         fields.extend(extra)
@@ -906,10 +879,7 @@ class _Association:
             return
         # Same association: N-EVENT-REPORT-RQ right after the N-ACTION-RSP (PS3.4 J.3.3); its
         # N-EVENT-REPORT-RSP arrives later through _on_response.
-        buffer = DicomBytesIO()
-        buffer.is_little_endian = True
-        buffer.is_implicit_VR = UID(request.transfer_syntax).is_implicit_VR
-        write_dataset(buffer, report)
+        dataset = encode_dataset(report, request.transfer_syntax)
         self.message_id = self.message_id % 0xFFFF + 1
         command = encode_command(
             (
@@ -921,7 +891,7 @@ class _Association:
                 (0x1002, event_type),
             )
         )
-        self.wire.send(dimse_buffers(request.context_id, command, buffer.getvalue(), self.fragment))
+        self.wire.send(dimse_buffers(request.context_id, command, dataset, self.fragment))
 
     def _on_response(self, fields: dict[int, int | str]) -> None:
         status = fields.get(0x0900)

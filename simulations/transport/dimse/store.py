@@ -28,10 +28,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import ssl
 import struct
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,41 +37,51 @@ from pathlib import Path
 from typing import Literal
 
 from pydicom import dcmread
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 from pynetdicom.dsutils import split_dataset
-from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RQ
-from pynetdicom.pdu_primitives import (
-    A_ASSOCIATE,
-    ImplementationClassUIDNotification,
-    ImplementationVersionNameNotification,
-    MaximumLengthNotification,
-)
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.status import GENERAL_STATUS, STORAGE_SERVICE_CLASS_STATUS
 
 from simulations.transport.dimse.common import DicomPeer
 from simulations.transport.dimse.common import reject_reason
+from simulations.transport.dimse.upper_layer import (
+    ASSOCIATE_AC,
+    ASSOCIATE_RJ,
+    DUPLICATE_SOP_INSTANCE,
+    INVALID_OBJECT_INSTANCE,
+    NOT_AUTHORIZED,
+    P_DATA_TF,
+    RELEASE_RP_TYPE,
+    RELEASE_RQ,
+    SOP_CLASS_NOT_SUPPORTED,
+    SUCCESS,
+    UNRECOGNIZED_OPERATION,
+    PduStream,
+    decode_associate,
+    dimse_buffers,
+    encode_associate,
+    encode_command,
+    encode_dataset,
+    fragment_size,
+    iter_pdvs,
+    parse_command,
+    pdu_name,
+    peer_max_length,
+    presentation_context,
+)
 from simulations.transport.errors import SendError
 from simulations.transport.tls import wrap_client
 
 LOGGER = logging.getLogger(__name__)
 
-APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"  # PS3.7 Annex A.2.1
 UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 DEFAULT_MAX_PDU = 4 * 1024 * 1024
-# When the peer announces "unlimited" (0) we still cut the data set into PDVs of this size so that
-# a multi-gigabyte instance never needs one giant iovec.
-_UNLIMITED_FRAGMENT = 4 * 1024 * 1024
 _MAX_CONTEXTS = 128  # odd presentation context IDs 1..255 (PS3.8 §9.3.2.2)
-# TLS path: buffers below this size are joined before sendall (one TLS record holds up to 16 KiB).
-_COALESCE_LIMIT = 64 * 1024
 
 # Failures a retry cannot cure (PS3.4 B.2.3, PS3.7 C): the peer would answer the same again.
 _PERMANENT_FAILURE_RANGES = ((0xA900, 0xA9FF),)
-_PERMANENT_FAILURES = frozenset({0x0111, 0x0117, 0x0122, 0x0124, 0x0211})  # 0x0111: a duplicate refused
+_PERMANENT_FAILURES = frozenset({DUPLICATE_SOP_INSTANCE, INVALID_OBJECT_INSTANCE, SOP_CLASS_NOT_SUPPORTED, NOT_AUTHORIZED,
+                                 UNRECOGNIZED_OPERATION})
 _WARNINGS = frozenset({0x0001, 0x0107, 0x0116})
 
 
@@ -161,7 +169,7 @@ class StoreError(SendError):
 
 def status_category(status: int) -> Category:
     """Classify a C-STORE status per PS3.4 Table B.2-1 and PS3.7 Annex C."""
-    if status == 0x0000:
+    if status == SUCCESS:
         return "success"
     if 0xB000 <= status <= 0xBFFF or status in _WARNINGS:
         return "warning"
@@ -296,11 +304,8 @@ def _propose(refs: Sequence[InstanceRef]) -> list[PresentationContext]:
 
 
 def _context(index: int, abstract_syntax: str, syntaxes: list[str]) -> PresentationContext:
-    cx = PresentationContext()
-    cx.context_id = 2 * index + 1
-    cx.abstract_syntax = UID(abstract_syntax)
-    cx.transfer_syntax = [UID(ts) for ts in syntaxes]
-    return cx
+    """The ``index``-th proposed context: context IDs are odd (PS3.8 §9.3.2.2)."""
+    return presentation_context(2 * index + 1, abstract_syntax, syntaxes)
 
 
 def _plan(ref: InstanceRef, accepted: dict[int, tuple[str, str]]) -> _Plan:
@@ -434,246 +439,12 @@ def _convert(ref: InstanceRef, target: str) -> bytes | str:
         ds = dcmread(ref.path)
         if ds.file_meta.TransferSyntaxUID.is_compressed:
             ds.decompress()  # pixel data handlers: RLE natively, JPEG via pillow/pyjpegls if present
-        buffer = DicomBytesIO()
-        buffer.is_little_endian = True
-        buffer.is_implicit_VR = UID(target).is_implicit_VR
-        write_dataset(buffer, ds)
-        return buffer.getvalue()
+        return encode_dataset(ds, target)
     except Exception as exc:  # noqa: BLE001 - any decoder error makes this one instance unsendable
         return (
             f"not sendable: peer refused {ref.transfer_syntax_uid} and converting to {target} "
             f"failed: {type(exc).__name__}: {exc}"
         )
-
-
-# --------------------------------------------------------------------------------------------
-# DICOM Upper Layer wire helpers (PS3.8 §9.3), shared with the Storage SCP
-# --------------------------------------------------------------------------------------------
-
-# DIMSE command elements (PS3.7 §E.1) whose value is a string; every other one here is US
-_STRING_COMMAND_ELEMENTS = frozenset({0x0002, 0x0003, 0x0600, 0x0902, 0x1000, 0x1001, 0x1030})
-
-
-class PduStream:
-    """A connected socket speaking PDUs: scatter/gather send, exact reads, one PDU at a time.
-
-    ``sock`` may be a TLS socket (``ssl.SSLSocket``, handshake done). Every failure becomes a
-    SendError naming ``label`` (the peer); the socket is then closed.
-    """
-
-    def __init__(self, sock: socket.socket, label: str, timeout: float | None) -> None:
-        self.sock: socket.socket | None = sock
-        self.label = label
-        self.timeout = timeout
-        self.tls = isinstance(sock, ssl.SSLSocket)
-        sock.settimeout(timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def send(self, buffers: list[bytes | memoryview]) -> None:
-        """Send all ``buffers`` back to back (one ``sendmsg`` when the kernel takes them all)."""
-        sock = self.sock
-        if sock is None:
-            raise SendError(f"association with {self.label} is closed")
-        if self.tls:
-            self._send_coalesced(sock, buffers)
-            return
-        first = 0
-        try:
-            while first < len(buffers):
-                # sendmsg takes at most IOV_MAX (1024) buffers and may send only part of them
-                sent = sock.sendmsg(buffers[first : first + 1000])
-                while sent:
-                    head = buffers[first]
-                    if sent >= len(head):
-                        sent -= len(head)
-                        first += 1
-                    else:
-                        buffers[first] = memoryview(head)[sent:]
-                        sent = 0
-        except OSError as exc:
-            self.close()
-            raise SendError(f"connection to {self.label} lost while sending: {exc.strerror or exc}") from exc
-
-    def _send_coalesced(self, sock: socket.socket, buffers: list[bytes | memoryview]) -> None:
-        """``sendall`` for TLS sockets, which have no ``sendmsg``.
-
-        Small buffers (PDU headers, command sets, small data sets) are joined so that they travel
-        in one TLS record and one segment rather than one each; large ones (data set fragments)
-        go out as they are, since joining them would only add a copy before encryption.
-        """
-        pending: list[bytes | memoryview] = []
-        pending_size = 0
-        try:
-            for buffer in buffers:
-                size = len(buffer)
-                if size >= _COALESCE_LIMIT:
-                    if pending:
-                        sock.sendall(b"".join(pending))
-                        pending.clear()
-                        pending_size = 0
-                    sock.sendall(buffer)
-                    continue
-                pending.append(buffer)
-                pending_size += size
-                if pending_size >= _COALESCE_LIMIT:
-                    sock.sendall(b"".join(pending))
-                    pending.clear()
-                    pending_size = 0
-            if pending:
-                sock.sendall(b"".join(pending))
-        except OSError as exc:
-            self.close()
-            raise SendError(f"connection to {self.label} lost while sending: {exc.strerror or exc}") from exc
-
-    def recv_exact(self, size: int, deadline: float | None = None) -> bytearray:
-        """Exactly ``size`` bytes (a fresh buffer: callers keep views into it).
-
-        With ``deadline`` (a ``time.monotonic()`` value) the whole read must finish by then, however
-        the peer trickles its bytes (the ARTIM timer of PS3.8 §9.1.5); otherwise each wait for data
-        is bounded by ``timeout``.
-        """
-        sock = self.sock
-        if sock is None:
-            raise SendError(f"association with {self.label} is closed")
-        buffer = bytearray(size)
-        view = memoryview(buffer)
-        got = 0
-        try:
-            while got < size:
-                if deadline is not None:
-                    sock.settimeout(max(deadline - time.monotonic(), 0.001))
-                n = sock.recv_into(view[got:], size - got)
-                if n == 0:
-                    self.close()
-                    raise SendError(f"{self.label} closed the connection")
-                got += n
-        except TimeoutError as exc:
-            if deadline is not None:  # ARTIM expiry: close the transport connection (PS3.8 §9.2 AA-2)
-                self.close()
-                raise SendError(f"{self.label} sent no complete A-ASSOCIATE-RQ in time (ARTIM)") from exc
-            self.abort()
-            raise SendError(f"{self.label} sent nothing for {self.timeout:g} s") from exc
-        except OSError as exc:
-            self.close()
-            raise SendError(f"connection to {self.label} lost: {exc.strerror or exc}") from exc
-        finally:
-            if deadline is not None and self.sock is not None:
-                self.sock.settimeout(self.timeout)
-        return buffer
-
-    def read_pdu(self, limit: int = 0, deadline: float | None = None) -> tuple[int, bytearray]:
-        """(PDU type, PDU body without its 6-byte header).
-
-        ``limit`` (if not 0) is the largest body we accept, normally the Maximum Length we
-        announced (PS3.8 D.1): a larger PDU is a protocol error, and reading it blindly would let
-        a peer make us allocate up to 4 GiB. ``deadline``: see :meth:`recv_exact`.
-        """
-        pdu_type, _, length = struct.unpack(">BBI", self.recv_exact(6, deadline))
-        if limit and length > limit:
-            self.abort(source=2, reason=6)  # service provider, invalid PDU parameter value
-            raise SendError(f"{self.label} sent a {length}-byte {pdu_name(pdu_type, b'')}, over the {limit} agreed")
-        return pdu_type, self.recv_exact(length, deadline) if length else bytearray()
-
-    def abort(self, source: int = 0, reason: int = 0) -> None:
-        """A-ABORT (PS3.8 §9.3.8) and close; best effort, the peer may be gone."""
-        sock = self.sock
-        if sock is not None:
-            try:
-                sock.sendall(struct.pack(">BBIBBBB", 0x07, 0, 4, 0, 0, source, reason))
-            except OSError:
-                pass  # nothing left to tell a peer that has gone
-        self.close()
-
-    def close(self) -> None:
-        """Close the connection; safe to call from another thread, wakes a blocked reader."""
-        sock, self.sock = self.sock, None
-        if sock is not None:
-            try:
-                # The plain socket's shutdown, also for TLS: SSLSocket.shutdown would drop the TLS
-                # state under a reader blocked in another thread; this only wakes it with EOF.
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
-            except OSError:
-                pass  # already disconnected
-            sock.close()
-
-
-def encode_command(fields: Sequence[tuple[int, int | str]]) -> bytes:
-    """A DIMSE command set, group 0000 in Implicit VR Little Endian (PS3.7 §6.3.1, Annex E).
-
-    ``fields`` are (element, value) in ascending element order; ints are US, strings are UI
-    (NUL padded) or, for Error Comment, LO (space padded). The group length is prepended.
-    """
-    parts = []
-    for element, value in fields:
-        if isinstance(value, str):
-            raw = value.encode("ascii", "replace")
-            if len(raw) % 2:
-                raw += b" " if element == 0x0902 else b"\x00"
-            parts.append(struct.pack("<HHI", 0x0000, element, len(raw)) + raw)
-        else:
-            parts.append(struct.pack("<HHIH", 0x0000, element, 2, value))
-    body = b"".join(parts)
-    return struct.pack("<HHII", 0x0000, 0x0000, 4, len(body)) + body
-
-
-def parse_command(data: bytes | bytearray) -> dict[int, int | str]:
-    """The group 0000 elements of a command set (Implicit VR LE): element -> int (US) or str."""
-    fields: dict[int, int | str] = {}
-    offset = 0
-    while offset + 8 <= len(data):
-        group, element, length = struct.unpack_from("<HHI", data, offset)
-        value = bytes(data[offset + 8 : offset + 8 + length])
-        offset += 8 + length
-        if group != 0x0000 or element == 0x0000:
-            continue
-        if element in _STRING_COMMAND_ELEMENTS:
-            fields[element] = value.rstrip(b"\x00 ").decode("ascii", "replace")
-        elif length == 2:
-            fields[element] = struct.unpack("<H", value)[0]
-        elif length == 4:
-            fields[element] = struct.unpack("<I", value)[0]
-    return fields
-
-
-def dimse_buffers(
-    context_id: int, command: bytes, dataset: bytes | bytearray | memoryview | None, fragment: int
-) -> list[bytes | memoryview]:
-    """P-DATA-TF PDUs carrying one DIMSE message (PS3.8 §9.3.5, Annex E.2) as send buffers.
-
-    One PDV per PDU; the data set is cut into ``fragment``-byte PDVs that are views into
-    ``dataset``, so nothing is copied before the kernel does it.
-    """
-    buffers: list[bytes | memoryview] = [
-        struct.pack(">BBIIBB", 0x04, 0, len(command) + 6, len(command) + 2, context_id, 0x03),
-        command,
-    ]
-    if dataset is None:
-        return buffers
-    view = memoryview(dataset)
-    total = len(view)
-    start = 0
-    while True:
-        chunk = view[start : start + fragment]
-        start += len(chunk)
-        last = start >= total
-        buffers.append(struct.pack(">BBIIBB", 0x04, 0, len(chunk) + 6, len(chunk) + 2, context_id, 0x02 if last else 0))
-        buffers.append(chunk)
-        if last:
-            return buffers
-
-
-def fragment_size(peer_max_pdu: int) -> int:
-    """Largest PDV value for a peer's Maximum Length (PS3.8 D.1): PDV = 4 length + 2 header + data."""
-    return peer_max_pdu - 6 if peer_max_pdu > 6 else _UNLIMITED_FRAGMENT
-
-
-def pdu_name(pdu_type: int, body: bytes | bytearray) -> str:
-    """A PDU's name for messages, with the A-ABORT source and reason."""
-    if pdu_type == 0x07 and len(body) >= 4:
-        return f"A-ABORT (source {body[2]}, reason {body[3]})"
-    names = {0x01: "A-ASSOCIATE-RQ", 0x02: "A-ASSOCIATE-AC", 0x03: "A-ASSOCIATE-RJ", 0x04: "P-DATA-TF",
-             0x05: "A-RELEASE-RQ", 0x06: "A-RELEASE-RP"}
-    return names.get(pdu_type, f"PDU type 0x{pdu_type:02X}")
 
 
 class _Link:
@@ -687,7 +458,7 @@ class _Link:
         self.peer = peer
         self.max_pdu = max_pdu
         self.wire: PduStream | None = None
-        self.fragment = _UNLIMITED_FRAGMENT
+        self.fragment = fragment_size(0)
 
     def associate(self, contexts: list[PresentationContext]) -> dict[int, tuple[str, str]]:
         """Open the connection and negotiate (PS3.8 §7.1); return accepted id -> (abstract, transfer syntax)."""
@@ -700,32 +471,13 @@ class _Link:
             sock = wrap_client(sock, peer.tls, server_hostname=peer.host, peer=str(peer))
         wire = self.wire = PduStream(sock, str(peer), peer.timeout)
 
-        primitive = A_ASSOCIATE()
-        primitive.application_context_name = APPLICATION_CONTEXT
-        primitive.calling_ae_title = peer.calling_ae_title
-        primitive.called_ae_title = peer.ae_title
-        primitive.presentation_context_definition_list = contexts
-        max_length = MaximumLengthNotification()
-        max_length.maximum_length_received = self.max_pdu
-        class_uid = ImplementationClassUIDNotification()
-        class_uid.implementation_class_uid = PYNETDICOM_IMPLEMENTATION_UID
-        version = ImplementationVersionNameNotification()
-        version.implementation_version_name = PYNETDICOM_IMPLEMENTATION_VERSION
-        primitive.user_information = [max_length, class_uid, version]
-        request = A_ASSOCIATE_RQ()
-        request.from_primitive(primitive)
-        wire.send([request.encode()])
+        wire.send([encode_associate(calling_ae_title=peer.calling_ae_title, called_ae_title=peer.ae_title,
+                                    max_pdu=self.max_pdu, proposed=contexts)])
 
         pdu_type, body = wire.read_pdu()
-        if pdu_type == 0x02:
-            ac = A_ASSOCIATE_AC()
-            ac.decode(bytes([0x02, 0x00]) + struct.pack(">I", len(body)) + body)
-            reply = ac.to_primitive()
-            peer_max = next(
-                (i.maximum_length_received for i in reply.user_information if isinstance(i, MaximumLengthNotification)),
-                0,
-            )
-            self.fragment = fragment_size(peer_max or 0)
+        if pdu_type == ASSOCIATE_AC:
+            reply = decode_associate(pdu_type, body)
+            self.fragment = fragment_size(peer_max_length(reply))
             proposed = {cx.context_id: str(cx.abstract_syntax) for cx in contexts}
             accepted = {
                 cx.context_id: (proposed[cx.context_id], str(cx.transfer_syntax[0]))
@@ -736,7 +488,7 @@ class _Link:
                 wire.abort()
                 raise SendError(f"{peer} accepted none of the proposed presentation contexts", permanent=True)
             return accepted
-        if pdu_type == 0x03 and len(body) >= 4:
+        if pdu_type == ASSOCIATE_RJ and len(body) >= 4:
             wire.close()
             result, source, reason = body[1], body[2], body[3]
             kind = "permanently" if result == 0x01 else "transiently"
@@ -779,9 +531,9 @@ class _Link:
         """A-RELEASE-RQ and wait for the A-RELEASE-RP (PS3.8 §7.2); the stores are done whatever happens."""
         wire = self._wire()
         try:
-            wire.send([struct.pack(">BBII", 0x05, 0, 4, 0)])
+            wire.send([RELEASE_RQ])
             pdu_type, _ = wire.read_pdu()
-            if pdu_type != 0x06:
+            if pdu_type != RELEASE_RP_TYPE:
                 LOGGER.info("%s answered A-RELEASE-RQ with PDU type 0x%02X", self.peer, pdu_type)
         except SendError as exc:
             LOGGER.info("release with %s did not complete cleanly: %s", self.peer, exc)
@@ -803,18 +555,14 @@ class _Link:
         fragments: list[bytes] = []
         while True:
             pdu_type, body = wire.read_pdu()
-            if pdu_type != 0x04:
+            if pdu_type != P_DATA_TF:
                 wire.close()
                 raise SendError(f"{self.peer} sent {pdu_name(pdu_type, body)} instead of a C-STORE-RSP")
-            offset = 0
-            while offset + 6 <= len(body):
-                (length,) = struct.unpack_from(">I", body, offset)
-                control = body[offset + 5]
+            for _, control, value in iter_pdvs(body):
                 if control & 0x01:  # command fragment (a C-STORE-RSP has no data set)
-                    fragments.append(bytes(body[offset + 6 : offset + 4 + length]))
+                    fragments.append(bytes(value))
                     if control & 0x02:
                         return parse_command(b"".join(fragments))
-                offset += 4 + length
 
 
 # --------------------------------------------------------------------------------------------
@@ -912,12 +660,6 @@ def _scan_header_with_pydicom(path: Path) -> tuple[str, str, str, str, int]:
 
 __all__ = [
     "DEFAULT_MAX_PDU",
-    "PduStream",
-    "dimse_buffers",
-    "encode_command",
-    "fragment_size",
-    "parse_command",
-    "pdu_name",
     "InstanceRef",
     "StoreError",
     "StoreResult",

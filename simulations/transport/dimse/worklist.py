@@ -52,7 +52,8 @@ from pynetdicom import evt
 from pynetdicom.events import Event
 from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification
 
-from generators.worklist import clip, write_worklist_file
+from generators.vr import clip
+from generators.worklist import write_worklist_file
 from simulations.transport.dimse.common import DicomPeer, PynetdicomScp, associate
 from simulations.transport.errors import SendError
 
