@@ -163,6 +163,9 @@ class SeriesProtocol(models.Model):
     frames = models.PositiveSmallIntegerField(
         default=1, blank=True, validators=[MinValueValidator(1), MaxValueValidator(1000)],
         help_text="Frames per instance: more than 1 makes each instance a multi-frame run or cine loop (XA, RF, US).")
+    scene = models.CharField(max_length=16, choices=choices.Scene.choices, blank=True, default="",
+                             help_text="NM/US: what the series shows; it decides the tracer and collimator (NM) or "
+                                       "the transducer (US). Blank for every other modality.")
 
     class Meta:
         ordering = ["exam_id", "number"]
@@ -170,6 +173,13 @@ class SeriesProtocol(models.Model):
 
     def __str__(self) -> str:
         return f"{self.number}: {self.description}"
+
+    def clean(self) -> None:
+        try:
+            modality = self.exam.modality
+        except SeriesProtocol.exam.RelatedObjectDoesNotExist:
+            return  # an exam not made yet: its formset or the loader checks the series with it
+        _raise(rules.check_scene(modality, self.scene))
 
     def to_spec(self) -> SeriesSpec:
         return SeriesSpec(
@@ -191,6 +201,7 @@ class SeriesProtocol(models.Model):
             window=terms.WindowPreset(self.window),
             projection=terms.Projection(self.projection),
             frames=self.frames,
+            scene=terms.Scene(self.scene),
         )
 
 
