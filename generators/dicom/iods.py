@@ -753,27 +753,27 @@ _RADIOPHARMACEUTICALS: dict[Scene, Radiopharmaceutical] = {
     Scene.POLAR: _SESTAMIBI_REST,
     # one-day protocol: the stress injection is about three times the rest activity
     Scene.STRESS: Radiopharmaceutical("Tc-99m sestamibi", ("424299003", "Technetium Tc^99m^ sestamibi"), 1110,
-                                  frame_ms=1200000, counts=2000000),
+                                      frame_ms=1200000, counts=2000000),
     Scene.VQ_PERF: Radiopharmaceutical("Tc-99m MAA", ("85693008", "Technetium Tc^99m^ aggregated albumin"), 150,
-                                   frame_ms=120000),
+                                       frame_ms=120000),
     # activity in the nebuliser; a few percent reaches the lungs
     Scene.VQ_VENT: Radiopharmaceutical("Tc-99m DTPA aerosol", ("430276001", "Technetium Tc^99m^ pentetate"), 1110,
-                                   "Inhalation", frame_ms=180000, counts=300000),
+                                       "Inhalation", frame_ms=180000, counts=300000),
     Scene.HIDA: Radiopharmaceutical("Tc-99m mebrofenin", ("4832001", "Technetium Tc^99m^ mebrofenin"), 185,
-                                frame_ms=60000, counts=300000),
+                                    frame_ms=60000, counts=300000),
     Scene.HIDA_CCK: Radiopharmaceutical("Tc-99m mebrofenin", ("4832001", "Technetium Tc^99m^ mebrofenin"), 185,
-                                    frame_ms=60000, counts=250000),
+                                        frame_ms=60000, counts=250000),
     Scene.THYROID: Radiopharmaceutical("Tc-99m pertechnetate", ("19495007", "Sodium pertechnetate Tc^99m^"), 185,
-                                   frame_ms=300000, counts=200000),
+                                       frame_ms=300000, counts=200000),
     Scene.PINHOLE: Radiopharmaceutical("Tc-99m pertechnetate", ("19495007", "Sodium pertechnetate Tc^99m^"), 185,
-                                   frame_ms=300000, counts=100000),
+                                       frame_ms=300000, counts=100000),
     # a radiolabelled egg meal
     Scene.GASTRIC: Radiopharmaceutical("Tc-99m sulfur colloid", ("5931004", "Technetium Tc^99m^ sulfur colloid"), 37,
-                                   "Oral", frame_ms=60000, counts=150000),
+                                       "Oral", frame_ms=60000, counts=150000),
     Scene.RENAL: Radiopharmaceutical("Tc-99m MAG3", ("446536001", "Technetium^99m Mercaptoacetyl triglycine MAG3"), 185,
-                                 frame_ms=60000, counts=200000),
+                                     frame_ms=60000, counts=200000),
     Scene.RENAL_LATE: Radiopharmaceutical("Tc-99m MAG3", ("446536001", "Technetium^99m Mercaptoacetyl triglycine MAG3"),
-                                      185, frame_ms=60000, counts=150000),
+                                          185, frame_ms=60000, counts=150000),
 }
 
 

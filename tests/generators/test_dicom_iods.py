@@ -12,9 +12,9 @@ import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, RLELossless
 
-from generators.dicom import iter_study, write_study
-from generators.dicom.iods import image_type
-from generators.terms import Contrast, ContrastPhase, Laterality, Modality, Plane, Scene, Weighting
+from generators.dicom import iter_study, phantoms_nm, phantoms_us, write_study
+from generators.dicom.iods import collimator_for, image_type, radiopharmaceutical_for, transducer_for
+from generators.terms import MODALITY_SCENES, Contrast, ContrastPhase, Laterality, Modality, Plane, Scene, Weighting
 from generators.types import SeriesSpec
 from tests.conftest import require_binary
 from tests.examples import EXAMS, FIXED_NOW, order_for
@@ -370,6 +370,21 @@ def test_a_thyroid_pinhole_series_names_its_pinhole_collimator(tmp_path: Path) -
         detector = pydicom.dcmread(paths[0], stop_before_pixels=True).DetectorInformationSequence[0]
         assert (detector.CollimatorGridName, detector.CollimatorType) == (grid, kind)
     assert _dciodvfy_errors(pinhole + planar) == []
+
+
+def test_every_scene_of_a_modality_has_its_pixels_and_its_tracer_collimator_or_transducer() -> None:
+    for scene in MODALITY_SCENES[Modality.NM]:
+        assert radiopharmaceutical_for(scene).name.startswith("Tc-99m") and collimator_for(scene).kind
+        if scene != Scene.BONE:  # the bone scan is the whole-body sweep of phantoms.nm_bone_scan
+            assert phantoms_nm.uptake(scene, 64, 0).max() > 1
+    for scene in MODALITY_SCENES[Modality.US]:
+        assert transducer_for(scene).model
+        assert phantoms_us.ultrasound(scene, 48, 64, seed=1, frame=0).max() > 0
+    assert {collimator_for(s).grid_name for s in (Scene.THYROID, Scene.PINHOLE)} == {"LEHR", "PINHOLE"}
+    with pytest.raises(ValueError, match="'kidney' is not an NM scene; use one of bone, heart"):
+        radiopharmaceutical_for(Scene.KIDNEY)
+    with pytest.raises(ValueError, match="no scene is not a US scene; use one of abdomen"):
+        transducer_for(Scene.NONE)
 
 
 @pytest.mark.parametrize(("modality", "scene", "message"), [
