@@ -175,10 +175,12 @@ class SeriesProtocol(models.Model):
         return f"{self.number}: {self.description}"
 
     def clean(self) -> None:
+        """The scene fits the exam's modality (:func:`rules.check_scene`). The admin inline and the catalog
+        loader attach the exam (saved or not) before they clean a series, so both report it on ``scene``."""
         try:
             modality = self.exam.modality
         except SeriesProtocol.exam.RelatedObjectDoesNotExist:
-            return  # an exam not made yet: its formset or the loader checks the series with it
+            return  # a series without its exam: no modality to check the scene against
         _raise(rules.check_scene(modality, self.scene))
 
     def to_spec(self) -> SeriesSpec:
