@@ -73,6 +73,7 @@ class SeriesProtocolInline(admin.StackedInline):
         ("Projection (DX/CR/MG)", {"fields": (("view_position", "image_laterality"), "projection"),
                                    "classes": ("collapse",)}),
         ("Multi-frame (XA/RF/US cine)", {"fields": ("frames",), "classes": ("collapse",)}),
+        ("Scene (NM/US)", {"fields": ("scene",)}),  # not collapsed: an NM or US series cannot be saved without it
     )
 
 

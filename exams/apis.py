@@ -89,6 +89,8 @@ class SeriesOutputSerializer(serializers.Serializer):
     view_position = serializers.CharField(allow_blank=True)
     image_laterality = serializers.CharField(allow_blank=True)
     frames = serializers.IntegerField()
+    scene = serializers.CharField(allow_blank=True, help_text="NM/US: what the series shows (bone, vq-perf, "
+                                                              "kidney-left...); empty for other modalities.")
 
 
 class ExamOutputSerializer(serializers.Serializer):

@@ -9,12 +9,15 @@ Format (version 1)::
                 "codes": [{"code", "scheme", "display"}, ...],          # first = primary CPT code
                 "series": [{"number", "description", "protocol_name", "instances", "role", "plane",
                             "sequence_name", "weighting", "fat_sat", "slice_thickness_mm", "kvp",
-                            "contrast_phase", "kernel", "view_position", "image_laterality"}, ...]}],
+                            "contrast_phase", "kernel", "view_position", "image_laterality", "window",
+                            "projection", "frames", "scene"}, ...]}],
      "indications": [{"text", "icd10", "body_part", "modality", "laterality", "min_age", "max_age",
                       "sex", "weight", "active", "purpose", "secondary_icd10", "secondary_text"}]}
 
 ``purpose`` (screening, diagnostic, follow_up, staging, trauma, guidance; default diagnostic) decides
-which indications an exam's orders draw (``generators.terms.PURPOSE_DRAWS``).
+which indications an exam's orders draw (``generators.terms.PURPOSE_DRAWS``). A series' ``scene`` is what
+an NM or US series shows (``generators.terms.MODALITY_SCENES``: ``bone``, ``vq-perf``, ``kidney-left``...),
+required for those two modalities and absent (or empty) for every other.
 
 A file is validated completely before anything is written; every problem is reported with the exam
 (or indication) and field it concerns, and loading happens in one transaction, so a bad file never
@@ -47,7 +50,7 @@ _EXAM_REQUIRED = {"id", "name", "description", "modality", "body_part", "codes",
 _CODE_KEYS = {"code", "scheme", "display"}
 _SERIES_KEYS = {"number", "description", "protocol_name", "instances", "role", "plane", "sequence_name",
                 "weighting", "fat_sat", "slice_thickness_mm", "kvp", "contrast_phase", "kernel", "view_position",
-                "image_laterality", "window", "projection", "frames"}
+                "image_laterality", "window", "projection", "frames", "scene"}
 _SERIES_REQUIRED = {"number", "description", "protocol_name", "instances"}
 _INDICATION_KEYS = {"text", "icd10", "body_part", "modality", "laterality", "min_age", "max_age", "sex", "weight",
                     "active", "purpose", "secondary_icd10", "secondary_text"}
@@ -68,7 +71,7 @@ _SERIES_TYPES: dict[str, Any] = {
     "plane": _OPT_STR, "sequence_name": _OPT_STR, "weighting": _OPT_STR, "fat_sat": bool,
     "slice_thickness_mm": (*_NUMBER, None), "kvp": (int, None), "contrast_phase": _OPT_STR, "kernel": _OPT_STR,
     "view_position": _OPT_STR, "image_laterality": _OPT_STR, "window": _OPT_STR, "projection": _OPT_STR,
-    "frames": int}
+    "frames": int, "scene": _OPT_STR}
 _INDICATION_TYPES: dict[str, Any] = {
     "text": str, "icd10": str, "body_part": _OPT_STR, "modality": _OPT_STR, "laterality": _OPT_STR,
     "min_age": (int, None), "max_age": (int, None), "sex": _OPT_STR, "weight": int, "active": bool,
@@ -242,11 +245,11 @@ def _parse_exam(index: int, data: dict, problems: list[str]) -> _ParsedExam | No
             values = {k: v for k, v in s.items() if k in _SERIES_KEYS}
             values["instance_count"] = values.pop("instances")
             for key in ("plane", "sequence_name", "weighting", "contrast_phase", "kernel", "view_position",
-                        "image_laterality", "role", "window", "projection"):
+                        "image_laterality", "role", "window", "projection", "scene"):
                 if values.get(key) is None:
                     values.pop(key, None)
             values["slice_thickness_mm"] = _decimal(values.get("slice_thickness_mm"))
-            proto = SeriesProtocol(exam_id=exam.id, **values)
+            proto = SeriesProtocol(exam=exam, **values)  # the exam's modality decides which scenes are valid
             _clean(sw, proto, problems, exclude=["exam"])
             series.append(proto)
     problems.extend(f"{where}: field {p.field}: {p.message}" for p in rules.check_series(
@@ -400,7 +403,8 @@ def dump_catalog() -> dict:
                      **({"window": s.window} if s.window else {}),
                      **({"projection": s.projection} if s.projection else {}),
                      # written only for a multi-frame series, so single-frame lines stay as they were
-                     **({"frames": s.frames} if s.frames != 1 else {})}
+                     **({"frames": s.frames} if s.frames != 1 else {}),
+                     **({"scene": s.scene} if s.scene else {})}
                     for s in e.series.all()
                 ],
             }

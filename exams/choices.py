@@ -46,6 +46,25 @@ WindowPreset = _choices("WindowPreset", terms.WindowPreset, {
 Projection = _choices("Projection", terms.Projection, {
     terms.Projection.NONE: "Straight (as the view position)",
     terms.Projection.AXIAL_PATELLOFEMORAL: "Axial patellofemoral (sunrise/skyline)"})
+_S = terms.Scene
+Scene = _choices("Scene", terms.Scene, {
+    _S.NONE: "None (not NM or US)",
+    _S.BONE: "NM bone scan, whole-body sweep (MDP)", _S.HEART: "NM myocardial perfusion SPECT, rest (sestamibi)",
+    _S.STRESS: "NM myocardial perfusion SPECT, stress (sestamibi)", _S.POLAR: "NM myocardial perfusion polar maps",
+    _S.VQ_VENT: "NM lung ventilation (DTPA aerosol)", _S.VQ_PERF: "NM lung perfusion (MAA)",
+    _S.HIDA: "NM hepatobiliary (mebrofenin)", _S.HIDA_CCK: "NM hepatobiliary after CCK (mebrofenin)",
+    _S.THYROID: "NM thyroid planar (pertechnetate) / US thyroid right lobe",
+    _S.PINHOLE: "NM thyroid pinhole (pertechnetate, pinhole collimator)",
+    _S.GASTRIC: "NM gastric emptying (sulfur colloid meal)", _S.RENAL: "NM renogram (MAG3)",
+    _S.RENAL_LATE: "NM renogram after diuretic (MAG3)",
+    _S.ABDOMEN: "US abdomen", _S.GALLBLADDER: "US gallbladder", _S.KIDNEY: "US right kidney under the liver",
+    _S.KIDNEY_LEFT: "US left kidney", _S.BLADDER: "US bladder", _S.PELVIS_TA: "US pelvis transabdominal",
+    _S.PELVIS_TV: "US pelvis transvaginal", _S.OB_TA: "US early pregnancy transabdominal",
+    _S.OB_TV: "US early pregnancy transvaginal", _S.FETAL_HEAD: "US fetal head (biometry)",
+    _S.FETAL_BODY: "US fetal body (anatomy)", _S.TESTIS: "US testes", _S.THYROID_LEFT: "US thyroid left lobe",
+    _S.CAROTID: "US carotid", _S.VEINS: "US leg vessels", _S.BREAST: "US breast", _S.HIP: "US infant hip",
+    _S.HEAD_COR: "US neonatal head, coronal", _S.HEAD_SAG: "US neonatal head, sagittal",
+    _S.BOWEL: "US bowel, graded compression"})
 CodingScheme = _choices(
     "CodingScheme", terms.CodingScheme,
     {terms.CodingScheme.CPT: "CPT (C4)", terms.CodingScheme.LOINC: "LOINC (LN)",

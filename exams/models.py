@@ -163,6 +163,9 @@ class SeriesProtocol(models.Model):
     frames = models.PositiveSmallIntegerField(
         default=1, blank=True, validators=[MinValueValidator(1), MaxValueValidator(1000)],
         help_text="Frames per instance: more than 1 makes each instance a multi-frame run or cine loop (XA, RF, US).")
+    scene = models.CharField(max_length=16, choices=choices.Scene.choices, blank=True, default="",
+                             help_text="NM/US: what the series shows; it decides the tracer and collimator (NM) or "
+                                       "the transducer (US). Blank for every other modality.")
 
     class Meta:
         ordering = ["exam_id", "number"]
@@ -170,6 +173,15 @@ class SeriesProtocol(models.Model):
 
     def __str__(self) -> str:
         return f"{self.number}: {self.description}"
+
+    def clean(self) -> None:
+        """The scene fits the exam's modality (:func:`rules.check_scene`). The admin inline and the catalog
+        loader attach the exam (saved or not) before they clean a series, so both report it on ``scene``."""
+        try:
+            modality = self.exam.modality
+        except SeriesProtocol.exam.RelatedObjectDoesNotExist:
+            return  # a series without its exam: no modality to check the scene against
+        _raise(rules.check_scene(modality, self.scene))
 
     def to_spec(self) -> SeriesSpec:
         return SeriesSpec(
@@ -191,6 +203,7 @@ class SeriesProtocol(models.Model):
             window=terms.WindowPreset(self.window),
             projection=terms.Projection(self.projection),
             frames=self.frames,
+            scene=terms.Scene(self.scene),
         )
 
 

@@ -22,6 +22,7 @@ from generators.terms import (
     is_injury_code,
     is_pregnancy_code,
     is_screening_code,
+    scene_problem,
 )
 
 EXAM_ID_RE = re.compile(r"^[A-Z0-9]+(?:-[A-Z0-9]+)*$")
@@ -172,3 +173,11 @@ def check_series(modality: str, series: Iterable[Mapping[str, Any]]) -> list[Pro
             problems.append(Problem("series", f"{label}: a projection (oblique, mortise, sunrise) applies to "
                                               "DX and CR series only."))
     return problems
+
+
+def check_scene(modality: str, scene: str) -> list[Problem]:
+    """An NM or US series names a scene its modality knows (:data:`generators.terms.MODALITY_SCENES`); a
+    series of any other modality names none. The scene decides what the series shows and its tracer,
+    collimator or transducer, so it is curated here and never read from the description."""
+    problem = scene_problem(modality, scene or "")
+    return [Problem("scene", problem)] if problem else []

@@ -167,6 +167,79 @@ class Projection(StrEnum):
     AXIAL_PATELLOFEMORAL = "axial_patellofemoral"
 
 
+class Scene(StrEnum):
+    """What an NM or US series shows: the study picture its phantom draws, and with it the tracer and
+    collimator (NM) or the transducer (US) the generators write. Curated per series protocol (a V/Q
+    study's ventilation and perfusion series differ only here), never read from a description; NONE for
+    every other modality. :data:`MODALITY_SCENES` says which scenes each modality knows (``thyroid`` is
+    both a pertechnetate planar view and an ultrasound of the right lobe)."""
+
+    NONE = ""
+    # NM (generators.dicom.phantoms_nm; the bone scan is phantoms.nm_bone_scan)
+    BONE = "bone"
+    HEART = "heart"
+    STRESS = "stress"
+    POLAR = "polar"
+    VQ_VENT = "vq-vent"
+    VQ_PERF = "vq-perf"
+    HIDA = "hida"
+    HIDA_CCK = "hida-cck"
+    THYROID = "thyroid"
+    PINHOLE = "pinhole"
+    GASTRIC = "gastric"
+    RENAL = "renal"
+    RENAL_LATE = "renal-late"
+    # US (generators.dicom.phantoms_us)
+    ABDOMEN = "abdomen"
+    GALLBLADDER = "gallbladder"
+    KIDNEY = "kidney"
+    KIDNEY_LEFT = "kidney-left"
+    BLADDER = "bladder"
+    PELVIS_TA = "pelvis-ta"
+    PELVIS_TV = "pelvis-tv"
+    OB_TA = "ob-ta"
+    OB_TV = "ob-tv"
+    FETAL_HEAD = "fetal-head"
+    FETAL_BODY = "fetal-body"
+    TESTIS = "testis"
+    THYROID_LEFT = "thyroid-left"
+    CAROTID = "carotid"
+    VEINS = "veins"
+    BREAST = "breast"
+    HIP = "hip"
+    HEAD_COR = "head-cor"
+    HEAD_SAG = "head-sag"
+    BOWEL = "bowel"
+
+
+# The scenes each modality's phantom draws, in the order the admin offers them; a modality not listed has none.
+MODALITY_SCENES: dict[Modality, tuple[Scene, ...]] = {
+    Modality.NM: (Scene.BONE, Scene.HEART, Scene.STRESS, Scene.POLAR, Scene.VQ_VENT, Scene.VQ_PERF, Scene.HIDA,
+                  Scene.HIDA_CCK, Scene.THYROID, Scene.PINHOLE, Scene.GASTRIC, Scene.RENAL, Scene.RENAL_LATE),
+    Modality.US: (Scene.ABDOMEN, Scene.GALLBLADDER, Scene.KIDNEY, Scene.KIDNEY_LEFT, Scene.BLADDER, Scene.PELVIS_TA,
+                  Scene.PELVIS_TV, Scene.OB_TA, Scene.OB_TV, Scene.FETAL_HEAD, Scene.FETAL_BODY, Scene.TESTIS,
+                  Scene.THYROID, Scene.THYROID_LEFT, Scene.CAROTID, Scene.VEINS, Scene.BREAST, Scene.HIP,
+                  Scene.HEAD_COR, Scene.HEAD_SAG, Scene.BOWEL),
+}
+
+
+def scene_problem(modality: str, scene: str) -> str | None:
+    """Why ``scene`` cannot be the scene of a series of ``modality`` (a sentence), or None when it can:
+    an NM or US series names one of its modality's scenes, any other series none."""
+    known, scene = MODALITY_SCENES.get(modality), str(scene)  # a plain str: a Scene's repr is <Scene.X: 'x'>
+    if not known:
+        if scene:
+            return (f"a scene ({scene!r}) applies to {' and '.join(MODALITY_SCENES)} series only; "
+                    f"leave it blank for {modality or 'this modality'}.")
+        return None
+    listed, article = ", ".join(s.value for s in known), "an" if modality == Modality.NM else "a"
+    if not scene:
+        return f"{article} {modality} series needs a scene (what it shows): one of {listed}."
+    if scene not in known:
+        return f"{scene!r} is not {article} {modality} scene; use one of {listed}."
+    return None
+
+
 class ContrastPhase(StrEnum):
     NONE = ""
     NONCONTRAST = "NONCONTRAST"

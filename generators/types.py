@@ -22,6 +22,7 @@ from generators.terms import (
     Priority,
     Projection,
     Purpose,
+    Scene,
     SeriesRole,
     Sex,
     Weighting,
@@ -65,6 +66,8 @@ class SeriesSpec:
     projection: Projection = Projection.NONE  # DX/CR: oblique, mortise, axial patellofemoral (sunrise)
     # multi-frame (XA/RF runs, US cine loops): frames per instance, PS3.3 C.7.6.6; 1 = a single-frame image
     frames: int = 1
+    # NM/US: what the series shows, hence its tracer and collimator (NM) or transducer (US); NONE elsewhere
+    scene: Scene = Scene.NONE
 
 
 @dataclass(frozen=True, slots=True)

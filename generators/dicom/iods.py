@@ -26,7 +26,7 @@ from pydicom.uid import (
     UltrasoundImageStorage,
 )
 
-from generators.dicom import iods_xray_mf, phantoms_nm, phantoms_pet, phantoms_us
+from generators.dicom import iods_xray_mf, phantoms_pet
 from generators.dicom.pixels import SeriesPixels, series_has_contrast
 from generators.dicom_common import (
     SPECIFIC_CHARACTER_SET,
@@ -40,9 +40,11 @@ from generators.dicom_common import (
 )
 from generators.terms import (
     IMAGED_BY_SIDE,
+    MODALITY_SCENES,
     PAIRED_BODY_PARTS,
     Laterality,
     Modality,
+    Scene,
     SeriesRole,
     Weighting,
     body_part_examined,
@@ -558,17 +560,47 @@ def _mg(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
     _presentation(ds, px)
 
 
-def nm_detector_information(posterior: bool, *, pinhole: bool = False) -> Dataset:
+@dataclass(frozen=True, slots=True)
+class Collimator:
+    """The collimator of an NM view, as the NM Detector module (C.8.4.11) names it."""
+
+    grid_name: str  # Collimator/Grid Name (0018,1180)
+    kind: str  # Collimator Type (0018,1181), a defined term of C.8.4.11.1.1
+
+
+_LEHR = Collimator("LEHR", "PARA")  # low-energy high-resolution parallel hole
+# NM scene (its catalog ``scene``) → collimator: the thyroid pinhole views magnify through a pinhole.
+_COLLIMATORS: dict[Scene, Collimator] = {scene: _LEHR for scene in MODALITY_SCENES[Modality.NM]} | {
+    Scene.PINHOLE: Collimator("PINHOLE", "PINH")}
+
+
+def _for_scene[T](table: dict[Scene, T], scene: Scene, modality: Modality) -> T:
+    """The row of a scene table; a scene the table's modality does not know is a sentence, not a KeyError."""
+    try:
+        return table[scene]
+    except KeyError:
+        shown = repr(str(scene)) if scene else "no scene"
+        raise ValueError(f"{shown} is not {'an NM' if modality == Modality.NM else 'a US'} scene; use one of "
+                         f"{', '.join(MODALITY_SCENES[modality])}") from None
+
+
+def collimator_for(scene: Scene) -> Collimator:
+    """The collimator an NM series' scene is acquired with (:data:`_COLLIMATORS`)."""
+    return _for_scene(_COLLIMATORS, scene, Modality.NM)
+
+
+def nm_detector_information(posterior: bool, scene: Scene) -> Dataset:
     """The per-instance NM Detector module (C.8.4.11) item: one head, anterior or posterior view,
-    behind a low-energy high-resolution parallel-hole collimator or (thyroid pinhole views) a pinhole.
+    behind the collimator of the series' scene (:func:`collimator_for`).
 
     Returned as a one-element data set so the writer can encode it per instance.
     """
+    collimator = collimator_for(scene)
     det = Dataset()
     det.ImagePositionPatient = None
     det.ImageOrientationPatient = None
-    det.CollimatorGridName = "PINHOLE" if pinhole else "LEHR"
-    det.CollimatorType = "PINH" if pinhole else "PARA"  # C.8.4.11.1.1 defined terms
+    det.CollimatorGridName = collimator.grid_name
+    det.CollimatorType = collimator.kind
     view = code_item("255551008", "SCT", "Posterior") if posterior else code_item("255549009", "SCT", "Anterior")
     det.ViewCodeSequence = Sequence([view])
     holder = Dataset()
@@ -590,40 +622,45 @@ class Transducer:
 _CURVED = Transducer("C5-1", "CURVED LINEAR", "ABDOMEN", "ABDOMINAL")
 _SMALL_PARTS = Transducer("L12-5", "LINEAR", "SMALL PARTS", "SMALL PARTS", "0.9")
 _VASCULAR = Transducer("L9-3", "LINEAR", "VASCULAR", "VASCULAR", "0.9")
-# Scene (phantoms_us.scene_for) → transducer. Obstetric presets keep the mechanical index low (ALARA).
-_TRANSDUCERS: dict[str, Transducer] = {
-    "pelvis-ta": Transducer("C5-1", "CURVED LINEAR", "GYN", "PELVIC"),
-    "ob-ta": Transducer("C5-1", "CURVED LINEAR", "OB", "OBSTETRICAL", "0.6"),
-    "fetal-head": Transducer("C5-1", "CURVED LINEAR", "OB", "OBSTETRICAL", "0.6"),
-    "fetal-body": Transducer("C5-1", "CURVED LINEAR", "OB", "OBSTETRICAL", "0.6"),
+# US scene (its catalog ``scene``) → transducer: a curved array for the abdomen, linear for superficial and
+# vascular work, endocavitary for transvaginal, phased for the fontanelle. Obstetric presets keep the
+# mechanical index low (ALARA).
+_TRANSDUCERS: dict[Scene, Transducer] = {
+    Scene.ABDOMEN: _CURVED,
+    Scene.GALLBLADDER: _CURVED,
+    Scene.KIDNEY: _CURVED,
+    Scene.KIDNEY_LEFT: _CURVED,
+    Scene.BLADDER: _CURVED,
+    Scene.PELVIS_TA: Transducer("C5-1", "CURVED LINEAR", "GYN", "PELVIC"),
+    Scene.OB_TA: Transducer("C5-1", "CURVED LINEAR", "OB", "OBSTETRICAL", "0.6"),
+    Scene.FETAL_HEAD: Transducer("C5-1", "CURVED LINEAR", "OB", "OBSTETRICAL", "0.6"),
+    Scene.FETAL_BODY: Transducer("C5-1", "CURVED LINEAR", "OB", "OBSTETRICAL", "0.6"),
     # endovaginal curved arrays are ENDOCAV_CLA (endocavity curved linear array)
-    "pelvis-tv": Transducer("EC9-4", "ENDOCAV_CLA", "GYN", "ENDOCAVITARY"),
-    "ob-tv": Transducer("EC9-4", "ENDOCAV_CLA", "OB", "ENDOCAVITARY", "0.6"),
-    "thyroid": _SMALL_PARTS,
-    "thyroid-left": _SMALL_PARTS,
-    "breast": Transducer("L12-5", "LINEAR", "BREAST", "SMALL PARTS", "0.9"),
-    "testis": Transducer("L12-5", "LINEAR", "SMALL PARTS", "SCROTAL", "0.9"),
-    "carotid": _VASCULAR,
-    "veins": _VASCULAR,
-    "hip": Transducer("L12-5", "LINEAR", "MSK", "PEDIATRIC", "0.8"),
-    "bowel": Transducer("L9-3", "LINEAR", "BOWEL", "ABDOMINAL", "0.9"),
+    Scene.PELVIS_TV: Transducer("EC9-4", "ENDOCAV_CLA", "GYN", "ENDOCAVITARY"),
+    Scene.OB_TV: Transducer("EC9-4", "ENDOCAV_CLA", "OB", "ENDOCAVITARY", "0.6"),
+    Scene.THYROID: _SMALL_PARTS,
+    Scene.THYROID_LEFT: _SMALL_PARTS,
+    Scene.BREAST: Transducer("L12-5", "LINEAR", "BREAST", "SMALL PARTS", "0.9"),
+    Scene.TESTIS: Transducer("L12-5", "LINEAR", "SMALL PARTS", "SCROTAL", "0.9"),
+    Scene.CAROTID: _VASCULAR,
+    Scene.VEINS: _VASCULAR,
+    Scene.HIP: Transducer("L12-5", "LINEAR", "MSK", "PEDIATRIC", "0.8"),
+    Scene.BOWEL: Transducer("L9-3", "LINEAR", "BOWEL", "ABDOMINAL", "0.9"),
     # the anterior fontanelle is a small acoustic window: a phased (sector) array
-    "head-cor": Transducer("P10-4", "SECTOR_PHASED", "NEONATAL HEAD", "NEONATAL HEAD", "0.7"),
-    "head-sag": Transducer("P10-4", "SECTOR_PHASED", "NEONATAL HEAD", "NEONATAL HEAD", "0.7"),
+    Scene.HEAD_COR: Transducer("P10-4", "SECTOR_PHASED", "NEONATAL HEAD", "NEONATAL HEAD", "0.7"),
+    Scene.HEAD_SAG: Transducer("P10-4", "SECTOR_PHASED", "NEONATAL HEAD", "NEONATAL HEAD", "0.7"),
 }
 
 
-def transducer_for(body_part: str, description: str, exam_name: str = "") -> Transducer:
-    """The transducer for the scene a US series shows (:func:`phantoms_us.scene_for`): curved array for the
-    abdomen, linear for superficial and vascular work, endocavitary for transvaginal, phased for the fontanelle."""
-    scene = phantoms_us.scene_for(body_part, description, exam_name)
-    return _TRANSDUCERS.get(scene, _CURVED)
+def transducer_for(scene: Scene) -> Transducer:
+    """The transducer a US series' scene is scanned with (:data:`_TRANSDUCERS`)."""
+    return _for_scene(_TRANSDUCERS, scene, Modality.US)
 
 
 def _us(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
     """US Image module (C.8.5.6) and US Region Calibration (C.8.5.5), 8-bit MONOCHROME2."""
     px = ctx.pixels
-    probe = transducer_for(order.exam.body_part, ctx.spec.description, order.exam.name)
+    probe = transducer_for(ctx.spec.scene)
     ds.ImageType = [*ds.ImageType[:2], probe.image_type]
     ds.PatientOrientation = ""
     ds.LossyImageCompression = "00"
@@ -669,46 +706,46 @@ class Radiopharmaceutical:
     counts: int = 500000  # Counts Accumulated (0018,0070) of one view
 
 
-# Scene (phantoms_nm.scene_for) → tracer. Codes are PS3.16 CID 25 in SNOMED CT (SCT): the SNOMED-RT (SRT) ids
+# NM scene (its catalog ``scene``) → tracer. Codes are PS3.16 CID 25 in SNOMED CT (SCT): the SNOMED-RT (SRT) ids
 # that CID 25 still lists beside them are deprecated (PS3.16 Section 8, dciodvfy warns on SRT); doses are usual
 # adult activities (SNMMI / EANM guidelines).
 _MDP = Radiopharmaceutical("Tc-99m MDP", ("96390006", "Technetium Tc^99m^ medronate"), 740, frame_ms=800000,
                            counts=1500000)
 _SESTAMIBI_REST = Radiopharmaceutical("Tc-99m sestamibi", ("424299003", "Technetium Tc^99m^ sestamibi"), 370,
                                       frame_ms=1200000, counts=800000)
-_RADIOPHARMACEUTICALS: dict[str, Radiopharmaceutical] = {
-    "bone": _MDP,
-    "heart": _SESTAMIBI_REST,
-    "polar": _SESTAMIBI_REST,
+_RADIOPHARMACEUTICALS: dict[Scene, Radiopharmaceutical] = {
+    Scene.BONE: _MDP,
+    Scene.HEART: _SESTAMIBI_REST,
+    Scene.POLAR: _SESTAMIBI_REST,
     # one-day protocol: the stress injection is about three times the rest activity
-    "stress": Radiopharmaceutical("Tc-99m sestamibi", ("424299003", "Technetium Tc^99m^ sestamibi"), 1110,
-                                  frame_ms=1200000, counts=2000000),
-    "vq-perf": Radiopharmaceutical("Tc-99m MAA", ("85693008", "Technetium Tc^99m^ aggregated albumin"), 150,
-                                   frame_ms=120000),
+    Scene.STRESS: Radiopharmaceutical("Tc-99m sestamibi", ("424299003", "Technetium Tc^99m^ sestamibi"), 1110,
+                                      frame_ms=1200000, counts=2000000),
+    Scene.VQ_PERF: Radiopharmaceutical("Tc-99m MAA", ("85693008", "Technetium Tc^99m^ aggregated albumin"), 150,
+                                       frame_ms=120000),
     # activity in the nebuliser; a few percent reaches the lungs
-    "vq-vent": Radiopharmaceutical("Tc-99m DTPA aerosol", ("430276001", "Technetium Tc^99m^ pentetate"), 1110,
-                                   "Inhalation", frame_ms=180000, counts=300000),
-    "hida": Radiopharmaceutical("Tc-99m mebrofenin", ("4832001", "Technetium Tc^99m^ mebrofenin"), 185,
-                                frame_ms=60000, counts=300000),
-    "hida-cck": Radiopharmaceutical("Tc-99m mebrofenin", ("4832001", "Technetium Tc^99m^ mebrofenin"), 185,
-                                    frame_ms=60000, counts=250000),
-    "thyroid": Radiopharmaceutical("Tc-99m pertechnetate", ("19495007", "Sodium pertechnetate Tc^99m^"), 185,
-                                   frame_ms=300000, counts=200000),
-    "pinhole": Radiopharmaceutical("Tc-99m pertechnetate", ("19495007", "Sodium pertechnetate Tc^99m^"), 185,
-                                   frame_ms=300000, counts=100000),
+    Scene.VQ_VENT: Radiopharmaceutical("Tc-99m DTPA aerosol", ("430276001", "Technetium Tc^99m^ pentetate"), 1110,
+                                       "Inhalation", frame_ms=180000, counts=300000),
+    Scene.HIDA: Radiopharmaceutical("Tc-99m mebrofenin", ("4832001", "Technetium Tc^99m^ mebrofenin"), 185,
+                                    frame_ms=60000, counts=300000),
+    Scene.HIDA_CCK: Radiopharmaceutical("Tc-99m mebrofenin", ("4832001", "Technetium Tc^99m^ mebrofenin"), 185,
+                                        frame_ms=60000, counts=250000),
+    Scene.THYROID: Radiopharmaceutical("Tc-99m pertechnetate", ("19495007", "Sodium pertechnetate Tc^99m^"), 185,
+                                       frame_ms=300000, counts=200000),
+    Scene.PINHOLE: Radiopharmaceutical("Tc-99m pertechnetate", ("19495007", "Sodium pertechnetate Tc^99m^"), 185,
+                                       frame_ms=300000, counts=100000),
     # a radiolabelled egg meal
-    "gastric": Radiopharmaceutical("Tc-99m sulfur colloid", ("5931004", "Technetium Tc^99m^ sulfur colloid"), 37,
-                                   "Oral", frame_ms=60000, counts=150000),
-    "renal": Radiopharmaceutical("Tc-99m MAG3", ("446536001", "Technetium^99m Mercaptoacetyl triglycine MAG3"), 185,
-                                 frame_ms=60000, counts=200000),
-    "renal-late": Radiopharmaceutical("Tc-99m MAG3", ("446536001", "Technetium^99m Mercaptoacetyl triglycine MAG3"),
-                                      185, frame_ms=60000, counts=150000),
+    Scene.GASTRIC: Radiopharmaceutical("Tc-99m sulfur colloid", ("5931004", "Technetium Tc^99m^ sulfur colloid"), 37,
+                                       "Oral", frame_ms=60000, counts=150000),
+    Scene.RENAL: Radiopharmaceutical("Tc-99m MAG3", ("446536001", "Technetium^99m Mercaptoacetyl triglycine MAG3"), 185,
+                                     frame_ms=60000, counts=200000),
+    Scene.RENAL_LATE: Radiopharmaceutical("Tc-99m MAG3", ("446536001", "Technetium^99m Mercaptoacetyl triglycine MAG3"),
+                                          185, frame_ms=60000, counts=150000),
 }
 
 
-def radiopharmaceutical_for(body_part: str, description: str) -> Radiopharmaceutical:
-    """The tracer of the NM study a series belongs to (:func:`phantoms_nm.scene_for`), PS3.3 C.8.4.10."""
-    return _RADIOPHARMACEUTICALS.get(phantoms_nm.scene_for(body_part, description), _MDP)
+def radiopharmaceutical_for(scene: Scene) -> Radiopharmaceutical:
+    """The tracer an NM series' scene shows (:data:`_RADIOPHARMACEUTICALS`), PS3.3 C.8.4.10."""
+    return _for_scene(_RADIOPHARMACEUTICALS, scene, Modality.NM)
 
 
 def _nm(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
@@ -717,8 +754,8 @@ def _nm(ds: Dataset, order: Order, ctx: SeriesContext) -> None:
     Technique, Scan Length/Velocity); every other study is a static planar (or displayed SPECT) image
     of its own tracer."""
     px = ctx.pixels
-    whole_body = phantoms_nm.scene_for(order.exam.body_part, ctx.spec.description) == "bone"
-    tracer = radiopharmaceutical_for(order.exam.body_part, ctx.spec.description)
+    whole_body = ctx.spec.scene == Scene.BONE  # the bone scan's sweep (pixels: phantoms.nm_bone_scan)
+    tracer = radiopharmaceutical_for(ctx.spec.scene)
     ds.ImageType = [*ds.ImageType[:2], "WHOLE BODY" if whole_body else "STATIC", "EMISSION"]
     ds.PatientOrientation = ""
     ds.PixelSpacing = [decimal_string(px.pixel_spacing), decimal_string(px.pixel_spacing)]

@@ -18,25 +18,6 @@ import numpy as np
 from PIL import Image
 
 
-def scene_for(body_part: str, description: str) -> str:
-    """The study scene for a body part and series: ``bone``, ``heart``/``stress``, ``polar``, ``vq-vent``,
-    ``vq-perf``, ``hida``, ``hida-cck``, ``thyroid``, ``pinhole``, ``gastric`` or ``renal``/``renal-late``."""
-    part, desc = body_part.upper(), description.upper()
-    if part == "HEART":
-        return "polar" if "POLAR" in desc else "stress" if "STRESS" in desc else "heart"
-    if part in {"CHEST", "LUNG"}:
-        return "vq-vent" if "VENT" in desc else "vq-perf"
-    if part in {"GALLBLADDER", "LIVER"}:
-        return "hida-cck" if "CCK" in desc else "hida"
-    if part in {"THYROID", "NECK"}:
-        return "pinhole" if "PINHOLE" in desc else "thyroid"
-    if part in {"ABDOMEN", "STOMACH"}:
-        return "gastric"
-    if part == "KIDNEY":
-        return "renal-late" if "LASIX" in desc or "POST" in desc else "renal"
-    return "bone"
-
-
 def pixel_spacing(scene: str) -> float:
     """Pixel spacing (mm) of a 256² frame of the scene: planar field (zoomed to the abdomen for HIDA, gastric
     and renal studies), zoomed thyroid, pinhole, SPECT."""
@@ -225,8 +206,7 @@ def uptake(scene: str, size: int, frame: int) -> np.ndarray:
     return img
 
 
-def nm_image(body_part: str, description: str, size: int, *, frame: int, seed: int) -> np.ndarray:
-    """One NM frame (uint16 Poisson counts) of the study scene for the body part and series description."""
-    scene = scene_for(body_part, description)
+def nm_image(scene: str, size: int, *, frame: int, seed: int) -> np.ndarray:
+    """One NM frame (uint16 Poisson counts) of a series' curated scene (:class:`generators.terms.Scene`)."""
     rng = np.random.default_rng(seed)
     return rng.poisson(uptake(scene, size, frame % 4)).astype(np.uint16)

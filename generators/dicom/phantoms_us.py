@@ -1,4 +1,4 @@
-"""B-mode ultrasound scenes per body part: an echogenicity map in probe coordinates, Rayleigh speckle.
+"""B-mode ultrasound scenes (a series' curated scene): an echogenicity map in probe coordinates, Rayleigh speckle.
 
 PS3.3 C.8.5.6 (US Image): 8-bit MONOCHROME2, dark outside the scanned field. Each scene paints an
 echogenicity map in probe coordinates, ``x`` lateral and ``z`` depth (mm), so organs have their real
@@ -428,41 +428,6 @@ def _scene_bowel(c: _Canvas, t: float) -> None:
 _LINEAR_SCENES = {"thyroid", "thyroid-left", "carotid", "veins", "breast", "testis", "hip", "bowel"}
 
 
-def scene_for(body_part: str, description: str, exam_name: str = "") -> str:
-    """The scene shown for a body part and series (e.g. ``"kidney-left"``, ``"thyroid"``)."""
-    part, desc, name = body_part.upper(), description.upper(), exam_name.upper()
-    if part == "KIDNEY":
-        return "bladder" if "BLADDER" in desc else "kidney-left" if "LEFT" in desc else "kidney"
-    if part == "GALLBLADDER":
-        return "gallbladder"
-    if part in {"PELVISFEMALE", "UTERUS", "PELVIS"}:
-        trimester = "FIRST TRIMESTER" in name
-        later = "OBSTETRIC" in name and not trimester
-        if later:
-            return "fetal-body" if "ANATOMY" in desc else "fetal-head"
-        kind = "ob" if trimester else "pelvis"
-        return f"{kind}-tv" if "VAGINAL" in desc else f"{kind}-ta"
-    if part in {"SCROTUM", "TESTIS"}:
-        return "testis"
-    if part in {"THYROID", "NECK"}:
-        return "thyroid-left" if "LEFT" in desc else "thyroid"
-    if part == "CAROTID":
-        return "carotid"
-    if part in {"EXTREMITY", "LEG", "FEMUR"}:
-        return "veins"
-    if part == "BREAST":
-        return "breast"
-    if part == "HIP":
-        return "hip"
-    if part in {"HEAD", "BRAIN"}:
-        return "head-sag" if "SAG" in desc else "head-cor"
-    if part == "ABDOMEN" and ("RLQ" in desc or "APPENDIX" in name.upper()):
-        return "bowel"
-    if part == "ABDOMENPELVIS" or "FAST" in desc:
-        return "kidney"  # Morison's pouch: liver over the right kidney
-    return "abdomen"
-
-
 def probe_for(scene: str) -> Probe:
     """The transducer a scene is scanned with (linear array, convex, endocavitary or fontanelle sector)."""
     if scene in _LINEAR_SCENES:
@@ -519,10 +484,11 @@ def _echo_map(scene: str, rows: int, cols: int, phase: int) -> tuple[np.ndarray,
     return level, field
 
 
-def ultrasound(body_part: str, description: str, rows: int, cols: int, *, seed: int, frame: int,
-               exam_name: str = "") -> np.ndarray:
-    """A B-mode frame (uint8) of the body part's organ: echo map × Rayleigh speckle, black outside the field."""
-    scene = scene_for(body_part, description, exam_name)
+def ultrasound(scene: str, rows: int, cols: int, *, seed: int, frame: int) -> np.ndarray:
+    """A B-mode frame (uint8) of a series' scene (its catalog ``scene``, :class:`generators.terms.Scene`): echo map ×
+    Rayleigh speckle, black outside the field."""
+    if scene not in _SCENES:
+        raise ValueError(f"no ultrasound scene {scene!r}")
     level, field = _echo_map(scene, rows, cols, frame % PHASES)
     rng = np.random.default_rng(seed * 1000 + frame)
     speckle = rng.rayleigh(1.0, (rows, cols)).astype(np.float32)

@@ -23,6 +23,7 @@ from generators.terms import (
     Modality,
     Plane,
     Projection,
+    Scene,
     SeriesRole,
     Weighting,
     WindowPreset,
@@ -230,22 +231,21 @@ def series_pixels(exam: ExamInfo, spec: SeriesSpec, count: int, *, seed: int) ->
 
         return SeriesPixels(2048, 1664, 16, 12, False, ((2000.0,), (3200.0,)), mg_frame, pixel_spacing=0.1)
     if modality == Modality.US:
-        scene = phantoms_us.scene_for(exam.body_part, spec.description, exam.name)
+        scene = spec.scene.value
         probe = phantoms_us.probe_for(scene)
         spacing = (phantoms_us.linear_pixel_spacing(480, 640) if probe == phantoms_us.LINEAR
                    else phantoms_us.sector_pixel_spacing(probe, 480))
 
         def us_frame(i: int) -> np.ndarray:
-            return phantoms_us.ultrasound(exam.body_part, spec.description, 480, 640, seed=series_seed, frame=i,
-                                          exam_name=exam.name)
+            return phantoms_us.ultrasound(scene, 480, 640, seed=series_seed, frame=i)
 
         return SeriesPixels(480, 640, 8, 8, False, ((127.0,), (255.0,)), us_frame, pixel_spacing=round(spacing, 4),
                             frames=spec.frames)
     if modality in (Modality.XA, Modality.RF):
         return _xray_run(exam, spec, series_seed)
     if modality == Modality.NM:
-        scene = phantoms_nm.scene_for(exam.body_part, spec.description)
-        if scene == "bone":
+        scene = spec.scene.value
+        if spec.scene == Scene.BONE:
             def nm_frame(i: int) -> np.ndarray:
                 return phantoms.nm_bone_scan(1024, 256, posterior=bool(i % 2), seed=_seed(series_seed, i))
 
@@ -254,7 +254,7 @@ def series_pixels(exam: ExamInfo, spec: SeriesSpec, count: int, *, seed: int) ->
                                 pixel_spacing=round(region.coverage / 1024, 4))
 
         def nm_study_frame(i: int) -> np.ndarray:
-            return phantoms_nm.nm_image(exam.body_part, spec.description, 256, frame=i, seed=_seed(series_seed, i))
+            return phantoms_nm.nm_image(scene, 256, frame=i, seed=_seed(series_seed, i))
 
         peak = float(phantoms_nm.uptake(scene, 256, 0).max())
         return SeriesPixels(256, 256, 16, 16, False, ((round(peak * 0.5, 1),), (round(peak, 1),)), nm_study_frame,

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
 
-from generators.dicom import iods, phantoms_nm
+from generators.dicom import iods
 from generators.dicom.pixels import SeriesPixels, series_pixels, thumbnail_window
 from generators.dicom.preview import preview_path, write_frame_strip_png, write_preview_png
 from generators.dicom.writer import (
@@ -29,8 +29,8 @@ from generators.dicom.writer import (
     file_meta_bytes,
     pixel_element,
 )
-from generators.terms import Modality
-from generators.types import Order
+from generators.terms import Modality, scene_problem
+from generators.types import ExamInfo, Order
 from generators.uids import new_uid
 
 
@@ -81,6 +81,15 @@ def _check_transfer_syntax(uid: str) -> None:
             raise ValueError("JPEG-LS Lossless needs the pyjpegls package, which is not importable")
 
 
+def _check_scenes(exam: ExamInfo) -> None:
+    """Every NM/US series names its modality's scene (the catalog's rule, :func:`exams.rules.check_scene`)
+    before anything is written: the scene decides the pixels, tracer, collimator and transducer."""
+    for spec in exam.series:
+        problem = scene_problem(exam.modality, spec.scene)
+        if problem:
+            raise ValueError(f"exam {exam.id}, series {spec.number} ({spec.description}): {problem}")
+
+
 def _position_values(pixels: SeriesPixels, i: int) -> tuple[str | None, str | None]:
     g = pixels.geometry
     if g is None:
@@ -98,6 +107,7 @@ def _generate(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str, n
               pps_started_at: dt.datetime | None = None) -> Iterator[InstanceRecord | SeriesRecord]:
     _check_transfer_syntax(transfer_syntax)
     exam = order.exam
+    _check_scenes(exam)
     study_dir = Path(out_dir) / order.study_instance_uid
     study_dir.mkdir(parents=True, exist_ok=True)
     # UIDs derive from the Study Instance UID (unique per run, see mint_order) and the pixel seed: the same
@@ -121,10 +131,9 @@ def _generate(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str, n
             multiplane = pixels.geometry is not None and bool(pixels.geometry.planes)
             dynamic = iods.dynamic_tags(modality)
             template = SeriesTemplate(header, {**dynamic, iods.IMAGE_ORIENTATION: "DS"} if multiplane else dynamic)
-            pinhole = (exam.modality == Modality.NM
-                       and phantoms_nm.scene_for(exam.body_part, spec.description) == "pinhole")
-            detector_items = [encode_dataset_element(iods.nm_detector_information(posterior, pinhole=pinhole),
-                                                     iods.DETECTOR_INFORMATION) for posterior in (False, True)]
+            detector_items = [encode_dataset_element(iods.nm_detector_information(posterior, spec.scene),
+                                                     iods.DETECTOR_INFORMATION)
+                              for posterior in (False, True)] if exam.modality == Modality.NM else [None, None]
             preview: Path | None = None
             for i in range(count):
                 sop_uid = new_uid(rng)

@@ -31,6 +31,9 @@ def test_it_lists_the_catalog_with_its_metadata(catalog, client_with_key: APICli
     assert knee["cpt_code"] == "73721" and knee["loinc_code"] == "36489-5"
     assert [s["description"] for s in knee["series"]] == ["SAG PD FS", "COR T1", "AX T2 FS"]
     assert knee["contrast"] == "none" and knee["care_settings"] == ["outpatient", "inpatient"]
+    assert {s["scene"] for s in knee["series"]} == {""}
+    bone = next(e for e in body["exams"] if e["id"] == "NM-BONE-WB")
+    assert [s["scene"] for s in bone["series"]] == ["bone"]  # what an NM or US series shows
 
 
 def test_it_returns_a_filtered_slice_and_the_filters_applied(catalog, client_with_key: APIClient) -> None:

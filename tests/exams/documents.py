@@ -27,7 +27,7 @@ def exam_entry(exam: ExamInfo, *, weight: int = 10, active: bool = True) -> dict
              "sequence_name": s.sequence_name, "weighting": s.weighting.value if s.weighting else "",
              "fat_sat": s.fat_sat, "slice_thickness_mm": s.slice_thickness_mm, "kvp": s.kvp,
              "contrast_phase": s.contrast_phase.value, "kernel": s.kernel, "view_position": s.view_position,
-             "image_laterality": s.image_laterality.value, "frames": s.frames}
+             "image_laterality": s.image_laterality.value, "frames": s.frames, "scene": s.scene.value}
             for s in exam.series
         ],
     }

@@ -20,6 +20,7 @@ import pytest
 from generators.terms import (
     BODY_PARTS,
     IMAGED_BY_SIDE,
+    MODALITY_SCENES,
     PAIRED_BODY_PARTS,
     PURPOSE_DRAWS,
     CareSetting,
@@ -60,8 +61,9 @@ EXAM_FIELDS = {"id", "name", "description", "modality", "body_part", "laterality
 SERIES_FIELDS = {"number", "description", "protocol_name", "instances", "role", "plane", "sequence_name",
                  "weighting", "fat_sat", "slice_thickness_mm", "kvp", "contrast_phase", "kernel", "view_position",
                  "image_laterality"}
-# curated where they matter, absent elsewhere: the CT window a series is read in, a radiograph's projection
-OPTIONAL_SERIES_FIELDS = {"window", "projection", "frames"}
+# curated where they matter, absent elsewhere: the CT window a series is read in, a radiograph's projection,
+# what an NM or US series shows
+OPTIONAL_SERIES_FIELDS = {"window", "projection", "frames", "scene"}
 INDICATION_FIELDS = {"text", "icd10", "body_part", "modality", "laterality", "min_age", "max_age", "sex", "weight",
                      "purpose", "secondary_icd10", "secondary_text"}
 
@@ -252,6 +254,10 @@ def test_series_protocols_are_complete_and_realistic(exam: dict[str, Any]) -> No
             assert modality == "CT", "a window preset is a CT series' choice"
         if s.get("projection"):
             assert modality in {"DX", "CR"}, "a projection is a radiograph's choice"
+        if modality in {"NM", "US"}:
+            assert s.get("scene") in MODALITY_SCENES[Modality(modality)], "an NM or US series names its scene"
+        else:
+            assert "scene" not in s, "only NM and US series have a scene"
         frames = s.get("frames", 1)
         assert isinstance(frames, int) and 1 <= frames <= 60
         if frames > 1:

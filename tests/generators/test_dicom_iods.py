@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 from pathlib import Path
 
@@ -11,9 +12,9 @@ import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, RLELossless
 
-from generators.dicom import iter_study, write_study
-from generators.dicom.iods import image_type
-from generators.terms import Contrast, ContrastPhase, Laterality, Modality, Plane, Weighting
+from generators.dicom import iter_study, phantoms_nm, phantoms_us, write_study
+from generators.dicom.iods import collimator_for, image_type, radiopharmaceutical_for, transducer_for
+from generators.terms import MODALITY_SCENES, Contrast, ContrastPhase, Laterality, Modality, Plane, Scene, Weighting
 from generators.types import SeriesSpec
 from tests.conftest import require_binary
 from tests.examples import EXAMS, FIXED_NOW, order_for
@@ -242,48 +243,53 @@ def test_a_paired_part_on_dx_is_sided_by_image_laterality_only(tmp_path: Path) -
 
 
 def _single_series_study(tmp_path: Path, modality: Modality, body_part: str, description: str, *,
-                         name: str | None = None, laterality: Laterality = Laterality.NONE) -> list[Path]:
+                         scene: Scene = Scene.NONE, name: str | None = None,
+                         laterality: Laterality = Laterality.NONE) -> list[Path]:
     exam = dataclasses.replace(EXAMS[modality], body_part=body_part, laterality=laterality,
-                               name=name or EXAMS[modality].name, series=(SeriesSpec(1, description, "X", 1),))
+                               name=name or EXAMS[modality].name,
+                               series=(SeriesSpec(1, description, "X", 1, scene=scene),))
     order = dataclasses.replace(order_for(modality), exam=exam)
     return _files(write_study(order, tmp_path, seed=2, now=FIXED_NOW, max_instances_per_series=1))
 
 
 @pytest.mark.interop
 def test_ultrasound_names_the_transducer_its_scene_is_scanned_with(tmp_path: Path) -> None:
-    cases = {  # (body part, series, exam name) → (Transducer Type, Transducer Data, Image Type value 3)
-        ("THYROID", "RIGHT LOBE", ""): ("LINEAR", "L12-5", "SMALL PARTS"),
-        ("CAROTID", "RIGHT CCA", ""): ("LINEAR", "L9-3", "VASCULAR"),
-        ("SCROTUM", "TESTES", ""): ("LINEAR", "L12-5", "SCROTAL"),
-        ("PELVISFEMALE", "TRANSVAGINAL", "US Pelvis"): ("ENDOCAV_CLA", "EC9-4", "ENDOCAVITARY"),
-        ("HEAD", "CORONAL", "US Head neonatal"): ("SECTOR_PHASED", "P10-4", "NEONATAL HEAD"),
-        ("GALLBLADDER", "RUQ", "US Abdomen limited"): ("CURVED LINEAR", "C5-1", "ABDOMINAL"),
+    cases = {  # (body part, curated scene) → (Transducer Type, Transducer Data, Image Type value 3)
+        ("THYROID", Scene.THYROID): ("LINEAR", "L12-5", "SMALL PARTS"),
+        ("CAROTID", Scene.CAROTID): ("LINEAR", "L9-3", "VASCULAR"),
+        ("SCROTUM", Scene.TESTIS): ("LINEAR", "L12-5", "SCROTAL"),
+        ("PELVISFEMALE", Scene.PELVIS_TV): ("ENDOCAV_CLA", "EC9-4", "ENDOCAVITARY"),
+        ("PELVISFEMALE", Scene.PELVIS_TA): ("CURVED LINEAR", "C5-1", "PELVIC"),
+        ("HEAD", Scene.HEAD_COR): ("SECTOR_PHASED", "P10-4", "NEONATAL HEAD"),
+        ("GALLBLADDER", Scene.GALLBLADDER): ("CURVED LINEAR", "C5-1", "ABDOMINAL"),
     }
     files = []
-    for (part, desc, name), (kind, model, application) in cases.items():
+    for (part, scene), (kind, model, application) in cases.items():
         side = Laterality.RIGHT if part in {"CAROTID"} else Laterality.NONE
-        paths = _single_series_study(tmp_path / part, Modality.US, part, desc, name=name, laterality=side)
+        # one description for all: only the scene tells them apart (the two pelvic series of one body part)
+        paths = _single_series_study(tmp_path / scene, Modality.US, part, "SWEEP", scene=scene, laterality=side)
         ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
-        assert (ds.TransducerType, ds.TransducerData, ds.ImageType[2]) == (kind, model, application), part
+        assert (ds.TransducerType, ds.TransducerData, ds.ImageType[2]) == (kind, model, application), scene
         files += paths
     assert _dciodvfy_errors(files) == []
 
 
 @pytest.mark.interop
 def test_nm_studies_name_their_own_radiopharmaceutical_and_only_the_bone_scan_is_whole_body(tmp_path: Path) -> None:
-    cases = {  # (body part, series) → (tracer, CID 25 SNOMED CT code, route)
-        ("CHEST", "PERFUSION 8 VIEWS"): ("Tc-99m MAA", "85693008", "Intravenous"),
-        ("CHEST", "VENTILATION"): ("Tc-99m DTPA aerosol", "430276001", "Inhalation"),
-        ("KIDNEY", "DYNAMIC FLOW AND FUNCTION"): ("Tc-99m MAG3", "446536001", "Intravenous"),
-        ("HEART", "STRESS SPECT"): ("Tc-99m sestamibi", "424299003", "Intravenous"),
-        ("GALLBLADDER", "DYNAMIC 60 MIN"): ("Tc-99m mebrofenin", "4832001", "Intravenous"),
-        ("THYROID", "ANTERIOR"): ("Tc-99m pertechnetate", "19495007", "Intravenous"),
-        ("ABDOMEN", "GASTRIC EMPTYING"): ("Tc-99m sulfur colloid", "5931004", "Oral"),
-        ("WHOLEBODY", "WB ANT/POST"): ("Tc-99m MDP", "96390006", "Intravenous"),
+    cases = {  # (body part, curated scene) → (tracer, CID 25 SNOMED CT code, route)
+        ("CHEST", Scene.VQ_PERF): ("Tc-99m MAA", "85693008", "Intravenous"),
+        ("CHEST", Scene.VQ_VENT): ("Tc-99m DTPA aerosol", "430276001", "Inhalation"),
+        ("KIDNEY", Scene.RENAL): ("Tc-99m MAG3", "446536001", "Intravenous"),
+        ("HEART", Scene.STRESS): ("Tc-99m sestamibi", "424299003", "Intravenous"),
+        ("GALLBLADDER", Scene.HIDA): ("Tc-99m mebrofenin", "4832001", "Intravenous"),
+        ("THYROID", Scene.THYROID): ("Tc-99m pertechnetate", "19495007", "Intravenous"),
+        ("ABDOMEN", Scene.GASTRIC): ("Tc-99m sulfur colloid", "5931004", "Oral"),
+        ("WHOLEBODY", Scene.BONE): ("Tc-99m MDP", "96390006", "Intravenous"),
     }
     files, doses = [], {}
-    for (part, desc), (tracer, code, route) in cases.items():
-        paths = _single_series_study(tmp_path / f"{part}{len(files)}", Modality.NM, part, desc)
+    for (part, scene), (tracer, code, route) in cases.items():
+        # one description for all: the two chest series differ only in their scene
+        paths = _single_series_study(tmp_path / scene, Modality.NM, part, "STATIC", scene=scene)
         ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
         pharm = ds.RadiopharmaceuticalInformationSequence[0]
         assert pharm.Radiopharmaceutical == tracer
@@ -291,7 +297,7 @@ def test_nm_studies_name_their_own_radiopharmaceutical_and_only_the_bone_scan_is
         assert pharm.RadiopharmaceuticalCodeSequence[0].CodingSchemeDesignator == "SCT"  # SRT is deprecated
         assert pharm.RadiopharmaceuticalRoute == route
         doses[tracer] = float(pharm.RadionuclideTotalDose)
-        whole_body = part == "WHOLEBODY"
+        whole_body = scene == Scene.BONE
         assert ds.ImageType[2] == ("WHOLE BODY" if whole_body else "STATIC")
         assert ("WholeBodyTechnique" in ds) == ("ScanLength" in ds) == whole_body
         files += paths
@@ -304,7 +310,8 @@ def test_a_catalog_body_part_without_a_defined_term_is_sent_as_its_defined_term_
         tmp_path: Path) -> None:
     files = []
     for modality, part, term in ((Modality.CT, "SINUS", "HEAD"), (Modality.US, "PELVISFEMALE", "PELVIS")):
-        paths = _single_series_study(tmp_path / part, modality, part, "AX" if modality == Modality.CT else "SWEEP")
+        paths = _single_series_study(tmp_path / part, modality, part, "AX" if modality == Modality.CT else "SWEEP",
+                                     scene=Scene.PELVIS_TA if modality == Modality.US else Scene.NONE)
         ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
         assert ds.BodyPartExamined == term and "Laterality" not in ds and "ImageLaterality" not in ds
         files += paths
@@ -314,9 +321,9 @@ def test_a_catalog_body_part_without_a_defined_term_is_sent_as_its_defined_term_
 @pytest.mark.interop
 def test_a_bilateral_study_carries_image_laterality_b_and_its_per_side_series_r_or_l(tmp_path: Path) -> None:
     exam = dataclasses.replace(EXAMS[Modality.US], body_part="KIDNEY", laterality=Laterality.BILATERAL, series=(
-        SeriesSpec(1, "RIGHT KIDNEY", "R", 1, image_laterality=Laterality.RIGHT),
-        SeriesSpec(2, "LEFT KIDNEY", "L", 1, image_laterality=Laterality.LEFT),
-        SeriesSpec(3, "BOTH KIDNEYS", "B", 1)))
+        SeriesSpec(1, "RIGHT KIDNEY", "R", 1, image_laterality=Laterality.RIGHT, scene=Scene.KIDNEY),
+        SeriesSpec(2, "LEFT KIDNEY", "L", 1, image_laterality=Laterality.LEFT, scene=Scene.KIDNEY_LEFT),
+        SeriesSpec(3, "BOTH KIDNEYS", "B", 1, scene=Scene.KIDNEY)))
     order = dataclasses.replace(order_for(Modality.US), exam=exam)
     files = _files(write_study(order, tmp_path, seed=2, now=FIXED_NOW, max_instances_per_series=1))
     headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in files]
@@ -329,11 +336,11 @@ def test_a_sideless_series_of_a_both_sided_part_shows_both_and_a_carotid_series_
         tmp_path: Path) -> None:
     # the testes and the carotids are always covered on both sides: a series naming no side shows both
     # (Image Laterality B), not an unknown side (an empty Laterality, which dciodvfy warns about)
-    both = pydicom.dcmread(_single_series_study(tmp_path / "scrotum", Modality.US, "SCROTUM", "SWEEP")[0],
-                           stop_before_pixels=True)
+    both = pydicom.dcmread(_single_series_study(tmp_path / "scrotum", Modality.US, "SCROTUM", "SWEEP",
+                                                scene=Scene.TESTIS)[0], stop_before_pixels=True)
     assert both.ImageLaterality == "B" and "Laterality" not in both
     exam = dataclasses.replace(EXAMS[Modality.US], body_part="CAROTID", series=(
-        SeriesSpec(1, "RIGHT CAROTID", "R", 1, image_laterality=Laterality.RIGHT),))
+        SeriesSpec(1, "RIGHT CAROTID", "R", 1, image_laterality=Laterality.RIGHT, scene=Scene.CAROTID),))
     order = dataclasses.replace(order_for(Modality.US), exam=exam)
     carotid = _files(write_study(order, tmp_path / "carotid", seed=2, now=FIXED_NOW, max_instances_per_series=1))
     assert pydicom.dcmread(carotid[0], stop_before_pixels=True).Laterality == "R"
@@ -356,12 +363,41 @@ def test_mammography_codes_its_view_and_sends_no_view_position(studies) -> None:
 
 @pytest.mark.interop
 def test_a_thyroid_pinhole_series_names_its_pinhole_collimator(tmp_path: Path) -> None:
-    pinhole = _single_series_study(tmp_path / "pinhole", Modality.NM, "THYROID", "PINHOLE")
-    planar = _single_series_study(tmp_path / "planar", Modality.NM, "THYROID", "ANTERIOR")
+    # the same description: the scene alone chooses the collimator
+    pinhole = _single_series_study(tmp_path / "pinhole", Modality.NM, "THYROID", "ANTERIOR", scene=Scene.PINHOLE)
+    planar = _single_series_study(tmp_path / "planar", Modality.NM, "THYROID", "ANTERIOR", scene=Scene.THYROID)
     for paths, (grid, kind) in ((pinhole, ("PINHOLE", "PINH")), (planar, ("LEHR", "PARA"))):
         detector = pydicom.dcmread(paths[0], stop_before_pixels=True).DetectorInformationSequence[0]
         assert (detector.CollimatorGridName, detector.CollimatorType) == (grid, kind)
     assert _dciodvfy_errors(pinhole + planar) == []
+
+
+def test_every_scene_of_a_modality_has_its_pixels_and_its_tracer_collimator_or_transducer() -> None:
+    for scene in MODALITY_SCENES[Modality.NM]:
+        assert radiopharmaceutical_for(scene).name.startswith("Tc-99m") and collimator_for(scene).kind
+        if scene != Scene.BONE:  # the bone scan is the whole-body sweep of phantoms.nm_bone_scan
+            assert phantoms_nm.uptake(scene, 64, 0).max() > 1
+    for scene in MODALITY_SCENES[Modality.US]:
+        assert transducer_for(scene).model
+        assert phantoms_us.ultrasound(scene, 48, 64, seed=1, frame=0).max() > 0
+    assert {collimator_for(s).grid_name for s in (Scene.THYROID, Scene.PINHOLE)} == {"LEHR", "PINHOLE"}
+    with pytest.raises(ValueError, match="'kidney' is not an NM scene; use one of bone, heart"):
+        radiopharmaceutical_for(Scene.KIDNEY)
+    with pytest.raises(ValueError, match="no scene is not a US scene; use one of abdomen"):
+        transducer_for(Scene.NONE)
+
+
+@pytest.mark.parametrize(("modality", "scene", "message"), [
+    (Modality.NM, Scene.NONE, "an NM series needs a scene (what it shows): one of bone, heart"),
+    (Modality.US, Scene.BONE, "'bone' is not a US scene; use one of abdomen, gallbladder"),
+    (Modality.CT, Scene.KIDNEY, "a scene ('kidney') applies to NM and US series only; leave it blank for CT"),
+])
+def test_a_series_whose_scene_does_not_fit_its_modality_is_refused_before_anything_is_written(
+        tmp_path: Path, modality: Modality, scene: Scene, message: str) -> None:
+    exam = dataclasses.replace(EXAMS[modality], series=(SeriesSpec(1, "PINHOLE", "X", 1, scene=scene),))
+    with pytest.raises(ValueError, match="^" + re.escape(f"exam {exam.id}, series 1 (PINHOLE): {message}")):
+        write_study(dataclasses.replace(order_for(modality), exam=exam), tmp_path, seed=2, now=FIXED_NOW)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_images_reference_the_mpps_instance_only_when_an_mpps_was_created(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from pydicom.uid import (
 
 from generators.dicom import write_study
 from generators.dicom.iods_xray_mf import run_timing
-from generators.terms import Modality
+from generators.terms import Modality, Scene
 from generators.types import SeriesSpec
 from tests.conftest import require_binary
 from tests.examples import EXAMS, FIXED_NOW, order_for
@@ -135,7 +135,7 @@ def test_xa_and_rf_runs_pass_dciodvfy_without_errors_or_warnings(tmp_path: Path,
 
 def _us_with_cine(frames: int = 4):
     stills = EXAMS[Modality.US]
-    cine = SeriesSpec(2, "ABDOMEN CINE", "US_ABD_CINE", 1, frames=frames)
+    cine = SeriesSpec(2, "ABDOMEN CINE", "US_ABD_CINE", 1, frames=frames, scene=Scene.ABDOMEN)
     return dataclasses.replace(stills, series=(*stills.series, cine))
 
 

@@ -13,7 +13,7 @@ import pydicom
 import pytest
 
 from generators.dicom import iter_study, phantoms_nm, phantoms_us, write_study
-from generators.terms import Laterality, Modality, Plane, Weighting
+from generators.terms import Laterality, Modality, Plane, Scene, Weighting
 from generators.types import SeriesSpec
 from tests.conftest import require_binary
 from tests.examples import EXAMS, FIXED_NOW, order_for
@@ -149,7 +149,7 @@ def _peaks(profile: np.ndarray, rise: float) -> int:
 
 
 def test_ultrasound_kidney_has_a_bright_central_sinus_inside_a_darker_cortex(tmp_path: Path) -> None:
-    order = _with_series(Modality.US, SeriesSpec(1, "RIGHT KIDNEY", "US_K", 2), body_part="KIDNEY")
+    order = _with_series(Modality.US, SeriesSpec(1, "RIGHT KIDNEY", "US_K", 2, scene=Scene.KIDNEY), body_part="KIDNEY")
     frames = [ds.pixel_array.astype(np.float32) for ds in _read(write_study(order, tmp_path, seed=4, now=FIXED_NOW), 1)]
     img = np.mean(frames, axis=0)
     probe = phantoms_us.probe_for("kidney")
@@ -163,10 +163,10 @@ def test_ultrasound_kidney_has_a_bright_central_sinus_inside_a_darker_cortex(tmp
     assert perirenal_fat > 1.8 * cortex  # the darker cortex is an oval outlined by bright fat
 
 
-def test_ultrasound_scenes_differ_by_body_part_and_linear_probes_fill_a_rectangle(tmp_path: Path) -> None:
+def test_ultrasound_scenes_differ_and_linear_probes_fill_a_rectangle(tmp_path: Path) -> None:
     images = {}
-    for part, desc in (("KIDNEY", "RIGHT KIDNEY"), ("THYROID", "RIGHT LOBE"), ("GALLBLADDER", "RUQ")):
-        order = _with_series(Modality.US, SeriesSpec(1, desc, "US_X", 1), body_part=part)
+    for part, scene in (("KIDNEY", Scene.KIDNEY), ("THYROID", Scene.THYROID), ("GALLBLADDER", Scene.GALLBLADDER)):
+        order = _with_series(Modality.US, SeriesSpec(1, "SWEEP", "US_X", 1, scene=scene), body_part=part)
         ds = _read(write_study(order, tmp_path / part, seed=4, now=FIXED_NOW), 1)[0]
         images[part] = ds.pixel_array.astype(np.float32)
         assert ds.BitsAllocated == 8 and images[part][:150, :60].max() == 0  # black beside the field
@@ -183,7 +183,7 @@ def test_ultrasound_scenes_differ_by_body_part_and_linear_probes_fill_a_rectangl
 
 
 def test_nm_heart_spect_shows_myocardial_rings_with_cold_cavities(tmp_path: Path) -> None:
-    order = _with_series(Modality.NM, SeriesSpec(1, "REST SPECT", "NM_H", 1), body_part="HEART")
+    order = _with_series(Modality.NM, SeriesSpec(1, "REST SPECT", "NM_H", 1, scene=Scene.HEART), body_part="HEART")
     img = _read(write_study(order, tmp_path, seed=4, now=FIXED_NOW), 1)[0].pixel_array.astype(np.float32)
     assert img.shape == (256, 256)
     for tile_row, tile_col in ((1, 1), (1, 3)):  # two basal short-axis slices of the montage
@@ -196,7 +196,8 @@ def test_nm_heart_spect_shows_myocardial_rings_with_cold_cavities(tmp_path: Path
 
 
 def test_nm_lung_perfusion_has_two_hot_lungs_around_a_cold_mediastinum(tmp_path: Path) -> None:
-    order = _with_series(Modality.NM, SeriesSpec(1, "PERFUSION 8 VIEWS", "NM_Q", 2), body_part="CHEST")
+    order = _with_series(Modality.NM, SeriesSpec(1, "PERFUSION 8 VIEWS", "NM_Q", 2, scene=Scene.VQ_PERF),
+                         body_part="CHEST")
     for ds in _read(write_study(order, tmp_path, seed=4, now=FIXED_NOW), 1):
         img = ds.pixel_array.astype(np.float32)
         band = img[90:110].mean(axis=0)  # above the heart: the lungs either side of the mediastinum
@@ -206,8 +207,8 @@ def test_nm_lung_perfusion_has_two_hot_lungs_around_a_cold_mediastinum(tmp_path:
 
 
 def test_nm_studies_show_their_organ_not_a_bone_scan(tmp_path: Path) -> None:
-    def frame(part: str, desc: str) -> tuple[np.ndarray, float]:
-        order = _with_series(Modality.NM, SeriesSpec(1, desc, "NM_X", 1), body_part=part)
+    def frame(part: str, scene: Scene) -> tuple[np.ndarray, float]:
+        order = _with_series(Modality.NM, SeriesSpec(1, "STATIC", "NM_X", 1, scene=scene), body_part=part)
         ds = _read(write_study(order, tmp_path / part, seed=4, now=FIXED_NOW), 1)[0]
         assert ds.pixel_array.shape == (256, 256)
         return ds.pixel_array.astype(np.float32), float(ds.PixelSpacing[0])
@@ -215,13 +216,13 @@ def test_nm_studies_show_their_organ_not_a_bone_scan(tmp_path: Path) -> None:
     def pixel(img: np.ndarray, mm: float, x: float, y: float) -> float:  # mean counts around (x, y) mm from centre
         return _box(img, round(127.5 + y / mm), round(127.5 + x / mm), 3)
 
-    thyroid, mm = frame("THYROID", "PINHOLE")  # two lobes either side of the cold trachea, above the isthmus
+    thyroid, mm = frame("THYROID", Scene.PINHOLE)  # two lobes either side of the cold trachea, above the isthmus
     lobes = min(pixel(thyroid, mm, -17, 0), pixel(thyroid, mm, 17, 0))
     assert lobes > 4 * pixel(thyroid, mm, 0, -5) and lobes > 4 * pixel(thyroid, mm, 0, -45)
-    kidneys, mm = frame("KIDNEY", "DYNAMIC FLOW AND FUNCTION")  # two kidneys either side of the cold spine
+    kidneys, mm = frame("KIDNEY", Scene.RENAL)  # two kidneys either side of the cold spine
     assert min(pixel(kidneys, mm, -75, -30), pixel(kidneys, mm, 75, -30)) > 4 * pixel(kidneys, mm, 0, -30)
     assert pixel(kidneys, mm, 0, 170) > 4 * pixel(kidneys, mm, 0, 100)  # the bladder below
-    hida, mm = frame("GALLBLADDER", "DYNAMIC 60 MIN")  # the gallbladder is the hottest spot, inside the liver
+    hida, mm = frame("GALLBLADDER", Scene.HIDA)  # the gallbladder is the hottest spot, inside the liver
     assert pixel(hida, mm, -25, 45) > 1.5 * pixel(hida, mm, -90, -40) > 3 * pixel(hida, mm, 100, -40)
 
 
@@ -277,19 +278,33 @@ def test_cardiac_cine_shows_bright_blood_and_spin_echo_t1_dark_blood(tmp_path: P
 
 
 def test_ultrasound_and_nm_frames_repeat_for_a_seed_and_change_between_frames() -> None:
-    us = [phantoms_us.ultrasound("THYROID", "RIGHT LOBE", 480, 640, seed=s, frame=f)
+    us = [phantoms_us.ultrasound("thyroid", 480, 640, seed=s, frame=f)
           for s, f in ((3, 0), (3, 0), (3, 1))]
-    nm = [phantoms_nm.nm_image("KIDNEY", "DYNAMIC", 256, frame=0, seed=s) for s in (3, 3, 4)]
+    nm = [phantoms_nm.nm_image("renal", 256, frame=0, seed=s) for s in (3, 3, 4)]
     for a, same, other in (us, nm):
         assert np.array_equal(a, same) and not np.array_equal(a, other)
+
+
+def test_the_curated_scene_not_the_description_decides_what_an_nm_or_us_series_shows(tmp_path: Path) -> None:
+    def pixels(modality: Modality, part: str, description: str, scene: Scene) -> np.ndarray:
+        order = _with_series(modality, SeriesSpec(1, description, "X", 1, scene=scene), body_part=part)
+        out = tmp_path / f"{modality}-{description}-{scene}".replace(" ", "_")
+        return _read(write_study(order, out, seed=4, now=FIXED_NOW), 1)[0].pixel_array.astype(np.float32)
+
+    for modality, part, (said, other), (scene, changed) in (
+            (Modality.US, "KIDNEY", ("RIGHT KIDNEY", "BLADDER"), (Scene.KIDNEY, Scene.BLADDER)),
+            (Modality.NM, "CHEST", ("VENTILATION 8 VIEWS", "PERFUSION 8 VIEWS"), (Scene.VQ_VENT, Scene.VQ_PERF))):
+        first = pixels(modality, part, said, scene)
+        assert np.array_equal(first, pixels(modality, part, other, scene)), "another description, the same image"
+        assert np.abs(first - pixels(modality, part, said, changed)).mean() > 2, "another scene, another image"
 
 
 def test_new_nm_and_us_scenes_pass_dciodvfy(tmp_path: Path) -> None:
     binary = require_binary("dciodvfy")
     files = []
-    for modality, part, desc in ((Modality.NM, "HEART", "STRESS SPECT"), (Modality.NM, "CHEST", "VENTILATION"),
-                                 (Modality.US, "THYROID", "LEFT LOBE AND ISTHMUS"), (Modality.US, "HEAD", "CORONAL")):
-        order = _with_series(modality, SeriesSpec(1, desc, "X", 1), body_part=part)
+    for modality, part, scene in ((Modality.NM, "HEART", Scene.STRESS), (Modality.NM, "CHEST", Scene.VQ_VENT),
+                                  (Modality.US, "THYROID", Scene.THYROID_LEFT), (Modality.US, "HEAD", Scene.HEAD_COR)):
+        order = _with_series(modality, SeriesSpec(1, "SWEEP", "X", 1, scene=scene), body_part=part)
         files += sorted(write_study(order, tmp_path / part, seed=4, now=FIXED_NOW).study_dir.glob("*.dcm"))
     for path in files:
         out = subprocess.run([binary, str(path)], capture_output=True, text=True, check=False)

@@ -20,7 +20,7 @@ from generators.dicom.writer import (
     file_meta_bytes,
     pixel_element,
 )
-from generators.terms import Modality
+from generators.terms import Modality, Scene
 from tests.examples import FIXED_NOW, order_for
 
 
@@ -74,7 +74,7 @@ def test_a_pre_encoded_sequence_is_spliced_in_unchanged() -> None:
     pixels = series_pixels(order.exam, spec, 2, seed=1)
     series = iods.series_dataset(order, iods.SeriesContext(spec, "2.25.1", "2.25.2", FIXED_NOW, pixels),
                                  now=FIXED_NOW)
-    holder = iods.nm_detector_information(posterior=True)
+    holder = iods.nm_detector_information(True, Scene.BONE)
     header = SeriesTemplate(series, iods.NM_DYNAMIC).header({
         iods.SOP_INSTANCE_UID: "2.25.9", iods.INSTANCE_NUMBER: "2",
         iods.DETECTOR_INFORMATION: encode_dataset_element(holder, iods.DETECTOR_INFORMATION)})
