@@ -34,10 +34,10 @@ from typing import Any
 from generators.dicom import SeriesRecord, StudyResult, write_study
 from generators.dicom.sr import SERIES_NUMBERS, build_study_documents, study_context, write_part10
 from generators.dicom.sr.document import series_interval
-from generators.dicom.study import InstanceRecord
+from generators.records import InstanceRecord
 from generators.reports import Report
 from generators.types import Order
-from simulations.transport.dimse.store import InstanceRef
+from simulations.transport.dimse.store import read_instance
 
 # Modality (0008,0060) of the document IODs: SR (dose, text), KO (key objects), DOC (encapsulated PDF).
 DOCUMENT_MODALITIES = frozenset({"SR", "KO", "DOC"})
@@ -150,6 +150,6 @@ def write_study_with_documents(order: Order, out_dir: Path, *, seed: int, now: d
 
 def _document_record(path: Path, series, study_instance_uid: str) -> InstanceRecord:
     """The instance record of a document written with pydicom (its File Meta read back: a few hundred bytes)."""
-    meta = InstanceRef.from_file(path)
-    return InstanceRecord(path, meta.sop_class_uid, meta.sop_instance_uid, series.series_instance_uid, series.number, 1,
-                          meta.transfer_syntax_uid, path.stat().st_size, study_instance_uid, meta.dataset_offset)
+    meta = read_instance(path)
+    return replace(meta, series_instance_uid=series.series_instance_uid, series_number=series.number,
+                   instance_number=1, size=path.stat().st_size)

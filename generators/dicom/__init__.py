@@ -7,6 +7,7 @@ Public API: :func:`write_study` / :func:`iter_study` (:mod:`generators.dicom.stu
 from __future__ import annotations
 
 from generators.dicom.preview import write_preview_png
-from generators.dicom.study import InstanceRecord, SeriesRecord, StudyResult, iter_study, write_study
+from generators.records import InstanceRecord
+from generators.dicom.study import SeriesRecord, StudyResult, iter_study, write_study
 
 __all__ = ["InstanceRecord", "SeriesRecord", "StudyResult", "iter_study", "write_preview_png", "write_study"]

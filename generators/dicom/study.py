@@ -21,6 +21,7 @@ from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
 from generators.dicom import iods
 from generators.dicom.pixels import SeriesPixels, series_pixels, thumbnail_window
 from generators.dicom.preview import preview_path, write_frame_strip_png, write_preview_png
+from generators.records import InstanceRecord
 from generators.dicom.writer import (
     SUPPORTED_TRANSFER_SYNTAXES,
     AsyncFileWriter,
@@ -32,22 +33,6 @@ from generators.dicom.writer import (
 from generators.terms import Modality, scene_problem
 from generators.types import ExamInfo, Order
 from generators.uids import new_uid
-
-
-@dataclass(frozen=True, slots=True)
-class InstanceRecord:
-    """One written instance (the file is complete on disk when the record is handed out)."""
-
-    path: Path
-    sop_class_uid: str
-    sop_instance_uid: str
-    series_instance_uid: str
-    series_number: int
-    instance_number: int
-    transfer_syntax_uid: str
-    size: int
-    study_instance_uid: str = ""
-    dataset_offset: int = 0  # where the data set starts in the file (after preamble and File Meta): C-STORE sends from there
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +139,8 @@ def _generate(order: Order, out_dir: Path, *, seed: int, transfer_syntax: str, n
                            *pixel_element(arr, transfer_syntax, bits_stored=pixels.bits_stored,
                                           signed=pixels.signed)]
                 path = study_dir / f"{spec.number:03d}_{i + 1:04d}.dcm"
-                record = InstanceRecord(path, sop_class, sop_uid, series_uid, spec.number, i + 1, transfer_syntax, 0,
-                                        order.study_instance_uid, len(buffers[0]))
+                record = InstanceRecord(path, sop_class, sop_uid, transfer_syntax, order.study_instance_uid,
+                                        len(buffers[0]), series_uid, spec.number, i + 1)
                 writer.submit(path, buffers, lambda size, r=record: _sized(r, size))
                 yield from writer.done()
             yield SeriesRecord(spec.number, series_uid, spec.description, modality.value, count, sop_class,

@@ -12,7 +12,7 @@ from simulations.events import EventType
 from simulations.handlers.base import RunContext, StepFailed, Story, now
 from simulations.options import TRANSFER_SYNTAX_UIDS
 from simulations.steps import EndpointKind, Step
-from simulations.transport.dimse.store import InstanceRef, send_instances
+from simulations.transport.dimse.store import send_instances
 from simulations.transport.errors import SendError
 
 
@@ -40,19 +40,12 @@ async def generate_dicom(step: Step, story: Story, run: RunContext) -> None:
                      study_instance_uid=study.study_instance_uid)
 
 
-def _refs(story: Story) -> list[InstanceRef]:
-    """What the sender needs of each instance, straight from the records the generator handed back."""
-    return [InstanceRef(r.path, r.sop_class_uid, r.sop_instance_uid, r.transfer_syntax_uid,
-                        r.study_instance_uid or story.study.study_instance_uid, r.dataset_offset)
-            for r in story.study.instances]
-
-
 async def send_dicom(step: Step, story: Story, run: RunContext) -> None:
     peer = run.peer(EndpointKind.STORAGE, step)
     if not run.sending or peer is None:
         await story.emit(EventType.STEP_SKIPPED, "Study not sent (sending is off)", step)
         return
-    refs = _refs(story)
+    refs = list(story.study.instances)  # the generator's records: nothing is read back
     try:
         results = await asyncio.to_thread(send_instances, peer, refs, associations=step.spec.associations, retries=1)
     except SendError as exc:

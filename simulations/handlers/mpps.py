@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from generators.dicom.study import InstanceRecord
+from generators.records import InstanceRecord
 from generators.mpps import PerformedSeries, build_mpps_completed, build_mpps_in_progress
 from simulations.documents import is_document_series
 from simulations.events import EventType

@@ -23,7 +23,7 @@ from pydicom.uid import ImplicitVRLittleEndian, RLELossless
 
 from simulations.transport.dimse.common import DicomPeer
 from simulations.transport.dimse.storage_scp import StorageScp
-from simulations.transport.dimse.store import InstanceRef, _Link, _propose, send_instances
+from simulations.transport.dimse.store import read_instance, _Link, _propose, send_instances
 from simulations.transport.dimse.upper_layer import dimse_buffers, encode_command
 from tests.conftest import require_binary
 from tests.dcmtk import DCMTK_ENV
@@ -82,7 +82,7 @@ def _interleaved(peers: list[DicomPeer], files: list[Path]) -> list[int]:
     """
     links = []
     for peer, path in zip(peers * (len(files) // len(peers)), files):
-        ref = InstanceRef.from_file(path)
+        ref = read_instance(path)
         link = _Link(peer, max_pdu=16384)
         accepted = link.associate(_propose([ref]))
         context_id = min(cx for cx, (_, ts) in accepted.items() if ts == ref.transfer_syntax_uid)
@@ -140,7 +140,7 @@ def scp(tmp_path: Path) -> Iterator[StorageScp]:
 
 def _send_raw(peer: DicomPeer, path: Path, dataset: bytes, *, sop_instance: str | None = None) -> tuple[int, str]:
     """One C-STORE of ``dataset`` (any bytes) for the instance in ``path``; returns (status, comment)."""
-    ref = InstanceRef.from_file(path)
+    ref = read_instance(path)
     link = _Link(peer, max_pdu=0)
     accepted = link.associate(_propose([ref]))
     context_id = min(cx for cx, (_, ts) in accepted.items() if ts == ref.transfer_syntax_uid)
@@ -338,7 +338,7 @@ def test_spool_files_of_a_killed_scp_on_this_host_are_swept_at_start_and_no_othe
     assert victim.stdout is not None
     port = int(victim.stdout.readline())
     [path] = write_ct_series(tmp_path / "series", count=1, rows=128, columns=128)
-    ref = InstanceRef.from_file(path)
+    ref = read_instance(path)
     link = _Link(DicomPeer("127.0.0.1", port, "SHARED_PACS"), max_pdu=16384)
     accepted = link.associate(_propose([ref]))
     context_id = min(cx for cx, (_, ts) in accepted.items() if ts == ref.transfer_syntax_uid)

@@ -15,7 +15,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittle
 from pynetdicom import AE, evt
 
 from simulations.transport.dimse.common import DicomPeer
-from simulations.transport.dimse.store import InstanceRef, StoreResult, send_instances
+from simulations.transport.dimse.store import read_instance, StoreResult, send_instances
 from tests.conftest import free_port, require_binary
 from tests.transport.dicom_files import dataset_bytes, storescp, write_ct_series
 
@@ -156,7 +156,7 @@ def test_it_reads_only_the_header_to_describe_a_file(tmp_path: Path) -> None:
     [path] = write_ct_series(tmp_path / "s", count=1, transfer_syntax=ImplicitVRLittleEndian)
     ds = pydicom.dcmread(path)
 
-    ref = InstanceRef.from_file(path)
+    ref = read_instance(path)
 
     assert ref.sop_class_uid == CTImageStorage
     assert ref.sop_instance_uid == ds.SOPInstanceUID

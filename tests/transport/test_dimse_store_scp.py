@@ -14,7 +14,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, RLELossless
 
 from simulations.transport.dimse.echo import echo
 from simulations.transport.dimse.storage_scp import StorageScp, StoredInstance
-from simulations.transport.dimse.store import InstanceRef, _Link, _propose, send_instances
+from simulations.transport.dimse.store import read_instance, _Link, _propose, send_instances
 from simulations.transport.dimse.upper_layer import dimse_buffers, encode_command
 from simulations.transport.errors import SendError
 from tests.conftest import require_binary
@@ -143,7 +143,7 @@ def test_it_reassembles_data_sets_split_over_many_pdus(tmp_path: Path) -> None:
 
 def test_it_discards_a_data_set_cut_off_by_an_abort(tmp_path: Path, scp: StorageScp) -> None:
     [path] = write_ct_series(tmp_path / "series", count=1, rows=128, columns=128)
-    ref = InstanceRef.from_file(path)
+    ref = read_instance(path)
     link = _Link(scp.peer, max_pdu=16384)
     accepted = link.associate(_propose([ref]))
     context_id = min(cx for cx, (_, ts) in accepted.items() if ts == ref.transfer_syntax_uid)

@@ -30,7 +30,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from generators.dicom import iods
 from generators.dicom.sr import items
-from generators.dicom.study import InstanceRecord
+from generators.records import InstanceRecord
 from generators.dicom.writer import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from generators.dicom_common import (
     SPECIFIC_CHARACTER_SET,

@@ -42,6 +42,7 @@ from pynetdicom.dsutils import split_dataset
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.status import GENERAL_STATUS, STORAGE_SERVICE_CLASS_STATUS
 
+from generators.records import InstanceRecord
 from simulations.transport.dimse.common import DicomPeer
 from simulations.transport.dimse.common import reject_reason
 from simulations.transport.dimse.upper_layer import (
@@ -88,39 +89,22 @@ _WARNINGS = frozenset({0x0001, 0x0107, 0x0116})
 Category = Literal["success", "warning", "failure"]
 
 
-@dataclass(frozen=True, slots=True)
-class InstanceRef:
-    """What the sender needs to know about one DICOM file (PS3.10) without decoding it.
-
-    Callers that have just written the file (the image generator) can build it directly and
-    spare the header scan; otherwise use :meth:`from_file`.
-    """
-
-    path: Path
-    sop_class_uid: str
-    sop_instance_uid: str
-    transfer_syntax_uid: str
-    study_instance_uid: str
-    dataset_offset: int
-
-    @classmethod
-    def from_file(cls, path: Path | str) -> "InstanceRef":
-        """Read the File Meta group (PS3.10 §7.1) and the Study Instance UID of ``path``.
-
-        The common case (Explicit/Implicit VR Little Endian, no undefined-length sequence before
-        (0020,000D)) is parsed from the first few KiB by hand; anything else falls back to pydicom.
-        """
-        path = Path(path)
-        try:
-            with open(path, "rb") as fp:
-                head = fp.read(16384)
-        except OSError as exc:
-            raise ValueError(f"cannot read {path}: {exc.strerror}") from exc
-        parsed = _scan_header(head)
-        if parsed is None:
-            parsed = _scan_header_with_pydicom(path)
-        sop_class, sop_instance, ts, study, offset = parsed
-        return cls(path, sop_class, sop_instance, ts, study, offset)
+def read_instance(path: Path | str) -> InstanceRecord:
+    """The :class:`InstanceRecord` of a DICOM file (PS3.10) read from disk: its File Meta group (§7.1) and
+    Study Instance UID. The common case (Explicit/Implicit VR Little Endian, no undefined-length sequence
+    before (0020,000D)) is parsed from the first few KiB by hand; anything else falls back to pydicom.
+    Files the generator has just written need none of this: it hands out their records."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fp:
+            head = fp.read(16384)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from exc
+    parsed = _scan_header(head)
+    if parsed is None:
+        parsed = _scan_header_with_pydicom(path)
+    sop_class, sop_instance, ts, study, offset = parsed
+    return InstanceRecord(path, sop_class, sop_instance, ts, study, offset)
 
 
 @dataclass(slots=True)
@@ -131,14 +115,24 @@ class StoreResult:
     its association was lost before an answer came): ``message`` says why.
     """
 
-    sop_instance_uid: str
-    sop_class_uid: str
-    path: Path
+    instance: InstanceRecord
     status: int | None
     category: Category
     message: str
     attempts: int
-    transfer_syntax_uid: str = ""
+    transfer_syntax_uid: str = ""  # the syntax it went on the wire in (a copy's, when the file's was refused)
+
+    @property
+    def sop_instance_uid(self) -> str:
+        return self.instance.sop_instance_uid
+
+    @property
+    def sop_class_uid(self) -> str:
+        return self.instance.sop_class_uid
+
+    @property
+    def path(self) -> Path:
+        return self.instance.path
 
     @property
     def stored(self) -> bool:
@@ -160,7 +154,7 @@ class StoreError(SendError):
         *,
         permanent: bool = False,
         results: list[StoreResult],
-        unsent: list[InstanceRef],
+        unsent: list[InstanceRecord],
     ) -> None:
         super().__init__(message, permanent=permanent)
         self.results = results
@@ -189,7 +183,7 @@ def is_permanent_failure(status: int) -> bool:
 
 def send_instances(
     peer: DicomPeer,
-    files: Sequence[Path | str | InstanceRef],
+    files: Sequence[Path | str | InstanceRecord],
     *,
     associations: int = 1,
     retries: int = 1,
@@ -210,12 +204,12 @@ def send_instances(
     Per-instance failures are results, not exceptions. An association that cannot be opened or
     is lost raises :class:`StoreError` (a :class:`SendError`) carrying the results so far.
     """
-    refs = [f if isinstance(f, InstanceRef) else InstanceRef.from_file(f) for f in files]
+    refs = [f if isinstance(f, InstanceRecord) else read_instance(f) for f in files]
     order = {(ref.path, ref.sop_instance_uid): index for index, ref in enumerate(refs)}
-    studies: dict[str, list[InstanceRef]] = {}
+    studies: dict[str, list[InstanceRecord]] = {}
     for ref in refs:
         studies.setdefault(ref.study_instance_uid, []).append(ref)
-    units: list[list[InstanceRef]] = []
+    units: list[list[InstanceRecord]] = []
     for members in studies.values():
         parts = max(1, min(associations, len(members)))
         size = -(-len(members) // parts)
@@ -230,7 +224,7 @@ def send_instances(
         if on_result is not None:
             on_result(result)
 
-    def run(unit: list[InstanceRef]) -> StoreError | None:
+    def run(unit: list[InstanceRecord]) -> StoreError | None:
         try:
             _send_unit(peer, unit, retries=retries, max_pdu=max_pdu, record=record)
         except StoreError as exc:
@@ -272,7 +266,7 @@ def send_instances(
 class _Plan:
     """How one instance goes on the wire: presentation context, and whether to re-encode."""
 
-    ref: InstanceRef
+    ref: InstanceRecord
     context_id: int | None
     wire_syntax: str
     convert: bool
@@ -280,7 +274,7 @@ class _Plan:
     last: StoreResult | None = None
 
 
-def _propose(refs: Sequence[InstanceRef]) -> list[PresentationContext]:
+def _propose(refs: Sequence[InstanceRecord]) -> list[PresentationContext]:
     """Presentation contexts for exactly the (SOP class, transfer syntax) pairs in ``refs``."""
     wanted: dict[str, list[str]] = {}
     for ref in refs:
@@ -308,7 +302,7 @@ def _context(index: int, abstract_syntax: str, syntaxes: list[str]) -> Presentat
     return presentation_context(2 * index + 1, abstract_syntax, syntaxes)
 
 
-def _plan(ref: InstanceRef, accepted: dict[int, tuple[str, str]]) -> _Plan:
+def _plan(ref: InstanceRecord, accepted: dict[int, tuple[str, str]]) -> _Plan:
     exact = None
     fallback = None
     for cx_id, (abstract, ts) in accepted.items():
@@ -328,7 +322,7 @@ def _plan(ref: InstanceRef, accepted: dict[int, tuple[str, str]]) -> _Plan:
 
 def _send_unit(
     peer: DicomPeer,
-    refs: list[InstanceRef],
+    refs: list[InstanceRecord],
     *,
     retries: int,
     max_pdu: int,
@@ -392,7 +386,7 @@ def _send_unit(
             pending = again
     except SendError as exc:
         link.close()
-        unsent: list[InstanceRef] = []
+        unsent: list[InstanceRecord] = []
         for plan in plans:
             if id(plan) in finished:
                 continue
@@ -406,9 +400,7 @@ def _send_unit(
 
 def _result(plan: _Plan, status: int | None, category: Category, message: str) -> StoreResult:
     return StoreResult(
-        sop_instance_uid=plan.ref.sop_instance_uid,
-        sop_class_uid=plan.ref.sop_class_uid,
-        path=plan.ref.path,
+        instance=plan.ref,
         status=status,
         category=category,
         message=message,
@@ -433,7 +425,7 @@ def _payload(plan: _Plan) -> bytes | str:
     return _convert(ref, plan.wire_syntax)
 
 
-def _convert(ref: InstanceRef, target: str) -> bytes | str:
+def _convert(ref: InstanceRecord, target: str) -> bytes | str:
     """Decode ``ref`` with pydicom and encode it in the uncompressed syntax ``target`` (PS3.5 §10)."""
     try:
         ds = dcmread(ref.path)
@@ -660,7 +652,8 @@ def _scan_header_with_pydicom(path: Path) -> tuple[str, str, str, str, int]:
 
 __all__ = [
     "DEFAULT_MAX_PDU",
-    "InstanceRef",
+    "InstanceRecord",
+    "read_instance",
     "StoreError",
     "StoreResult",
     "is_permanent_failure",
