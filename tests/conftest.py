@@ -92,6 +92,7 @@ def scaleout_workers(request, tmp_path_factory):
     blocker = request.getfixturevalue("django_db_blocker")
     queue = f"yeeter-test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-{uuid.uuid4().hex[:6]}"
     settings.CELERY_TASK_DEFAULT_QUEUE = queue  # where this session's runs send their patients
+    os.environ["YEETER_CELERY_QUEUE"] = queue  # and those of the processes the tests start (runsim, daphne)
     with blocker.unblock():
         env = worker_env(broker=settings.CELERY_BROKER_URL, queue=queue,
                          extra={"REDIS_URL": os.environ.get("REDIS_URL", ""), "YEETER_PIXEL_WORKERS": "1"})

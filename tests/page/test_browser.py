@@ -42,9 +42,14 @@ def asgi_server(django_db_setup, django_db_blocker, tmp_path_factory):
     log = tmp_path_factory.mktemp("daphne") / "daphne.log"
     with django_db_blocker.unblock():
         url = _database_url()
+    from django.conf import settings
+
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": url,
-           "ALLOWED_HOSTS": "127.0.0.1,localhost", "YEETER_PIXEL_WORKERS": "1"}
-    env.pop("REDIS_URL", None)
+           "ALLOWED_HOSTS": "127.0.0.1,localhost", "YEETER_PIXEL_WORKERS": "1",
+           # the scale-out pass: the page's runs go to this session's workers, events over its Redis layer
+           "YEETER_CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE}
+    if not settings.CELERY_BROKER_URL:
+        env.pop("REDIS_URL", None)
     with log.open("wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
                                     "yeeter.asgi:application"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
