@@ -16,14 +16,8 @@ import hl7
 import pytest
 
 from simulations.transport.errors import SendError
-from simulations.transport.mllp import (
-    AckError,
-    AsyncMllpClient,
-    MllpClient,
-    async_mllp_ping,
-    mllp_ping,
-    parse_msh,
-)
+from simulations.transport.mllp import AckError, AsyncMllpClient, MllpClient, async_mllp_ping, mllp_ping
+from simulations.transport.mllp_ack import parse_msh
 from simulations.transport.mllp_server import MllpServer, MllpServerThread
 from tests.conftest import free_port
 
