@@ -24,7 +24,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simulations.transport.mllp import AsyncMllpClient, MllpClient, frame  # noqa: E402
+from simulations.transport.mllp import AsyncMllpClient, MllpClient  # noqa: E402
+from simulations.transport.mllp_framing import frame  # noqa: E402
 from simulations.transport.mllp_server import MllpServer  # noqa: E402
 
 ORM_TEMPLATE = (

@@ -11,12 +11,14 @@ MSH swaps the sender's and receiver's application and facility, carries ``ACK^<t
 MSH-9 and the incoming MSH-11/MSH-12 (v2.5.1 and P when those were refused), and MSA-2 echoes the
 incoming MSH-10.
 
-The hot path reads only the MSH (:func:`~simulations.transport.mllp.parse_msh`) and builds the ACK
-with string formatting: a receiver that ran a full HL7 parse per message would be the bottleneck of
-every simulation run. It is tolerant where a sender may be sloppy (bytes between blocks are skipped,
-FS without CR is accepted) and bounded where a peer may be hostile (oversize blocks close that one
-connection, idle connections time out, a slow reader pauses reading until it drains its ACKs, and
-the partial blocks of all connections together never hold more than ``buffer_budget`` bytes).
+The hot path reads only the MSH (:func:`~simulations.transport.mllp_ack.parse_msh`) and builds the
+ACK with string formatting (:class:`~simulations.transport.mllp_ack.AckBuilder`): a receiver that
+ran a full HL7 parse per message would be the bottleneck of every simulation run. Each connection
+(:mod:`simulations.transport.mllp_connection`) is tolerant where a sender may be sloppy (bytes
+between blocks are skipped, FS without CR is accepted) and bounded where a peer may be hostile
+(oversize blocks close that one connection, idle connections time out, a slow reader pauses reading
+until it drains its ACKs, and the partial blocks of all connections together never hold more than
+``buffer_budget`` bytes).
 """
 
 from __future__ import annotations
@@ -25,33 +27,30 @@ import asyncio
 import collections
 import logging
 import re
-import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Self
 
-from simulations.transport.mllp import DEFAULT_MAX_MESSAGE_BYTES, Msh, parse_msh, preview
+from simulations.transport.mllp_ack import (
+    ERR_DATA_TYPE,
+    ERR_REQUIRED_FIELD_MISSING,
+    ERR_SEGMENT_SEQUENCE,
+    ERR_UNSUPPORTED_EVENT,
+    ERR_UNSUPPORTED_MESSAGE_TYPE,
+    ERR_UNSUPPORTED_PROCESSING_ID,
+    ERR_UNSUPPORTED_VERSION,
+    AckBuilder,
+    Msh,
+    parse_msh,
+    salvage_control_id,
+)
+from simulations.transport.mllp_connection import MllpConnection
+from simulations.transport.mllp_framing import DEFAULT_MAX_MESSAGE_BYTES, frame
 
 logger = logging.getLogger(__name__)
-
-_VT = b"\x0b"
-_FS = b"\x1c"
-_END = b"\x1c\x0d"
-_BETWEEN_BLOCKS = b"\r\n"  # the CR of an FS CR split across reads, LF from sloppy senders
-
-# HL7 table 0357 message error condition codes used in ERR-3.
-ERR_SEGMENT_SEQUENCE = ("100", "Segment sequence error")
-ERR_REQUIRED_FIELD_MISSING = ("101", "Required field missing")
-ERR_DATA_TYPE = ("102", "Data type error")
-ERR_UNSUPPORTED_MESSAGE_TYPE = ("200", "Unsupported message type")
-ERR_UNSUPPORTED_EVENT = ("201", "Unsupported event code")
-ERR_UNSUPPORTED_PROCESSING_ID = ("202", "Unsupported processing id")
-ERR_UNSUPPORTED_VERSION = ("203", "Unsupported version id")
-ERR_INTERNAL = ("207", "Application internal error")
 
 # HL7 table 0104 (version ID): every published v2 version; the listener reads only the MSH.
 HL7_VERSIONS = frozenset({"2.0", "2.0D", "2.1", "2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7",
@@ -69,7 +68,6 @@ MESSAGE_TYPES = frozenset(
 )
 DEFAULT_BUFFER_BUDGET = 64 * 1024 * 1024
 _EVENT = re.compile(r"[A-Z][A-Z0-9]{2}")  # the shape of HL7 table 0003 trigger events
-_HEAD = 4096  # bytes of a refused block read for its MSH
 
 # MSH-18 character set names (HL7 table 0211) a sender may declare, as Python codec names.
 _CHARSETS = {
@@ -93,36 +91,6 @@ class ReceivedMessage:
     message_type: str
     ack_code: str
     error: str = ""
-
-
-def escape(text: str, separator: str = "|", encoding_characters: str = "^~\\&") -> str:
-    """Escape ``text`` for a field value (HL7 v2.5.1 section 2.7: ``\\F\\ \\S\\ \\R\\ \\E\\ \\T\\``)."""
-    component, repetition, escape_char, subcomponent = encoding_characters[:4]
-    out = text.replace(escape_char, f"{escape_char}E{escape_char}")
-    for char, code in ((separator, "F"), (component, "S"), (repetition, "R"), (subcomponent, "T")):
-        out = out.replace(char, f"{escape_char}{code}{escape_char}")
-    return out.replace("\r", " ").replace("\n", " ")
-
-
-class _Clock:
-    """MSH-7 timestamps and unique ACK control ids (MSH-10), formatted once per second not per message."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._stamp = ""
-        self._prefix = f"Y{int(time.time()) & 0xFFFFFFF:07X}"  # distinct across listener restarts
-        self._counter = 0
-
-    def stamp(self) -> str:
-        now = int(time.time())
-        if now != self._second:
-            self._second = now
-            self._stamp = time.strftime("%Y%m%d%H%M%S%z", time.localtime(now))
-        return self._stamp
-
-    def next_id(self) -> str:
-        self._counter += 1
-        return f"{self._prefix}{self._counter}"  # <= 20 characters, the MSH-10 length of v2.5.1
 
 
 class MllpServer:
@@ -181,9 +149,10 @@ class MllpServer:
         self.connections_accepted = 0
         self._messages: collections.deque[ReceivedMessage] = collections.deque(maxlen=history)
         self._server: asyncio.Server | None = None
-        self._connections: set[_Connection] = set()
+        self._connections: set[MllpConnection] = set()
         self._stopping = False
-        self._clock = _Clock()
+        self._acks = AckBuilder(application=application, facility=facility, versions=self.versions,
+                                processing_ids=self.processing_ids)
 
     @property
     def port(self) -> int:
@@ -201,11 +170,11 @@ class MllpServer:
         self._stopping = False
         if self.ssl_context is None:
             self._server = await loop.create_server(
-                lambda: _Connection(self), self.host, self._port, backlog=self.backlog, reuse_address=True
+                lambda: MllpConnection(self), self.host, self._port, backlog=self.backlog, reuse_address=True
             )
         else:
             self._server = await loop.create_server(
-                lambda: _Connection(self),
+                lambda: MllpConnection(self),
                 self.host,
                 self._port,
                 backlog=self.backlog,
@@ -290,12 +259,12 @@ class MllpServer:
             error, detail = self._unsupported(msh)
             code = "AR"
         if error is None and msh is not None:
-            ack = self._accept(msh)
+            ack = self._acks.accept(msh)
             code, control_id, message_type = "AA", msh.control_id, msh.message_type
         else:
-            control_id = msh.control_id if msh is not None else _salvage_control_id(text)
+            control_id = msh.control_id if msh is not None else salvage_control_id(text)
             message_type = msh.message_type if msh is not None else ""
-            ack = self._error(msh, control_id, error or ERR_DATA_TYPE, detail, code=code)
+            ack = self._acks.refuse(msh, control_id, error or ERR_DATA_TYPE, detail, code=code)
             logger.warning("MLLP message from %s answered %s: %s", peer, code, detail)
         received = ReceivedMessage(
             raw=text,
@@ -341,58 +310,14 @@ class MllpServer:
             msh: Msh | None = parse_msh(text)
         except ValueError:
             msh = None
-        control_id = msh.control_id if msh is not None else _salvage_control_id(text)
-        ack = self._error(msh, control_id, error, detail, code="AR")
+        control_id = msh.control_id if msh is not None else salvage_control_id(text)
+        ack = self._acks.refuse(msh, control_id, error, detail, code="AR")
         logger.warning("MLLP block from %s answered AR: %s", peer, detail)
         self._messages.append(ReceivedMessage(
             raw=text[:1000], peer=peer, received_at=datetime.now(UTC), control_id=control_id,
             message_type=msh.message_type if msh is not None else "", ack_code="AR", error=detail,
         ))
-        return _VT + ack.encode(self.encoding, errors="replace") + _END
-
-    def _accept(self, msh: Msh) -> str:
-        sep = msh.field_separator
-        comp = msh.component_separator
-        trigger = msh.trigger_event
-        message_type = f"ACK{comp}{trigger}{comp}ACK" if trigger else "ACK"
-        return (
-            f"MSH{sep}{msh.encoding_characters}{sep}{msh.receiving_application or self.application}"
-            f"{sep}{msh.receiving_facility or self.facility}{sep}{msh.sending_application}{sep}"
-            f"{msh.sending_facility}{sep}{self._clock.stamp()}{sep}{sep}{message_type}{sep}"
-            f"{self._clock.next_id()}{sep}{msh.processing_id or 'P'}{sep}{msh.version or '2.5.1'}\r"
-            f"MSA{sep}AA{sep}{msh.control_id}\r"
-        )
-
-    def _error(self, msh: Msh | None, control_id: str, error: tuple[str, str], detail: str, *,
-               code: str = "AE") -> str:
-        if msh is not None:
-            sep, enc = msh.field_separator, msh.encoding_characters
-            trigger = msh.trigger_event
-            header = (
-                f"{msh.receiving_application or self.application}{sep}{msh.receiving_facility or self.facility}"
-                f"{sep}{msh.sending_application}{sep}{msh.sending_facility}"
-            )
-            processing, version = msh.processing_id or "P", msh.version or "2.5.1"
-        else:
-            # The sender's delimiters are unknown or invalid: answer in the standard ones.
-            sep, enc, trigger = "|", "^~\\&", ""
-            header = f"{self.application}{sep}{self.facility}{sep}{sep}"
-            processing, version = "P", "2.5.1"
-            control_id = escape(control_id, sep, enc)
-        comp = enc[0]
-        message_type = f"ACK{comp}{trigger}{comp}ACK" if trigger else "ACK"
-        text = escape(detail, sep, enc)
-        number, name = error
-        if version.split(comp, 1)[0] not in self.versions:
-            version = "2.5.1"  # answer in a version we speak, not the unsupported one
-        if processing.split(comp, 1)[0] not in self.processing_ids:
-            processing = "P"
-        return (
-            f"MSH{sep}{enc}{sep}{header}{sep}{self._clock.stamp()}{sep}{sep}{message_type}{sep}"
-            f"{self._clock.next_id()}{sep}{processing}{sep}{version}\r"
-            f"MSA{sep}{code}{sep}{control_id}{sep}{text}\r"
-            f"ERR{sep}{sep}{sep}{number}{comp}{name}{comp}HL70357{sep}E{sep}{sep}{sep}{sep}{text}\r"
-        )
+        return frame(ack.encode(self.encoding, errors="replace"))
 
     def _decode_declared(self, payload: bytes | bytearray) -> tuple[str, str]:
         """Decode with the MSH-18 charset when the sender declared one; else latin-1 (never fails)."""
@@ -411,190 +336,6 @@ class MllpServer:
     @staticmethod
     def _charset_declared(msh: Msh, encoding: str) -> bool:
         return _CHARSETS.get(msh.character_set.upper()) == encoding
-
-
-def _salvage_control_id(text: str) -> str:
-    """MSH-10 by plain position when the MSH is too broken to parse; empty when there is none."""
-    if not text.startswith("MSH") or len(text) < 4:
-        return ""
-    fields = text.split("\r", 1)[0].split(text[3])
-    return fields[9].strip() if len(fields) > 9 else ""
-
-
-class _Connection(asyncio.Protocol):
-    """One accepted MLLP connection: finds blocks with ``bytes.find`` and writes the ACKs in one batch."""
-
-    def __init__(self, server: MllpServer) -> None:
-        self.server = server
-        self.transport: asyncio.Transport | None = None
-        self.peer = "?"
-        self.buffer = bytearray()
-        self.held = 0  # len(buffer) as counted in server.buffered
-        self.scanned = 1  # how much of a pending block was already searched for FS
-        self.last_activity = 0.0
-        self.skipped = 0
-        self.closed = False
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.idle_timer: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        if self.server._stopping:
-            self.close()
-            return
-        self.server._connections.add(self)
-        self.server.connections_accepted += 1
-        self.loop = loop = asyncio.get_running_loop()
-        self.last_activity = loop.time()
-        if self.server.idle_timeout is not None:
-            self.idle_timer = loop.call_later(self.server.idle_timeout, self._check_idle)
-
-    def data_received(self, data: bytes) -> None:
-        if self.closed:
-            return
-        if self.idle_timer is not None and self.loop is not None:
-            self.last_activity = self.loop.time()
-        buffer = self.buffer
-        if buffer:
-            # A block continues: append in place (amortised) rather than concatenating per read,
-            # so a large block trickling in is copied once, not once per chunk.
-            buffer += data
-            data = buffer
-        end_of_data = len(data)
-        pos = 0
-        acks: list[bytes] = []
-        max_bytes = self.server.max_message_bytes
-        while pos < end_of_data:
-            if data[pos] != 0x0B:
-                start = data.find(_VT, pos)
-                self._skip(data, pos, end_of_data if start < 0 else start)
-                if start < 0:
-                    pos = end_of_data
-                    break
-                pos = start
-            end = data.find(_FS, max(pos + 1, pos + self.scanned))
-            if end < 0:
-                if end_of_data - pos - 1 > max_bytes:
-                    self._oversize(end_of_data - pos - 1, acks, data[pos + 1 : pos + 1 + _HEAD])
-                    return
-                self.scanned = end_of_data - pos
-                break
-            self.scanned = 1
-            payload = data[pos + 1 : end]
-            restart = payload.rfind(_VT)
-            if restart >= 0:
-                # A sender that gave up on a block and started a new one: the new one counts.
-                self._skip(payload, 0, restart + 1)
-                payload = payload[restart + 1 :]
-            if len(payload) > max_bytes:
-                self._oversize(len(payload), acks, payload[:_HEAD])
-                return
-            acks.append(_VT + self.server.handle_block(payload, self.peer) + _END)
-            pos = end + 1
-        if pos >= end_of_data:
-            buffer.clear()
-        elif data is buffer:
-            del buffer[:pos]
-        else:
-            self.buffer = bytearray(data[pos:])
-        server = self.server
-        held = len(self.buffer)
-        if held != self.held:
-            total = server.buffered + held - self.held
-            if held > self.held and total > server.buffer_budget:
-                self._over_budget(acks, total)  # counted only once it fits: the budget is never exceeded
-                return
-            server.buffered = total
-            self.held = held
-        if acks:
-            assert self.transport is not None
-            self.transport.write(acks[0] if len(acks) == 1 else b"".join(acks))
-
-    def _skip(self, data: bytes | bytearray, start: int, end: int) -> None:
-        junk = data[start:end]
-        if not junk.strip(_BETWEEN_BLOCKS):
-            return
-        if not self.skipped:
-            logger.warning("MLLP peer %s sent bytes outside a block, skipped: %r", self.peer, preview(junk))
-        self.skipped += len(junk)
-
-    def _oversize(self, size: int, acks: list[bytes], head: bytes | bytearray) -> None:
-        limit = self.server.max_message_bytes
-        logger.warning(
-            "MLLP peer %s sent a block of more than %d bytes (%d so far); closing its connection",
-            self.peer,
-            limit,
-            size,
-        )
-        # The complete messages before it still get their ACKs, then this one its AR (207)
-        acks.append(self.server.refusal(head, ERR_INTERNAL, f"the message exceeds this receiver's limit of "
-                                                            f"{limit} bytes", self.peer))
-        self._refuse(acks)
-
-    def _over_budget(self, acks: list[bytes], total: int) -> None:
-        server = self.server
-        logger.warning(
-            "MLLP partial messages would take %d bytes, over the listener's budget of %d; refusing %s's (%d bytes)",
-            total, server.buffer_budget, self.peer, len(self.buffer),
-        )
-        start = self.buffer.find(_VT)
-        head = self.buffer[start + 1 : start + 1 + _HEAD] if start >= 0 else self.buffer[:_HEAD]
-        acks.append(server.refusal(head, ERR_INTERNAL, "the receiver has no buffer space left for this message; "
-                                                       "send it again later", self.peer))
-        self._refuse(acks)
-
-    def _refuse(self, acks: list[bytes]) -> None:
-        assert self.transport is not None
-        self.transport.write(b"".join(acks))
-        self._release()
-        self.close()
-
-    def _release(self) -> None:
-        """Drop the partial block and give its bytes back to the listener's budget."""
-        self.buffer = bytearray()  # a new object: the old one's capacity is freed, not just emptied
-        self.server.buffered -= self.held
-        self.held = 0
-
-    def _check_idle(self) -> None:
-        idle_timeout = self.server.idle_timeout
-        if self.closed or idle_timeout is None:
-            return
-        loop = asyncio.get_running_loop()
-        idle = loop.time() - self.last_activity
-        if idle >= idle_timeout:
-            logger.info("MLLP peer %s idle for %.0f s; closing its connection", self.peer, idle)
-            self.close()
-        else:
-            self.idle_timer = loop.call_later(idle_timeout - idle, self._check_idle)
-
-    def pause_writing(self) -> None:
-        # The peer is not reading its ACKs: stop reading its messages until it catches up.
-        if self.transport is not None:
-            self.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.resume_reading()
-
-    def close(self) -> None:
-        if not self.closed and self.transport is not None:
-            self.closed = True
-            self.transport.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-        if self.buffer:
-            logger.info("MLLP peer %s went away mid-block (%d bytes discarded)", self.peer, len(self.buffer))
-        self._release()
-        self.server._connections.discard(self)
 
 
 class MllpServerThread:

@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from simulations.management.commands.runsim import RunDisplay
+from simulations.display import RunDisplay
 
 
 def _event(type_: str, message: str, *, level: str = "info", patient: int | None = 1, **payload) -> dict:

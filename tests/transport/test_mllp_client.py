@@ -16,13 +16,8 @@ import hl7
 import pytest
 
 from simulations.transport.errors import SendError
-from simulations.transport.mllp import (
-    AckError,
-    AsyncMllpClient,
-    MllpClient,
-    mllp_ping,
-    parse_msh,
-)
+from simulations.transport.mllp import AckError, AsyncMllpClient, MllpClient, async_mllp_ping, mllp_ping
+from simulations.transport.mllp_ack import parse_msh
 from simulations.transport.mllp_server import MllpServer, MllpServerThread
 from tests.conftest import free_port
 
@@ -385,6 +380,7 @@ async def test_the_async_client_round_trips_and_reuses_its_connection() -> None:
         assert sorted(ack.control_id for ack in acks) == sorted(f"ASYNC{i}" for i in range(10))
         assert all(ack.code == "AA" for ack in acks)
         assert server.connections_accepted == 1
+        assert await async_mllp_ping("127.0.0.1", server.port, timeout=1.0) > 0
 
 
 @pytest.mark.asyncio
