@@ -230,6 +230,12 @@ def patient_task(run_pk, index: int) -> tuple[str, float]:
         return decision, delay
     try:
         status = asyncio.run(execute_patient(run_pk, index))
+    except Exception as exc:  # noqa: BLE001 - outside the story (the run's rows, the steps): fail it, never hang
+        logger.exception("patient %s of run %s could not be executed", index, run_pk)
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+        RunPatient.objects.filter(run_id=run_pk, index=index, status=RunPatient.Status.RUNNING).update(
+            status=RunPatient.Status.FAILED, error=reason, finished_at=timezone.now())
+        status = RunPatient.Status.FAILED
     finally:
         close_old_connections()
     finish_if_done(run_pk)

@@ -23,7 +23,7 @@ from simulations.options import TRANSFER_SYNTAX_UIDS, RunOptions, worker_id
 from simulations.distributed import distributable
 from simulations.runner import SimulationRunner
 from simulations.selectors import run_owner_fields
-from simulations.steps import ScenarioError
+from simulations.steps import ScenarioError, parse_steps
 from simulations.validation import (
     LimitExceeded,  # noqa: F401 - raised by run_create/run_start: callers catch it from here
     _check_runs_in_flight,
@@ -157,6 +157,7 @@ async def _execute_on_workers(run: Run, *, endpoints: EndpointSet, options: RunO
                               listeners: list[Callable[[dict], None]] | None, cancel: asyncio.Event | None) -> Run:
     from simulations.distributed import distribute, wait_for_end
 
+    parse_steps(run.steps)  # a run whose steps cannot run ends here (ScenarioError: the run's error), not per worker
     tail = EventTail(run.pk, listeners or [])
     await sync_to_async(transaction.atomic(distribute))(run, endpoints=endpoints, options=options)
     await EventRecorder(run.pk).emit(
@@ -354,5 +355,5 @@ def run_set_rate(*, run: Run, rate_per_hour: float) -> Run:
             moved = retime(run, run.rate_per_hour)
         async_to_sync(EventRecorder(run.pk).emit)(
             EventType.RATE_CHANGED, f"Arrival rate changed from {previous:g} to {run.rate_per_hour:g} patients per "
-            f"hour", payload={"from": previous, "to": run.rate_per_hour, "retimed": moved})
+            f"hour ({moved} patient(s) still to arrive re-timed)", payload={"from": previous, "to": run.rate_per_hour})
     return run

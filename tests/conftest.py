@@ -21,6 +21,18 @@ def port() -> int:
     return free_port()
 
 
+# What makes a process part of this test session's backend; a process with its own data dir drops them.
+BACKEND_VARIABLES = ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "YEETER_CELERY_QUEUE")
+
+
+def own_process_env(**values: str) -> dict[str, str]:
+    """The environment of a Yeeter process a test starts on a data dir of its own: this one's, less the
+    session's backend (so it is the embedded default on both test passes), plus ``values``."""
+    env = {k: v for k, v in os.environ.items() if k not in BACKEND_VARIABLES}
+    env.update(values)
+    return env
+
+
 def missing_peer(reason: str):
     """A real peer this test needs is absent: skip on a developer's machine, fail under ``CI=true``.
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import missing_peer
+from tests.conftest import missing_peer, own_process_env
 from django.core.exceptions import ImproperlyConfigured
 
 from yeeter import env
@@ -73,7 +72,7 @@ def test_database_url_accepts_sqlite_and_postgres_and_rejects_others(monkeypatch
 
 
 def _manage(*args: str, env_vars: dict[str, str]) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "SECRET_KEY", "DEBUG"}}
+    environ = {k: v for k, v in own_process_env().items() if k not in {"SECRET_KEY", "DEBUG"}}
     environ.update(env_vars)
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=environ, capture_output=True,
                           text=True, timeout=120)

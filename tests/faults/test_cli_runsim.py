@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import BACKEND_VARIABLES, own_process_env
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
@@ -68,7 +70,7 @@ def test_it_refuses_a_worklist_dir_that_is_missing_or_cannot_be_written(catalog_
 
 
 def _env(data: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL"}}
+    env = own_process_env()
     env.update({"SECRET_KEY": "cli-test-" + "x" * 40, "YEETER_DATA_DIR": str(data), "COLUMNS": "120"})
     return env
 
@@ -123,7 +125,8 @@ def test_a_terminal_sees_the_bar_redrawn_in_place_not_a_line_per_event(loaded, t
     session = f"yeeter-{os.getpid()}"
     done = tmp_path / "exit-code"
     env_args = [f"{k}={v}" for k, v in loaded.items() if k in {"SECRET_KEY", "YEETER_DATA_DIR", "PATH", "HOME"}]
-    command = (f"cd {ROOT} && env {' '.join(env_args)} {sys.executable} manage.py runsim --patients 8 --no-send "
+    unset = " ".join(f"-u {name}" for name in BACKEND_VARIABLES)  # the session's backend is not this run's
+    command = (f"cd {ROOT} && env {unset} {' '.join(env_args)} {sys.executable} manage.py runsim --patients 8 --no-send "
                f"--seed 5 --max-instances 1 --output {tmp_path / 'run'}; echo $? > {done}; sleep 120")
     subprocess.run([tmux, "-L", session, "new-session", "-d", "-s", session, "-x", "120", "-y", "40", command],
                    check=True, timeout=30)

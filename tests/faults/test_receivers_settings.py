@@ -6,7 +6,6 @@ HL7 v2.5.1 accepted; and a bad value stops start-up with a sentence naming the v
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -20,7 +19,7 @@ from simulations.transport.dimse.common import DicomPeer
 from simulations.transport.dimse.echo import echo
 from simulations.transport.dimse.store import send_instances
 from simulations.transport.mllp import AckError, MllpClient
-from tests.conftest import free_port
+from tests.conftest import free_port, own_process_env
 from tests.faults.test_receivers_limits import closed_by_server
 from tests.transport.dicom_files import write_ct_series
 
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE" and not k.startswith("YEETER_")}
+    env = {k: v for k, v in own_process_env().items() if not k.startswith("YEETER_")}
     env.update({"DJANGO_SETTINGS_MODULE": "tests.settings", "YEETER_DATA_DIR": str(tmp_path), **extra})
     return env
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import own_process_env
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -22,8 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def env(tmp_path_factory) -> dict[str, str]:
     """A data dir with the schema, the shipped catalog and scenarios, for manage.py subprocesses."""
     data = tmp_path_factory.mktemp("signals")
-    env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL",
-                                                          "CELERY_BROKER_URL"}}
+    env = own_process_env()
     env.update({"SECRET_KEY": "signals-test-" + "x" * 40, "YEETER_DATA_DIR": str(data),
                 "YEETER_HEARTBEAT_SECONDS": "1", "PYTHONUNBUFFERED": "1"})
     for args in (("migrate", "-v", "0"), ("load_catalog", "-v", "0"), ("load_scenarios", "-v", "0")):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from generators.worklist import query_dataset
 from simulations.transport.dimse.common import DicomPeer
 from simulations.transport.dimse.echo import echo
 from simulations.transport.dimse.worklist import find_worklist
-from tests.conftest import free_port
+from tests.conftest import free_port, own_process_env
 from tests.pacs.runs import events, runsim
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,8 +29,7 @@ def serve(tmp_path: Path) -> Iterator[dict[str, int]]:
     """A real ``serve`` subprocess with its own data folder and database, reporting storage commitment on a
     new association to YEETER at ``ports["commit"]`` as a PACS would; SIGINT in the finalizer."""
     ports = {kind: free_port() for kind in (*KINDS, "commit")}
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env.update({"DJANGO_SETTINGS_MODULE": "tests.settings", "YEETER_DATA_DIR": str(tmp_path / "serve")})
+    env = own_process_env(DJANGO_SETTINGS_MODULE="tests.settings", YEETER_DATA_DIR=str(tmp_path / "serve"))
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=120)
     args = [sys.executable, "manage.py", "serve", "--station-aet", "*=MODALITY1", "--commit-reply", "new",
             "--commit-peer", f"YEETER={ports['commit']}"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import own_process_env
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_sigint_cancels_the_run_and_reports_it(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env.update({"DJANGO_SETTINGS_MODULE": "tests.settings", "YEETER_DATA_DIR": str(tmp_path)})
+    env = own_process_env(DJANGO_SETTINGS_MODULE="tests.settings", YEETER_DATA_DIR=str(tmp_path))
     for args in (("migrate", "-v", "0"), ("load_catalog", "-v", "0"), ("load_scenarios", "-v", "0")):
         subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True, timeout=120)
     # 20 patients arriving about one per second: the run is still going when we interrupt it

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import pytest
 from simulations.transport.dimse.common import DicomPeer
 from simulations.transport.dimse.echo import echo
 from simulations.transport.mllp import MllpClient
-from tests.conftest import free_port, require_binary
+from tests.conftest import free_port, own_process_env, require_binary
 from tests.dcmtk import DCMTK_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,8 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.django_db(transaction=True)
 def test_serve_answers_mllp_and_dicom_until_interrupted(tmp_path):
     ports = {name: free_port() for name in ("hl7", "storage", "mwl", "mpps", "query")}
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env.update({"DJANGO_SETTINGS_MODULE": "tests.settings", "YEETER_DATA_DIR": str(tmp_path)})
+    env = own_process_env(DJANGO_SETTINGS_MODULE="tests.settings", YEETER_DATA_DIR=str(tmp_path))
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=120)
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "serve", "--hl7-port", str(ports["hl7"]), "--storage-port",
