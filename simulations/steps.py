@@ -5,8 +5,8 @@ A scenario is a JSON list of steps such as::
     {"step_type": "GENERATE_HL7", "exam_id": "MR-KNEE-RIGHT-WO", "indication": "...", "wait_after": 0}
 
 :func:`parse_steps` checks the shape of every step (types, fields, order dependencies) without the
-database; :func:`check_catalog_references` then resolves exam ids, CPT codes and filters against the
-catalog. Every problem names the step (1-based, with its type) and the field.
+database; :func:`simulations.validation.check_catalog_references` then resolves exam ids, CPT codes and
+filters against the catalog. Every problem names the step (1-based, with its type) and the field.
 """
 
 from __future__ import annotations
@@ -383,33 +383,3 @@ def order_step(steps: list[Step]) -> Step:
         if step.type == StepType.GENERATE_HL7:
             return step
     raise ScenarioError(["steps: no GENERATE_HL7 step to plan the order from."])
-
-
-def check_catalog_references(steps: list[Step]) -> list[str]:
-    """Resolve exam ids, CPT codes and filters against the catalog (a few queries per GENERATE_HL7 step)."""
-    from exams.errors import CatalogLookupError
-    from exams.factory import ExamFactory, InvalidFilter
-    from exams.models import ExamSpec
-
-    problems: list[str] = []
-    factory = ExamFactory()
-    for step in steps:
-        if step.type != StepType.GENERATE_HL7:
-            continue
-        spec: OrderSpec = step.spec
-        try:
-            if spec.exam_id or spec.cpt_code:
-                exam = (factory.get_exam_by_id(spec.exam_id) if spec.exam_id
-                        else factory.get_exam_by_cpt_code(spec.cpt_code))
-                conflict = demographic_conflict(exam, sex=spec.sex, age=spec.age, who="the step's pinned patient")
-                if conflict:
-                    problems.append(f"{step.label}: field {conflict[0]}: {conflict[1]}.")
-            elif not ExamSpec.objects.filter(spec.filters.q(), weight__gt=0).exists():
-                shown = ", ".join(f"{k}={v}" for k, v in spec.filters.as_dict().items()) or "no filters"
-                problems.append(f"{step.label}: no active exam in the catalog matches {shown}.")
-        except InvalidFilter as exc:
-            problems.append(f"{step.label}: field {exc.field}: {exc.message}")
-        except CatalogLookupError as exc:
-            field_name = "exam_id" if spec.exam_id else "cpt_code"
-            problems.append(f"{step.label}: field {field_name}: {exc.message}")
-    return problems

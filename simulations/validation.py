@@ -11,7 +11,7 @@ from django.db import connection
 
 from simulations.endpoints import EndpointSet
 from simulations.models import Run
-from simulations.steps import STEP_ENDPOINT_KIND, ScenarioError, Step, StepType, check_catalog_references, parse_steps
+from simulations.steps import STEP_ENDPOINT_KIND, OrderSpec, ScenarioError, Step, StepType, demographic_conflict, parse_steps
 
 
 _KIND_LABEL = {"hl7": "HL7 (MLLP)", "storage": "DICOM storage", "mwl": "worklist", "mpps": "MPPS",
@@ -163,3 +163,33 @@ def fill_builtin(endpoints: EndpointSet, builtin: EndpointSet, kinds: tuple[str,
     if "mwl" in kinds:
         endpoints = dataclasses.replace(endpoints, builtin_worklist=True)
     return endpoints
+
+
+def check_catalog_references(steps: list[Step]) -> list[str]:
+    """Resolve exam ids, CPT codes and filters against the catalog (a few queries per GENERATE_HL7 step)."""
+    from exams.errors import CatalogLookupError
+    from exams.factory import ExamFactory, InvalidFilter
+    from exams.models import ExamSpec
+
+    problems: list[str] = []
+    factory = ExamFactory()
+    for step in steps:
+        if step.type != StepType.GENERATE_HL7:
+            continue
+        spec: OrderSpec = step.spec
+        try:
+            if spec.exam_id or spec.cpt_code:
+                exam = (factory.get_exam_by_id(spec.exam_id) if spec.exam_id
+                        else factory.get_exam_by_cpt_code(spec.cpt_code))
+                conflict = demographic_conflict(exam, sex=spec.sex, age=spec.age, who="the step's pinned patient")
+                if conflict:
+                    problems.append(f"{step.label}: field {conflict[0]}: {conflict[1]}.")
+            elif not ExamSpec.objects.filter(spec.filters.q(), weight__gt=0).exists():
+                shown = ", ".join(f"{k}={v}" for k, v in spec.filters.as_dict().items()) or "no filters"
+                problems.append(f"{step.label}: no active exam in the catalog matches {shown}.")
+        except InvalidFilter as exc:
+            problems.append(f"{step.label}: field {exc.field}: {exc.message}")
+        except CatalogLookupError as exc:
+            field_name = "exam_id" if spec.exam_id else "cpt_code"
+            problems.append(f"{step.label}: field {field_name}: {exc.message}")
+    return problems

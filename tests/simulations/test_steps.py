@@ -15,9 +15,9 @@ from simulations.steps import (
     VerifyPacsSpec,
     WaitSpec,
     WorklistSpec,
-    check_catalog_references,
     parse_steps,
 )
+from simulations.validation import check_catalog_references
 
 
 def _problems(steps) -> list[str]:

@@ -34,6 +34,11 @@ exception.
 With ``ssl_context`` (a server context, :func:`simulations.transport.tls.server_context`) every
 accepted connection runs the TLS handshake in its association thread before anything else
 (PS3.15 Annex B); a peer whose handshake fails is dropped and logged.
+
+Size (over the ~400 lines of simulations/): the receiving side of C-STORE as one unit — the spool that
+writes each data set atomically under a unique name, the integrity checks, the duplicate policy, the
+association limits and Storage Commitment answered on the same or a new association all decide the one
+status an instance gets; the PDU and DIMSE encoding it shares with the C-STORE SCU is in :mod:`.upper_layer`.
 """
 
 from __future__ import annotations

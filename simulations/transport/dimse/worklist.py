@@ -33,6 +33,9 @@ Statuses: 0xFF00 pending per match, 0x0000 at the end, 0xFE00 after C-CANCEL, 0x
 identifier that is not a worklist identifier (undecodable, a key sequence with several items),
 0xC000 for key values the SCP cannot interpret (malformed dates, lists outside UI), 0xC001 when
 the worklist source fails. Nothing raises across the wire.
+
+Size (over the ~400 lines of simulations/): the matching rules above and their implementation
+(:func:`match_worklist_item`) belong side by side; the SCP, the SCU and the folder publisher are thin.
 """
 
 from __future__ import annotations
