@@ -112,7 +112,7 @@ async def wait_for_end(run: Run, cancel: asyncio.Event | None = None, *, on_tick
     (a coroutine function) is awaited every round (runsim's display reads the recorded events)."""
     interval = settings.YEETER["HEARTBEAT_SECONDS"]
     beat = time.monotonic()
-    cancelled = False
+    cancelled = warned = False
     while True:
         await sync_to_async(run.refresh_from_db)()
         if on_tick is not None:
@@ -128,7 +128,23 @@ async def wait_for_end(run: Run, cancel: asyncio.Event | None = None, *, on_tick
             beat = time.monotonic()
             await sync_to_async(Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update)(
                 heartbeat_at=timezone.now())
+            if not warned and await sync_to_async(_untaken)(run):
+                warned = True
+                queue = settings.CELERY_TASK_DEFAULT_QUEUE
+                await EventRecorder(run.pk).emit(
+                    EventType.RUN_WAITING, f"No worker has taken a patient due {UNTAKEN_S} s ago: is `celery -A yeeter "
+                    f"worker -Q {queue}` running against this database and broker? (Or run with --in-process.)",
+                    level="warning", payload={"queue": queue})
         await asyncio.sleep(0.2)
+
+
+UNTAKEN_S = 30  # a patient due this long ago and never taken: say that no worker seems to be there
+
+
+def _untaken(run: Run) -> bool:
+    patients = RunPatient.objects.filter(run=run)
+    return (not patients.exclude(status=RunPatient.Status.PENDING).exists()
+            and patients.filter(due_at__lt=timezone.now() - dt.timedelta(seconds=UNTAKEN_S)).exists())
 
 
 # -- the worker side ------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ class EventType:
     RATE_CHANGED = "run.rate_changed"
     RUN_ERROR = "run.error"  # the run itself broke (not one patient); it ends in status error
     RUN_ABANDONED = "run.abandoned"  # the process executing it is gone
+    RUN_WAITING = "run.waiting"  # scale-out: no worker has taken the patients due
     PATIENT_STARTED = "patient.started"
     PATIENT_PASSED = "patient.passed"
     PATIENT_FAILED = "patient.failed"

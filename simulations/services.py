@@ -159,11 +159,12 @@ async def _execute_on_workers(run: Run, *, endpoints: EndpointSet, options: RunO
 
     parse_steps(run.steps)  # a run whose steps cannot run ends here (ScenarioError: the run's error), not per worker
     tail = EventTail(run.pk, listeners or [])
-    await sync_to_async(transaction.atomic(distribute))(run, endpoints=endpoints, options=options)
+    # The run's first event, before any worker can record a patient's.
     await EventRecorder(run.pk).emit(
         EventType.RUN_STARTED, f"Run started: {run.patient_count} patient(s), concurrency {run.concurrency}, "
         f"seed {run.seed}, one Celery task per patient", payload={"endpoints": endpoints.describe(),
                                                                   "send": options.send, "executor": "celery"})
+    await sync_to_async(transaction.atomic(distribute))(run, endpoints=endpoints, options=options)
     run = await wait_for_end(run, cancel, on_tick=tail.poll)
     await tail.poll(final=True)
     return run

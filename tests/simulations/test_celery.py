@@ -112,3 +112,26 @@ def test_a_worker_killed_mid_patient_has_its_patient_redone_by_another_and_the_r
     assert events[0] == "patient.retried"
     assert run.patients.count() == 3 and run.summary["passed"] == 3
     assert run.events.filter(type="run.finished").count() == 1
+
+
+def test_without_a_worker_the_run_says_so_and_a_cancel_ends_its_queued_patients(broker, catalog_tx, settings,
+                                                                                 monkeypatch):
+    from simulations import distributed
+    from simulations.services import run_cancel, run_start
+    from tests.page.conftest import join_run_threads
+
+    monkeypatch.setattr(distributed, "UNTAKEN_S", 1)
+    settings.YEETER = {**settings.YEETER, "HEARTBEAT_SECONDS": 1}
+    run = run_start(scenario=None, steps_json=[{"step_type": "GENERATE_HL7", "exam_id": EXAM}], patients=3,
+                    concurrency=2, seed=3, send=False)  # this test's queue has no worker
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not run.events.filter(type="run.waiting").exists():
+        time.sleep(0.2)
+    warning = run.events.get(type="run.waiting")
+    assert warning.level == "warning" and f"-Q {broker[1]}" in warning.message
+    run_cancel(run=run)
+    run.refresh_from_db()
+    assert run.status == Run.Status.CANCELLED and run.summary["cancelled"] == 3
+    assert set(run.patients.values_list("status", flat=True)) == {"cancelled"}
+    assert run.events.filter(type="run.cancelled").count() == 1
+    join_run_threads()  # the dispatching thread sees the end and stops
