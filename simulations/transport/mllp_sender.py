@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from abc import ABC, abstractmethod
 import ssl
 import threading
 
@@ -29,7 +30,7 @@ class Retryable(Exception):
     """
 
 
-class MllpSender:
+class MllpSender(ABC):
     """What both MLLP clients share: their configuration, the retry policy and how an answer is judged.
 
     The contract is described on :class:`~simulations.transport.mllp.MllpClient`; subclasses supply
@@ -61,8 +62,9 @@ class MllpSender:
         self.connections_opened = 0
         self._lock = self._new_lock()  # one message in flight per connection (original-mode MLLP)
 
+    @abstractmethod
     def _new_lock(self) -> threading.Lock | asyncio.Lock:
-        raise TypeError("use MllpClient or AsyncMllpClient")
+        """The lock that keeps one message in flight: a thread lock or an asyncio one."""
 
     def _block(self, message: str) -> tuple[str, bytes]:
         """The MSH-10 the ACK must echo, and the message framed for the wire."""
@@ -91,8 +93,9 @@ class MllpSender:
             return SendError(f"{self.peer}: {text}", permanent=True, status="TLS")
         return Retryable(text)
 
+    @abstractmethod
     def _drop(self) -> None:
-        raise NotImplementedError
+        """Close the connection (after a transport failure), so the next attempt opens a new one."""
 
     @property
     def peer(self) -> str:
