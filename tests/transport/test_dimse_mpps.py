@@ -128,6 +128,38 @@ def test_an_intermediate_n_set_keeps_the_step_in_progress(scp: MppsScp) -> None:
     assert mpps_set(scp.peer, UID, completed(), timeout=10) == 0x0000
 
 
+def test_what_was_recorded_and_reported_stays_as_it_was_after_later_n_sets(
+    scp: MppsScp, events: list[MppsEvent]
+) -> None:
+    """The registry shares elements between an instance's datasets instead of copying them: an N-SET
+    must still change neither the dataset of an earlier event nor the history."""
+    mpps_create(scp.peer, in_progress(), mpps_uid=UID, timeout=10)
+    update = Dataset()
+    update.PerformedProcedureStepDescription = "MRI KNEE RIGHT WO CONTRAST + EXTRA SAG"
+    mpps_set(scp.peer, UID, update, timeout=10)
+    mpps_set(scp.peer, UID, completed(), timeout=10)
+
+    created, updated, done = (e.dataset for e in events)
+    assert created is not None and updated is not None and done is not None
+    assert created.PerformedProcedureStepStatus == "IN PROGRESS"
+    assert "PerformedProcedureStepDescription" not in created or (
+        created.PerformedProcedureStepDescription != update.PerformedProcedureStepDescription)
+    assert not created.get("PerformedSeriesSequence") and not created.get("PerformedProcedureStepEndTime")
+    assert updated.PerformedProcedureStepStatus == "IN PROGRESS"
+    assert updated.PerformedProcedureStepDescription == "MRI KNEE RIGHT WO CONTRAST + EXTRA SAG"
+    assert not updated.get("PerformedSeriesSequence")
+    assert done.PerformedProcedureStepStatus == "COMPLETED" and done.PerformedSeriesSequence
+    assert done.PerformedProcedureStepDescription == completed().get("PerformedProcedureStepDescription",
+                                                                     update.PerformedProcedureStepDescription)
+    # the elements the N-SETs did not replace are those the N-CREATE recorded
+    assert done.ScheduledStepAttributesSequence[0].AccessionNumber == ORDER.accession_number
+    history = scp.instances[UID].history
+    assert [op for op, _, _ in history] == ["N-CREATE", "N-SET", "N-SET"]
+    assert history[0][2].PerformedProcedureStepStatus == "IN PROGRESS"
+    assert "PerformedProcedureStepStatus" not in history[1][2]  # the modification list as sent
+    assert sorted(history[2][2].keys()) == sorted(completed().keys())
+
+
 def test_creating_an_existing_instance_again_is_a_duplicate(scp: MppsScp, events: list[MppsEvent]) -> None:
     mpps_create(scp.peer, in_progress(), mpps_uid=UID, timeout=10)
     assert status_of(lambda: mpps_create(scp.peer, in_progress(), mpps_uid=UID, timeout=10)) == DUPLICATE_SOP_INSTANCE

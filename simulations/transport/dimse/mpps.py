@@ -30,7 +30,6 @@ state machine in the table above and both sides of it are read, and changed, in 
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import logging
 import re
@@ -39,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.events import Event
@@ -133,7 +133,11 @@ def _invalid_uid_value(ds: Dataset) -> str:
 
 @dataclass(frozen=True, slots=True)
 class MppsEvent:
-    """One N-CREATE / N-SET the SCP answered (``on_event`` gets these, accepted or not)."""
+    """One N-CREATE / N-SET the SCP answered (``on_event`` gets these, accepted or not).
+
+    ``dataset`` is the registry's own value of the instance at that moment (not a copy: a later N-SET
+    makes a new dataset and never changes this one); read it, do not modify it.
+    """
 
     operation: str  # "N-CREATE" | "N-SET"
     sop_instance_uid: str
@@ -145,7 +149,13 @@ class MppsEvent:
 
 @dataclass(slots=True)
 class MppsInstance:
-    """A recorded MPPS SOP instance: its current attributes and every accepted request."""
+    """A recorded MPPS SOP instance: its current attributes and every accepted request.
+
+    The datasets here are values: an N-SET replaces ``dataset`` with a new one (sharing the elements it
+    does not replace) and never modifies a dataset or element once recorded, so ``history`` entries and
+    the datasets handed to ``on_event`` stay as they were without a deep copy of each (a CT study's
+    N-SET references hundreds of images).
+    """
 
     sop_instance_uid: str
     dataset: Dataset
@@ -173,7 +183,11 @@ class MppsRegistry:
             return dict(self._instances)
 
     def create(self, uid: str | None, attributes: Dataset) -> tuple[int, str]:
-        """Apply an N-CREATE (PS3.4 F.7.2.1); returns (DIMSE status, error comment)."""
+        """Apply an N-CREATE (PS3.4 F.7.2.1); returns (DIMSE status, error comment).
+
+        The registry keeps ``attributes`` itself (the freshly decoded attribute list): the caller hands it
+        over and must not modify it afterwards.
+        """
         if not uid:
             return PROCESSING_FAILURE, "MPPS N-CREATE needs an Affected SOP Instance UID from the SCU"
         problem = uid_problem(uid)
@@ -194,13 +208,16 @@ class MppsRegistry:
         with self._lock:
             if uid in self._instances:
                 return DUPLICATE_SOP_INSTANCE, f"MPPS {uid} already exists"
-            instance = MppsInstance(uid, copy.deepcopy(attributes))
-            instance.history.append(("N-CREATE", dt.datetime.now(dt.UTC), copy.deepcopy(attributes)))
+            instance = MppsInstance(uid, attributes)
+            instance.history.append(("N-CREATE", dt.datetime.now(dt.UTC), attributes))
             self._instances[uid] = instance
         return SUCCESS, ""
 
     def set(self, uid: str | None, modifications: Dataset) -> tuple[int, str]:
-        """Apply an N-SET (PS3.4 F.7.2.2); returns (DIMSE status, error comment)."""
+        """Apply an N-SET (PS3.4 F.7.2.2); returns (DIMSE status, error comment).
+
+        Like :meth:`create`, keeps ``modifications`` itself (in the history, its elements in the new dataset).
+        """
         problem = uid_problem(uid or "")
         if problem:
             return INVALID_OBJECT_INSTANCE, f"the Requested SOP Instance UID {problem}"
@@ -219,16 +236,24 @@ class MppsRegistry:
             new_status = str(modifications.get("PerformedProcedureStepStatus", instance.status) or "")
             if new_status not in STATUSES:
                 return INVALID_ATTRIBUTE_VALUE, f"{new_status!r} is not a Performed Procedure Step Status"
-            merged = copy.deepcopy(instance.dataset)
-            for elem in modifications:
-                merged[elem.tag] = copy.deepcopy(elem)  # N-SET replaces whole attributes, sequences too
-            merged.PerformedProcedureStepStatus = new_status
+            merged = _merged(instance.dataset, modifications, new_status)
             problem = _final_state_problem(merged) if new_status in FINAL_STATUSES else ""
             if problem:
                 return PROCESSING_FAILURE, problem
             instance.dataset = merged
-            instance.history.append(("N-SET", dt.datetime.now(dt.UTC), copy.deepcopy(modifications)))
+            instance.history.append(("N-SET", dt.datetime.now(dt.UTC), modifications))
         return SUCCESS, ""
+
+
+def _merged(current: Dataset, modifications: Dataset, status: str) -> Dataset:
+    """A new dataset: ``current`` with the attributes of ``modifications`` replacing its own (an N-SET replaces
+    whole attributes, sequences too) and ``status``. Neither input is modified: the elements are shared, so
+    the status is a new element rather than an assignment to the shared one."""
+    merged = Dataset(dict(current.items()))
+    for elem in modifications:
+        merged[elem.tag] = elem
+    merged[0x00400252] = DataElement(0x00400252, "CS", status)  # Performed Procedure Step Status
+    return merged
 
 
 def _final_state_problem(ds: Dataset) -> str:
@@ -286,7 +311,7 @@ def handle_n_create(
             str(uid or ""),
             status,
             instance.status if instance else "",
-            copy.deepcopy(instance.dataset) if instance else None,
+            instance.dataset if instance else None,
             comment,
         ),
     )
@@ -311,7 +336,7 @@ def handle_n_set(
             uid,
             status,
             instance.status if instance else "",
-            copy.deepcopy(instance.dataset) if instance else None,
+            instance.dataset if instance else None,
             comment,
         ),
     )
