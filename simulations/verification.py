@@ -7,6 +7,11 @@ modality, body part, laterality, description, procedure code and the performed p
 MPPS SOP Instance UID and start date/time alike in MPPS and every image); and, when a VERIFY_PACS step ran,
 the differences between what the PACS holds and what was sent (``pacs-verify.json``). Works from the files of
 :mod:`simulations.artifacts` alone, so ``manage.py verify_run`` can re-check a run at any time.
+
+Every DICOM file is checked, but the images of a series carry the same identity bytes: a file whose checked
+elements (and transfer syntax) are byte for byte those of an image already checked gets that image's results
+under its own name instead of another pydicom read (:class:`_ImageChecks`), which the checks cannot tell apart
+since they read nothing else.
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ from typing import Any
 
 import hl7
 from pydicom import Dataset, dcmread
+from pydicom.datadict import tag_for_keyword
 from pydicom.errors import InvalidDicomError
+from pydicom.values import convert_UI
 
 from generators.terms import IMAGED_BY_SIDE, body_part_examined
 from simulations.artifacts import PatientFiles
+from simulations.transport.dimse.integrity import file_elements
 
 _DICOM_TAGS = ["PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyInstanceUID",
                "Modality", "BodyPartExamined", "Laterality", "ImageLaterality", "StudyDescription",
@@ -28,6 +36,13 @@ _DICOM_TAGS = ["PatientID", "PatientName", "PatientBirthDate", "PatientSex", "Ac
                "PerformedProcedureStepID", "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime",
                "ReferencedPerformedProcedureStepSequence", "SOPClassUID", "ReferencedRequestSequence",
                "CurrentRequestedProcedureEvidenceSequence"]
+
+_SOP_INSTANCE_UID = 0x00080018
+# What the checks of an image read: the elements above (pydicom adds Specific Character Set, which decodes them)
+# but the two that differ between the images of one series and are not checked, only collected or not read.
+_KEY_TAGS = frozenset({*(tag_for_keyword(keyword) for keyword in _DICOM_TAGS), 0x00080005}
+                      - {_SOP_INSTANCE_UID, 0x0020000E})
+_WALKED_TAGS = _KEY_TAGS | {_SOP_INSTANCE_UID}
 
 # The document IODs a study carries beside its images (simulations.documents) and their Modality (0008,0060).
 DOCUMENT_MODALITY = {
@@ -60,6 +75,14 @@ class Verification:
 
     def count(self, artifact: str, n: int = 1) -> None:
         self.checked[artifact] = self.checked.get(artifact, 0) + n
+
+    def add(self, other: "Verification", artifact: str | None = None) -> None:
+        """Take over what ``other`` found, its checks and mismatches named ``artifact`` if given."""
+        rename = (lambda entry: entry) if artifact is None else (lambda entry: {**entry, "artifact": artifact})
+        self.checks.extend(rename(entry) for entry in other.checks)
+        self.mismatches.extend(rename(entry) for entry in other.mismatches)
+        for name, n in other.checked.items():
+            self.count(name, n)
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "checked": self.checked, "mismatches": self.mismatches[:200],
@@ -192,9 +215,43 @@ def _check_performed_step(v: Verification, artifact: str, ds: Dataset, ident: di
                  "/".join(_pps_start(ds) or ("", "")))
 
 
+class _ImageChecks:
+    """The images of one study, each checked; an image whose checked elements are those of one checked before
+    (same transfer syntax, same VRs and value bytes) is given that image's results under its own name."""
+
+    def __init__(self, v: Verification, ident: dict, mpps_start: tuple[str, str] | None) -> None:
+        self.v, self.ident, self.mpps_start = v, ident, mpps_start
+        self._results: dict[tuple, Verification] = {}  # the checked elements' bytes -> what checking them found
+
+    def check(self, path: Path) -> tuple[str, Dataset | None] | None:
+        """Check one file of the study: its SOP Instance UID and its dataset if it is a document (else None),
+        or None if unreadable."""
+        artifact = f"dicom {path.name}"
+        try:
+            walked = file_elements(path, _WALKED_TAGS)
+        except OSError:
+            walked = None  # pydicom reports it below
+        key = None
+        if walked is not None:
+            transfer_syntax, values = walked
+            key = (transfer_syntax, *sorted((tag, *value) for tag, value in values.items() if tag != _SOP_INSTANCE_UID))
+            found = self._results.get(key)
+            vr, sop_instance = values.get(_SOP_INSTANCE_UID, (b"", b""))
+            if found is not None and vr in (b"UI", b""):  # decoded as pydicom decodes a UI (implicit VR: UI too)
+                self.v.add(found, artifact)
+                return str(convert_UI(sop_instance, True)), None
+        result = Verification()
+        checked = _check_dicom_file(result, path, self.ident, self.mpps_start)
+        self.v.add(result)
+        if checked is not None and checked[1] is None and key is not None:
+            self._results[key] = result
+        return checked
+
+
 def _check_dicom_file(v: Verification, path: Path, ident: dict,
-                      mpps_start: tuple[str, str] | None = None) -> tuple[str, bool] | None:
-    """Check one file of the study; its SOP Instance UID and whether it is a document, or None if unreadable."""
+                      mpps_start: tuple[str, str] | None = None) -> tuple[str, Dataset | None] | None:
+    """Check one file of the study with pydicom: its SOP Instance UID and its dataset if it is a document (else
+    None), or None if unreadable."""
     artifact = f"dicom {path.name}"
     try:
         ds = dcmread(path, stop_before_pixels=True, specific_tags=_DICOM_TAGS)
@@ -204,7 +261,7 @@ def _check_dicom_file(v: Verification, path: Path, ident: dict,
         return None
     if _get(ds, "SOPClassUID") in DOCUMENT_MODALITY:
         _check_document(v, artifact, ds, ident)
-        return _get(ds, "SOPInstanceUID"), True
+        return _get(ds, "SOPInstanceUID"), ds
     v.count("dicom")
     _check_patient(v, artifact, ds, ident)
     for keyword, key in (("AccessionNumber", "accession_number"), ("StudyInstanceUID", "study_instance_uid"),
@@ -242,7 +299,7 @@ def _check_dicom_file(v: Verification, path: Path, ident: dict,
     if code is not None:
         v.expect(artifact, "ProcedureCodeSequence[0].CodeValue", ident["procedure_code"], _get(code, "CodeValue"))
     _check_performed_step(v, artifact, ds, ident, mpps_start)
-    return _get(ds, "SOPInstanceUID"), False
+    return _get(ds, "SOPInstanceUID"), None
 
 
 def _check_document(v: Verification, artifact: str, ds: Dataset, ident: dict) -> None:
@@ -273,12 +330,8 @@ def _evidence_uids(ds: Dataset) -> set[str]:
             for series in study.get("ReferencedSeriesSequence", []) for sop in series.get("ReferencedSOPSequence", [])}
 
 
-def _check_evidence(v: Verification, path: Path, image_uids: set[str]) -> None:
+def _check_evidence(v: Verification, path: Path, ds: Dataset, image_uids: set[str]) -> None:
     """The images a document cites (Current Requested Procedure Evidence, Table C.17-3) are images of the study."""
-    try:
-        ds = dcmread(path, stop_before_pixels=True, specific_tags=["CurrentRequestedProcedureEvidenceSequence"])
-    except (InvalidDicomError, OSError, ValueError):
-        return  # already reported by _check_dicom_file
     unknown = _evidence_uids(ds) - image_uids
     if unknown:
         v.expect(f"dicom {path.name}", "CurrentRequestedProcedureEvidenceSequence", "instances of the generated study",
@@ -301,30 +354,29 @@ def verify_patient(files: PatientFiles, study_dir: Path | None) -> Verification:
         ds = files.read_dataset(name)
         if ds is not None:
             _check_worklist(v, name.removesuffix(".json"), ds, ident, partial=partial)
-    for name in ("mpps-create.json", "mpps-set.json"):
-        ds = files.read_dataset(name)
+    mpps_create, mpps_set = files.read_dataset("mpps-create.json"), files.read_dataset("mpps-set.json")
+    for name, ds in (("mpps-create", mpps_create), ("mpps-set", mpps_set)):
         if ds is not None:
-            _check_mpps(v, name.removesuffix(".json"), ds, ident)
+            _check_mpps(v, name, ds, ident)
     sop_uids: set[str] = set()
-    mpps_start = _pps_start(files.read_dataset("mpps-create.json"))
-    documents: dict[str, Path] = {}  # SOP Instance UID -> file
+    documents: dict[str, tuple[Path, Dataset]] = {}  # SOP Instance UID -> file, dataset
     if study_dir is not None and study_dir.exists():
+        images = _ImageChecks(v, ident, _pps_start(mpps_create))
         for path in sorted(study_dir.glob("*.dcm")):
-            checked = _check_dicom_file(v, path, ident, mpps_start)
+            checked = images.check(path)
             if checked is None:
                 continue
-            uid, is_document = checked
-            if is_document:
-                documents[uid] = path
+            uid, document = checked
+            if document is not None:
+                documents[uid] = (path, document)
             elif uid:
                 sop_uids.add(uid)
-    for path in documents.values():
-        _check_evidence(v, path, sop_uids)
+    for path, document in documents.values():
+        _check_evidence(v, path, document, sop_uids)
     pacs = files.read_json("pacs-verify.json")  # VERIFY_PACS: what the PACS answered, compared with what was sent
     if isinstance(pacs, dict):
         v.count("pacs")
         v.mismatches.extend(d for d in pacs.get("differences", []) if isinstance(d, dict))
-    mpps_set = files.read_dataset("mpps-set.json")
     if mpps_set is not None and sop_uids:
         referenced = {item.ReferencedSOPInstanceUID for series in mpps_set.get("PerformedSeriesSequence", [])
                       for item in series.get("ReferencedImageSequence", [])}

@@ -16,6 +16,9 @@ reports the first problem:
 
 Big endian and deflated transfer syntaxes (rare, retired or compressed as a whole) are read fully
 with pydicom instead.
+
+The same walk reads files too (:func:`file_elements`): the raw values of chosen elements of a stored file,
+for verification to tell files whose checked elements are byte for byte those of a file it already checked.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.valuerep import VR
 
 # VRs whose explicit-VR header has 2 reserved bytes and a 4-byte length (PS3.5 Table 7.1-1)
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
@@ -38,6 +42,9 @@ _ITEM, _ITEM_END, _SEQUENCE_END = 0xE000, 0xE00D, 0xE0DD
 _SOP_CLASS, _SOP_INSTANCE, _STUDY = 0x00080016, 0x00080018, 0x0020000D
 _SAMPLES, _FRAMES, _ROWS, _COLUMNS, _BITS = 0x00280002, 0x00280008, 0x00280010, 0x00280011, 0x00280100
 _PIXEL_DATA = 0x7FE00010
+# Float / Double Float / Pixel Data: where pydicom's ``stop_before_pixels`` stops reading
+_PIXELS = frozenset({0x7FE00008, 0x7FE00009, _PIXEL_DATA})
+_KNOWN_VRS = frozenset(vr.value.encode() for vr in VR if len(vr.value) == 2)
 _WANTED = frozenset({_SOP_CLASS, _SOP_INSTANCE, _STUDY, _SAMPLES, _FRAMES, _ROWS, _COLUMNS, _BITS})
 
 # What a problem means for the C-STORE status (PS3.4 Table B.2-1)
@@ -76,11 +83,8 @@ def check_dataset(
     the instance the command named).
     """
     facts = DatasetFacts()
-    if transfer_syntax == ImplicitVRLittleEndian:
-        implicit = True
-    elif transfer_syntax == ExplicitVRLittleEndian or UID(transfer_syntax).is_encapsulated:
-        implicit = False
-    else:
+    implicit = _implicit_vr(transfer_syntax)
+    if implicit is None:
         problem = _check_with_pydicom(path, facts)
         return facts, problem or _identity_problem(facts, sop_class_uid, sop_instance_uid)
     pixel_length: int | None = None
@@ -117,6 +121,86 @@ def check_dataset(
     if problem is None and pixel_length is not None and not encapsulated:
         problem = _pixel_problem(facts.values, pixel_length)
     return facts, problem
+
+
+def _implicit_vr(transfer_syntax: str) -> bool | None:
+    """Whether the walk reads ``transfer_syntax`` as implicit VR (True) or explicit VR (False), both little
+    endian; None for a syntax it does not read (big endian, deflated) or no transfer syntax at all."""
+    if transfer_syntax == ImplicitVRLittleEndian:
+        return True
+    try:
+        return False if transfer_syntax == ExplicitVRLittleEndian or UID(transfer_syntax).is_encapsulated else None
+    except ValueError:  # not a transfer syntax UID
+        return None
+
+
+def file_elements(path: Path, wanted: frozenset[int]) -> tuple[str, dict[int, tuple[bytes, bytes]]] | None:
+    """The transfer syntax of a DICOM file and (VR, value bytes) of its ``wanted`` top-level elements.
+
+    Every element header from the File Meta group up to Pixel Data (or the end) is walked, so the answer
+    also says the file is well formed as far as pydicom's ``stop_before_pixels`` reads it. None when this
+    walk cannot vouch for the file: no ``DICM`` preamble, a transfer syntax it does not read, an element
+    cut short, a VR it does not know, or a first element whose encoding contradicts the transfer syntax
+    (which pydicom would guess around); read such a file with pydicom, which says what is wrong with it.
+    """
+    with open(path, "rb") as file:
+        size = file.seek(0, 2)
+        if size < 132:
+            return None
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            if data[128:132] != b"DICM":
+                return None
+            try:
+                pos, transfer_syntax = _file_meta(data, size)
+                implicit = _implicit_vr(transfer_syntax)
+                if implicit is None or _looks_explicit(data, pos, size) == implicit:
+                    return None
+                values = _walk_to_pixels(data, pos, size, implicit, wanted)
+            except _Truncated:
+                return None
+    return (transfer_syntax, values) if values is not None else None
+
+
+def _file_meta(data: mmap.mmap, size: int) -> tuple[int, str]:
+    """Where the data set starts after the File Meta group (PS3.10 §7.1, explicit VR little endian) and its
+    Transfer Syntax UID ("" when absent)."""
+    pos, transfer_syntax = 132, ""
+    while pos + 8 <= size and struct.unpack_from("<H", data, pos)[0] == 0x0002:
+        tag, length, start, _ = _header(data, pos, size, False)
+        if length == _UNDEFINED or start + length > size:
+            raise _Truncated(f"the File Meta element {_tag(tag)} is cut short")
+        if tag == 0x00020010:
+            transfer_syntax = _text(bytes(data[start : start + length]))
+        pos = start + length
+    return pos, transfer_syntax
+
+
+def _looks_explicit(data: mmap.mmap, pos: int, size: int) -> bool:
+    """pydicom's guess (``filereader._is_implicit_vr``) from the first element: explicit VR when the two bytes
+    after its tag are capital letters."""
+    return pos + 6 <= size and all(0x40 < byte < 0x5B for byte in data[pos + 4 : pos + 6])
+
+
+def _walk_to_pixels(data: mmap.mmap, pos: int, size: int, implicit: bool,
+                    wanted: frozenset[int]) -> dict[int, tuple[bytes, bytes]] | None:
+    """(VR, value bytes) of the ``wanted`` elements from ``pos`` up to Pixel Data; None at an unknown VR."""
+    values: dict[int, tuple[bytes, bytes]] = {}
+    while pos < size:
+        tag, length, start, vr = _header(data, pos, size, implicit)
+        if tag in _PIXELS:
+            break
+        if not implicit and vr not in _KNOWN_VRS:
+            return None
+        if length == _UNDEFINED:
+            end = _skip_undefined(data, start, size, implicit or vr == b"UN", tag, 1)
+        else:
+            end = start + length
+            if end > size:
+                raise _Truncated(f"cut short: {_tag(tag)} has {size - start} of its {length} bytes")
+        if tag in wanted:
+            values[tag] = (vr, bytes(data[start:end]))
+        pos = end
+    return values
 
 
 def _header(data: mmap.mmap, pos: int, size: int, implicit: bool) -> tuple[int, int, int, bytes]:
@@ -248,4 +332,4 @@ def _tag(tag: int) -> str:
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
-__all__ = ["MISMATCH", "TRUNCATED", "DatasetFacts", "DatasetProblem", "check_dataset"]
+__all__ = ["MISMATCH", "TRUNCATED", "DatasetFacts", "DatasetProblem", "check_dataset", "file_elements"]
