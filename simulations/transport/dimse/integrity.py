@@ -35,6 +35,9 @@ from pydicom.valuerep import VR
 # VRs whose explicit-VR header has 2 reserved bytes and a 4-byte length (PS3.5 Table 7.1-1)
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
 _UNDEFINED = 0xFFFFFFFF
+_IMPLICIT_HEADER = struct.Struct("<HHI")  # tag, 4-byte length
+_EXPLICIT_HEADER = struct.Struct("<HH2sH")  # tag, VR, 2-byte length
+_LENGTH = struct.Struct("<I")
 _MAX_DEPTH = 32  # nested undefined-length sequences; real IODs nest a handful
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xE000, 0xE00D, 0xE0DD
 
@@ -207,18 +210,18 @@ def _header(data: mmap.mmap, pos: int, size: int, implicit: bool) -> tuple[int, 
     """(tag, value length, value start, VR) of the element at ``pos`` (PS3.5 §7.1)."""
     if pos + 8 > size:
         raise _Truncated(f"cut short: the data set ends inside an element header at byte {pos}")
-    group, element = struct.unpack_from("<HH", data, pos)
+    if implicit:
+        group, element, length = _IMPLICIT_HEADER.unpack_from(data, pos)
+        return group << 16 | element, length, pos + 8, b""
+    # one unpack per element (the data set of an image has a hundred): the short form, corrected below
+    group, element, vr, length = _EXPLICIT_HEADER.unpack_from(data, pos)
     tag = group << 16 | element
-    if implicit or group == 0xFFFE:
-        (length,) = struct.unpack_from("<I", data, pos + 4)
-        return tag, length, pos + 8, b""
-    vr = bytes(data[pos + 4 : pos + 6])
+    if group == 0xFFFE:  # items and delimiters have no VR (PS3.5 §7.5)
+        return tag, _LENGTH.unpack_from(data, pos + 4)[0], pos + 8, b""
     if vr in _LONG_VRS:
         if pos + 12 > size:
             raise _Truncated(f"cut short: the data set ends inside the header of {_tag(tag)}")
-        (length,) = struct.unpack_from("<I", data, pos + 8)
-        return tag, length, pos + 12, vr
-    (length,) = struct.unpack_from("<H", data, pos + 6)
+        return tag, _LENGTH.unpack_from(data, pos + 8)[0], pos + 12, vr
     return tag, length, pos + 8, vr
 
 
