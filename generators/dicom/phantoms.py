@@ -555,13 +555,36 @@ def male_model() -> tuple[Shape, ...]:
     return tuple(s)
 
 
-def _model(name: str, laterality: Laterality) -> tuple[Shape, ...]:
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A model's shapes in paint order with their axis-aligned bounds (``lo``/``hi``: shapes × 3, mm).
+
+    A plane cuts only a few dozen of the ~1,000 shapes; the bounds let :func:`_paint` find them in one
+    vectorised test instead of a Python pass over every shape.
+    """
+
+    shapes: tuple[Shape, ...]
+    lo: np.ndarray
+    hi: np.ndarray
+
+
+def _extent(s: Shape) -> tuple[list[float], list[float]]:
+    """Axis-aligned bounds of a shape: centre ± radii (x/y widened by a cone's taper), z cut by the clip."""
+    grow = max(s.taper) if s.taper else 1.0
+    lo = [s.center[0] - s.radii[0] * grow, s.center[1] - s.radii[1] * grow, max(s.center[2] - s.radii[2], s.clip[0])]
+    hi = [s.center[0] + s.radii[0] * grow, s.center[1] + s.radii[1] * grow, min(s.center[2] + s.radii[2], s.clip[1])]
+    return lo, hi
+
+
+@functools.cache
+def _model(name: str, laterality: Laterality) -> Body:
     shapes = {"arm": arm_model, "foot": foot_model, "shoulder": shoulder_model, "breast": female_model,
               "female": female_model, "male": male_model}.get(name, body_model)()
     if name in ("arm", "foot") and laterality == Laterality.LEFT:
         shapes = tuple(Shape(s.tissue, (-s.center[0], s.center[1], s.center[2]), s.radii, s.clip, s.inner,
                              s.period, s.taper, s.power) for s in shapes)
-    return shapes
+    bounds = [_extent(s) for s in shapes]
+    return Body(shapes, np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds]))
 
 
 # --------------------------------------------------------------------------- plane evaluation
@@ -576,47 +599,81 @@ PLANE_AXES: dict[Plane, tuple[int, int, int, int, int]] = {
 }
 
 
-def _paint(labels: np.ndarray, shapes: tuple[Shape, ...], axes: tuple[int, int, int, int, int],
+def _paint(labels: np.ndarray, body: Body, axes: tuple[int, int, int, int, int],
            u: np.ndarray, v: np.ndarray, w: float) -> None:
-    """Paint ``shapes`` into the label map of the plane ``axis[4] = w`` sampled at ``u`` (cols) × ``v`` (rows)."""
+    """Paint ``body`` into the label map of the plane ``axis[4] = w`` sampled at ``u`` (cols) × ``v`` (rows).
+
+    ``u`` and ``v`` are evenly spaced (pixel centres), so a shape's pixels are found from its extent
+    without scanning the whole plane.
+    """
     ua, _, va, _, wa = axes
-    for s in shapes:
+    cut = ((body.lo[:, wa] <= w) & (body.hi[:, wa] >= w)
+           & (body.lo[:, ua] <= max(u[0], u[-1])) & (body.hi[:, ua] >= min(u[0], u[-1]))
+           & (body.lo[:, va] <= max(v[0], v[-1])) & (body.hi[:, va] >= min(v[0], v[-1])))
+    for k in np.flatnonzero(cut):
+        s = body.shapes[k]
         if s.taper:
             _paint_cone(labels, s, axes, u, v, w)
-            continue
-        c, r, p = s.center, s.radii, s.power
-        dw = ((w - c[wa]) / r[wa]) ** 2 if p == 2.0 else abs((w - c[wa]) / r[wa]) ** p
-        if dw >= 1.0:
-            continue
-        if wa == 2 and not (s.clip[0] <= w <= s.clip[1]):
-            continue
-        lim = 1.0 - dw
-        du = ((u - c[ua]) / r[ua]) ** 2 if p == 2.0 else np.abs((u - c[ua]) / r[ua]) ** p
-        cols = np.flatnonzero(du <= lim)
-        if cols.size == 0:
-            continue
-        dv = ((v - c[va]) / r[va]) ** 2 if p == 2.0 else np.abs((v - c[va]) / r[va]) ** p
-        rows = np.flatnonzero(dv <= lim)
-        if rows.size == 0:
-            continue
-        c0, c1, r0, r1 = cols[0], cols[-1] + 1, rows[0], rows[-1] + 1
-        d = dv[r0:r1, None] + du[None, c0:c1]
-        mask = d <= lim
-        if s.inner:
-            mask &= d > lim * s.inner ** p
-        zc = None
-        if va == 2:
-            zc = v[r0:r1, None]
-        elif ua == 2:
-            zc = u[None, c0:c1]
-        if zc is not None:
-            if s.clip != (-math.inf, math.inf):
-                mask &= (zc >= s.clip[0]) & (zc <= s.clip[1])
-            if s.period:
-                mask &= np.mod(zc - c[2], s.period[0]) < s.period[1]
-        elif s.period and not (math.fmod(w - c[2], s.period[0]) % s.period[0] < s.period[1]):
-            continue
-        labels[r0:r1, c0:c1][mask] = s.tissue
+        else:
+            _paint_shape(labels, s, axes, u, v, w)
+
+
+def _index_range(coord: np.ndarray, lo: float, hi: float) -> tuple[int, int]:
+    """A slice of the evenly spaced ``coord`` covering [lo, hi], one sample wider each side (the caller's
+    exact test trims it): rounding never loses a pixel."""
+    step = float(coord[1] - coord[0]) if coord.size > 1 else 1.0
+    a, b = sorted(((lo - float(coord[0])) / step, (hi - float(coord[0])) / step))
+    return max(math.floor(a), 0), min(math.ceil(b) + 1, coord.size)
+
+
+def _norm(coord: np.ndarray, centre: float, radius: float, power: float) -> np.ndarray:
+    """|(coord - centre) / radius| ** power in float32 (squared for an ellipsoid)."""
+    t = ((coord - centre) / radius).astype(np.float32)
+    return t * t if power == 2.0 else np.abs(t) ** np.float32(power)
+
+
+def _z_keep(s: Shape, z: np.ndarray) -> np.ndarray | None:
+    """Which of the in-plane z coordinates ``z`` a shape's clip and period keep (None: all of them)."""
+    keep = None
+    if s.clip != (-math.inf, math.inf):
+        keep = (z >= s.clip[0]) & (z <= s.clip[1])
+    if s.period:
+        on = np.mod(z - s.center[2], s.period[0]) < s.period[1]
+        keep = on if keep is None else keep & on
+    return keep
+
+
+def _paint_shape(labels: np.ndarray, s: Shape, axes: tuple[int, int, int, int, int], u: np.ndarray,
+                 v: np.ndarray, w: float) -> None:
+    """Paint one (super)ellipsoid, shell, clipped or periodic shape into one plane, over its bounding box only."""
+    ua, _, va, _, wa = axes
+    c, r, p = s.center, s.radii, s.power
+    dw = abs((w - c[wa]) / r[wa]) ** p
+    if dw >= 1.0:
+        return
+    if wa == 2 and (not s.clip[0] <= w <= s.clip[1]
+                    or s.period and not math.fmod(w - c[2], s.period[0]) % s.period[0] < s.period[1]):
+        return
+    lim = 1.0 - dw
+    reach = lim ** (1.0 / p)  # the cross-section's half-extent as a fraction of the radii
+    (lo_u, hi_u), (lo_v, hi_v) = ((c[a] - r[a] * reach, c[a] + r[a] * reach) for a in (ua, va))
+    if va == 2:  # z runs down the rows: the clip bounds the rows to visit
+        lo_v, hi_v = max(lo_v, s.clip[0]), min(hi_v, s.clip[1])
+    elif ua == 2:
+        lo_u, hi_u = max(lo_u, s.clip[0]), min(hi_u, s.clip[1])
+    c0, c1 = _index_range(u, lo_u, hi_u)
+    r0, r1 = _index_range(v, lo_v, hi_v)
+    if c0 >= c1 or r0 >= r1:
+        return
+    d = _norm(v[r0:r1], c[va], r[va], p)[:, None] + _norm(u[c0:c1], c[ua], r[ua], p)[None, :]
+    mask = d <= lim
+    if s.inner:
+        mask &= d > lim * s.inner ** p
+    if va == 2 and (keep := _z_keep(s, v[r0:r1])) is not None:
+        mask &= keep[:, None]
+    elif ua == 2 and (keep := _z_keep(s, u[c0:c1])) is not None:
+        mask &= keep[None, :]
+    np.copyto(labels[r0:r1, c0:c1], np.uint8(s.tissue), where=mask)
 
 
 def _paint_cone(labels: np.ndarray, s: Shape, axes: tuple[int, int, int, int, int], u: np.ndarray, v: np.ndarray,
@@ -803,15 +860,31 @@ def intensity_levels(labels_key: tuple, lut_bytes: bytes, lo: int, hi: int, shad
     return out
 
 
-@functools.lru_cache(maxsize=4)
-def noise_bank(seed: int, size: int, sigma: float, clip: float) -> np.ndarray:
-    """A bank of ``size`` + 65,536 Gaussian int16 samples clipped to ±``clip``; slices take offset windows."""
+def _gaussian_bank(seed: int, size: int, sigma: float, clip: float) -> np.ndarray:
+    """``size`` + 65,536 Gaussian int16 samples clipped to ±``clip``: images take seeded offset windows of it."""
     rng = np.random.default_rng(seed)
-    bank = rng.standard_normal(size + 65536, dtype=np.float32) * sigma
+    bank = rng.standard_normal(size + 65536, dtype=np.float32) * np.float32(sigma)
     np.clip(bank, -clip, clip, out=bank)
     out = np.rint(bank).astype(np.int16)
     out.flags.writeable = False
     return out
+
+
+# Cached (bounded LRU) per series: CT/MR slices of one series share it.
+noise_bank = functools.lru_cache(maxsize=4)(_gaussian_bank)
+
+# Projection images share one bank per size and noise level (a fixed seed); each image reads its own seeded
+# window, so drawing 4 M Gaussian samples per radiograph or mammogram is not needed.
+_PROJECTION_NOISE_SEED = 20261202
+_projection_bank = functools.lru_cache(maxsize=4)(functools.partial(_gaussian_bank, _PROJECTION_NOISE_SEED))
+
+
+def projection_noise(shape: tuple[int, int], sigma: float, seed: int) -> np.ndarray:
+    """Seeded int16 noise (σ ``sigma``, clipped to ±3σ) of ``shape``: a window of the shared projection bank."""
+    n = shape[0] * shape[1]
+    bank = _projection_bank(n, sigma, 3.0 * sigma)
+    offset = int(np.random.default_rng(seed).integers(0, bank.size - n))
+    return bank[offset:offset + n].reshape(shape)
 
 
 # --------------------------------------------------------------------------- projections
@@ -875,7 +948,7 @@ def projection(body_part: str, laterality: Laterality, view: str, rows: int, col
 _PATELLOFEMORAL_Z = (-662.0, -598.0)
 
 
-def _axial_patellofemoral(region: Region, shapes: tuple[Shape, ...], rows: int, cols: int, scale: int
+def _axial_patellofemoral(region: Region, shapes: Body, rows: int, cols: int, scale: int
                           ) -> np.ndarray:
     """The axial ("sunrise", "skyline") view of the knee: the beam runs along the femur, tangential to the
     patellofemoral joint, so the image is a transverse projection with the patella on top (anterior up)
@@ -898,27 +971,47 @@ def _axial_patellofemoral(region: Region, shapes: tuple[Shape, ...], rows: int, 
     return _resize(total, rows, cols) if scale > 1 else total
 
 
-def radiograph(body_part: str, laterality: Laterality, view: str, rows: int, cols: int, *,
-               seed: int, bits: int = 12) -> np.ndarray:
-    """A For-Presentation radiograph (uint16, 0 … 2**bits-1): bone and soft tissue bright, air dark."""
+@functools.lru_cache(maxsize=6)
+def _processed(body_part: str, laterality: Laterality, view: str, rows: int, cols: int, bits: int) -> np.ndarray:
+    """The noise-free processed radiograph (int16 stored values): deterministic per body part, side, view and size.
+
+    Image processing as a DR console does it: subtract a heavily blurred copy (equalisation) so bone
+    detail stands out of thick soft tissue, then a film-like curve.
+    """
     path = projection(body_part, laterality, view, rows, cols)
-    # Image processing as a DR console does it: subtract a heavily blurred copy (equalisation) so
-    # bone detail stands out of thick soft tissue, then a film-like curve.
     k = 24
     low = _resize(_resize(path, max(rows // k, 2), max(cols // k, 2)), rows, cols)
-    proc = path - 0.6 * low
+    proc = path - np.float32(0.6) * low
     lo_p, hi_p = np.percentile(proc, (1.0, 99.7))
-    img = 1.0 / (1.0 + np.exp(-4.0 * ((proc - lo_p) / max(float(hi_p - lo_p), 1e-6) - 0.45)))
-    rng = np.random.default_rng(seed)
-    img += rng.normal(0.0, 0.008, img.shape).astype(np.float32)
+    proc -= np.float32(lo_p)
+    proc *= np.float32(-4.0 / max(float(hi_p - lo_p), 1e-6))
+    proc += np.float32(4.0 * 0.45)
+    np.exp(proc, out=proc)
+    proc += np.float32(1.0)
     top = (1 << bits) - 1
-    return np.clip(img * top * 0.95 + 0.03 * top, 0, top).astype(np.uint16)
+    img = np.float32(top * 0.95) / proc + np.float32(0.03 * top)  # the sigmoid, scaled to the stored range
+    out = img.astype(np.int16)
+    out.flags.writeable = False
+    return out
+
+
+def radiograph(body_part: str, laterality: Laterality, view: str, rows: int, cols: int, *,
+               seed: int, bits: int = 12) -> np.ndarray:
+    """A For-Presentation radiograph (uint16, 0 … 2**bits-1): bone and soft tissue bright, air dark.
+
+    The processed image is cached; each exposure adds its own seeded quantum noise (σ 0.8 % of the range).
+    """
+    base = _processed(body_part, laterality, view, rows, cols, bits)
+    top = (1 << bits) - 1
+    img = base + projection_noise(base.shape, 0.008 * 0.95 * top, seed)
+    np.clip(img, 0, top, out=img)
+    return img.astype(np.uint16)
 
 
 def nm_bone_scan(rows: int, cols: int, *, posterior: bool, seed: int) -> np.ndarray:
     """Whole-body Tc-99m MDP bone scan (uint16 counts): skeleton uptake, kidneys/bladder, Poisson noise."""
     region = region_for("WHOLEBODY")
-    shapes = body_model()
+    shapes = _model("body", Laterality.NONE)
     axes = PLANE_AXES[Plane.CORONAL]
     scale = 2
     r_lo, c_lo = rows // scale, cols // scale
@@ -946,33 +1039,59 @@ def nm_bone_scan(rows: int, cols: int, *, posterior: bool, seed: int) -> np.ndar
     return rng.poisson(np.clip(img, 0, None) + 0.2).astype(np.uint16)
 
 
+@dataclass(frozen=True, slots=True)
+class _Breast:
+    """The deterministic parts of a mammogram of one view and size (float32 rows × cols, chest wall on the right)."""
+
+    tissue: np.ndarray  # 4000 × (skin-line falloff of the compressed thickness) inside the breast, 0 outside
+    gland: np.ndarray  # 4000 × the fibroglandular zone weighting behind the nipple
+    inside: np.ndarray  # the breast outline (bool)
+    pectoral: np.ndarray | None  # MLO: where the pectoral muscle triangle is (bool)
+
+
+@functools.lru_cache(maxsize=4)
+def _breast(rows: int, cols: int, mlo: bool) -> _Breast:
+    yy = (np.arange(rows, dtype=np.float32)[:, None] - rows * 0.5) / (rows * 0.5)
+    dist = (cols - 1 - np.arange(cols, dtype=np.float32))[None, :] / cols  # distance from chest wall (right edge)
+    reach = 0.78 if not mlo else 0.85
+    # breast outline: a half ellipse from the chest wall, flattened by compression
+    shape = (dist / reach) ** 2 + (yy / (0.92 if mlo else 0.82)) ** 2
+    inside = shape < 1.0
+    thickness = np.sqrt(np.clip(1.0 - shape, 0, 1))  # thinner toward the skin line
+    tissue = np.where(inside, 4000 * (0.25 + 0.35 * thickness), 0).astype(np.float32)
+    gland = (4000 * np.exp(-((dist - 0.3) / 0.22) ** 2 - (yy / 0.55) ** 2)).astype(np.float32)
+    pectoral = ((dist + (yy + 1.0) * 0.22) < 0.28) & (yy < 0.3) if mlo else None
+    return _Breast(tissue, gland, inside, pectoral)
+
+
 def mammogram(rows: int, cols: int, *, laterality: Laterality, view: str, seed: int) -> np.ndarray:
     """A processed mammogram (uint16, 12-bit) with the chest wall at the column edge for the side.
 
     Right breast: chest wall on the right edge (PatientOrientation P\\L / P\\F); left breast on the left
-    (A\\R / A\\F), the back-to-back hanging convention. Fibroglandular tissue is smoothed noise weighted
-    toward the retro-areolar region; MLO adds the pectoral muscle triangle in the upper chest-wall corner.
+    (A\\R / A\\F), the back-to-back hanging convention. Fibroglandular tissue is smoothed noise (seeded per
+    image) weighted toward the retro-areolar region; MLO adds the pectoral muscle triangle in the upper
+    chest-wall corner. The outline, thickness and gland zone are cached per view and size.
     """
+    breast = _breast(rows, cols, view.upper() in {"MLO", "ML", "LM"})
     rng = np.random.default_rng(seed)
-    yy = (np.arange(rows, dtype=np.float32)[:, None] - rows * 0.5) / (rows * 0.5)
-    dist = (cols - 1 - np.arange(cols, dtype=np.float32))[None, :] / cols  # distance from chest wall (right edge)
-    mlo = view.upper() in {"MLO", "ML", "LM"}
-    reach = 0.78 if not mlo else 0.85
-    # breast outline: a half ellipse from the chest wall, flattened by compression
-    shape = (dist / reach) ** 2 + (yy / (0.92 if mlo else 0.82)) ** 2
-    breast = shape < 1.0
-    small = rng.standard_normal((rows // 16 + 1, cols // 16 + 1)).astype(np.float32)
-    texture = _resize(small, rows, cols)[:rows, :cols]
-    fine = _resize(rng.standard_normal((rows // 4 + 1, cols // 4 + 1)).astype(np.float32), rows, cols)[:rows, :cols]
-    gland_zone = np.exp(-((dist - 0.3) / 0.22) ** 2 - (yy / 0.55) ** 2)
-    density = np.clip(0.55 * gland_zone + 0.35 * texture * gland_zone + 0.08 * fine, 0, 1)
-    thickness = np.sqrt(np.clip(1.0 - shape, 0, 1))  # thinner toward the skin line
-    img = np.where(breast, 0.25 + 0.35 * thickness + 0.55 * density, 0.0)
-    if mlo:
-        pect = (dist + (yy + 1.0) * 0.22) < 0.28
-        img = np.where(pect & (yy < 0.3), np.maximum(img, 0.85), img)
-    img = np.clip(img + rng.normal(0, 0.01, img.shape).astype(np.float32) * breast, 0, 1)
-    out = (img * 4000).astype(np.uint16)
+    texture = _resize(rng.standard_normal((rows // 16 + 1, cols // 16 + 1)).astype(np.float32), rows, cols)
+    fine = _resize(rng.standard_normal((rows // 4 + 1, cols // 4 + 1)).astype(np.float32), rows, cols)
+    # density = clip(0.55 gland + 0.35 texture × gland + 0.08 fine, 0, 1), in stored units (× 4000)
+    texture *= np.float32(0.35)
+    texture += np.float32(0.55)
+    texture *= breast.gland
+    fine *= np.float32(0.08 * 4000)
+    texture += fine
+    np.clip(texture, 0, 4000, out=texture)
+    texture *= np.float32(0.55)
+    img = np.add(texture, breast.tissue, out=texture, where=breast.inside)
+    img[~breast.inside] = 0
+    if breast.pectoral is not None:
+        np.maximum(img, np.float32(0.85 * 4000), out=img, where=breast.pectoral)
+    noise = projection_noise((rows, cols), 0.01 * 4000, rng.integers(1 << 62))
+    np.add(img, noise, out=img, where=breast.inside)
+    np.clip(img, 0, 4000, out=img)
+    out = img.astype(np.uint16)
     if laterality == Laterality.LEFT:
         out = out[:, ::-1]
     return np.ascontiguousarray(out)
