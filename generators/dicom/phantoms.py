@@ -26,6 +26,7 @@ from enum import IntEnum
 import numpy as np
 from PIL import Image
 
+from generators.dicom.raster import Body, Grid
 from generators.terms import ContrastPhase, Laterality, Plane, Weighting
 
 
@@ -555,36 +556,12 @@ def male_model() -> tuple[Shape, ...]:
     return tuple(s)
 
 
-@dataclass(frozen=True, slots=True)
-class Body:
-    """A model's shapes in paint order with their axis-aligned bounds (``lo``/``hi``: shapes × 3, mm).
-
-    A plane cuts only a few dozen of the ~1,000 shapes; the bounds let :func:`_paint` find them in one
-    vectorised test instead of a Python pass over every shape.
-    """
-
-    shapes: tuple[Shape, ...]
-    lo: np.ndarray
-    hi: np.ndarray
-
-
-def _extent(s: Shape) -> tuple[list[float], list[float]]:
-    """Axis-aligned bounds of a shape: centre ± radii (x/y widened by a cone's taper), z cut by the clip."""
-    grow = max(s.taper) if s.taper else 1.0
-    lo = [s.center[0] - s.radii[0] * grow, s.center[1] - s.radii[1] * grow, max(s.center[2] - s.radii[2], s.clip[0])]
-    hi = [s.center[0] + s.radii[0] * grow, s.center[1] + s.radii[1] * grow, min(s.center[2] + s.radii[2], s.clip[1])]
-    return lo, hi
-
-
 @functools.cache
 def _model(name: str, laterality: Laterality) -> Body:
-    shapes = {"arm": arm_model, "foot": foot_model, "shoulder": shoulder_model, "breast": female_model,
-              "female": female_model, "male": male_model}.get(name, body_model)()
-    if name in ("arm", "foot") and laterality == Laterality.LEFT:
-        shapes = tuple(Shape(s.tissue, (-s.center[0], s.center[1], s.center[2]), s.radii, s.clip, s.inner,
-                             s.period, s.taper, s.power) for s in shapes)
-    bounds = [_extent(s) for s in shapes]
-    return Body(shapes, np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds]))
+    """The shapes of a region's model, ready to rasterise (the arm and foot mirrored for the left side)."""
+    body = Body({"arm": arm_model, "foot": foot_model, "shoulder": shoulder_model, "breast": female_model,
+                 "female": female_model, "male": male_model}.get(name, body_model)())
+    return body.mirrored() if name in ("arm", "foot") and laterality == Laterality.LEFT else body
 
 
 # --------------------------------------------------------------------------- plane evaluation
@@ -597,120 +574,6 @@ PLANE_AXES: dict[Plane, tuple[int, int, int, int, int]] = {
     Plane.CORONAL: (0, 1, 2, -1, 1),
     Plane.SAGITTAL: (1, 1, 2, -1, 0),
 }
-
-
-def _paint(labels: np.ndarray, body: Body, axes: tuple[int, int, int, int, int],
-           u: np.ndarray, v: np.ndarray, w: float) -> None:
-    """Paint ``body`` into the label map of the plane ``axis[4] = w`` sampled at ``u`` (cols) × ``v`` (rows).
-
-    ``u`` and ``v`` are evenly spaced (pixel centres), so a shape's pixels are found from its extent
-    without scanning the whole plane.
-    """
-    ua, _, va, _, wa = axes
-    cut = ((body.lo[:, wa] <= w) & (body.hi[:, wa] >= w)
-           & (body.lo[:, ua] <= max(u[0], u[-1])) & (body.hi[:, ua] >= min(u[0], u[-1]))
-           & (body.lo[:, va] <= max(v[0], v[-1])) & (body.hi[:, va] >= min(v[0], v[-1])))
-    for k in np.flatnonzero(cut):
-        s = body.shapes[k]
-        if s.taper:
-            _paint_cone(labels, s, axes, u, v, w)
-        else:
-            _paint_shape(labels, s, axes, u, v, w)
-
-
-def _index_range(coord: np.ndarray, lo: float, hi: float) -> tuple[int, int]:
-    """A slice of the evenly spaced ``coord`` covering [lo, hi], one sample wider each side (the caller's
-    exact test trims it): rounding never loses a pixel."""
-    step = float(coord[1] - coord[0]) if coord.size > 1 else 1.0
-    a, b = sorted(((lo - float(coord[0])) / step, (hi - float(coord[0])) / step))
-    return max(math.floor(a), 0), min(math.ceil(b) + 1, coord.size)
-
-
-def _norm(coord: np.ndarray, centre: float, radius: float, power: float) -> np.ndarray:
-    """|(coord - centre) / radius| ** power in float32 (squared for an ellipsoid)."""
-    t = ((coord - centre) / radius).astype(np.float32)
-    return t * t if power == 2.0 else np.abs(t) ** np.float32(power)
-
-
-def _z_keep(s: Shape, z: np.ndarray) -> np.ndarray | None:
-    """Which of the in-plane z coordinates ``z`` a shape's clip and period keep (None: all of them)."""
-    keep = None
-    if s.clip != (-math.inf, math.inf):
-        keep = (z >= s.clip[0]) & (z <= s.clip[1])
-    if s.period:
-        on = np.mod(z - s.center[2], s.period[0]) < s.period[1]
-        keep = on if keep is None else keep & on
-    return keep
-
-
-def _paint_shape(labels: np.ndarray, s: Shape, axes: tuple[int, int, int, int, int], u: np.ndarray,
-                 v: np.ndarray, w: float) -> None:
-    """Paint one (super)ellipsoid, shell, clipped or periodic shape into one plane, over its bounding box only."""
-    ua, _, va, _, wa = axes
-    c, r, p = s.center, s.radii, s.power
-    dw = abs((w - c[wa]) / r[wa]) ** p
-    if dw >= 1.0:
-        return
-    if wa == 2 and (not s.clip[0] <= w <= s.clip[1]
-                    or s.period and not math.fmod(w - c[2], s.period[0]) % s.period[0] < s.period[1]):
-        return
-    lim = 1.0 - dw
-    reach = lim ** (1.0 / p)  # the cross-section's half-extent as a fraction of the radii
-    (lo_u, hi_u), (lo_v, hi_v) = ((c[a] - r[a] * reach, c[a] + r[a] * reach) for a in (ua, va))
-    if va == 2:  # z runs down the rows: the clip bounds the rows to visit
-        lo_v, hi_v = max(lo_v, s.clip[0]), min(hi_v, s.clip[1])
-    elif ua == 2:
-        lo_u, hi_u = max(lo_u, s.clip[0]), min(hi_u, s.clip[1])
-    c0, c1 = _index_range(u, lo_u, hi_u)
-    r0, r1 = _index_range(v, lo_v, hi_v)
-    if c0 >= c1 or r0 >= r1:
-        return
-    d = _norm(v[r0:r1], c[va], r[va], p)[:, None] + _norm(u[c0:c1], c[ua], r[ua], p)[None, :]
-    mask = d <= lim
-    if s.inner:
-        mask &= d > lim * s.inner ** p
-    if va == 2 and (keep := _z_keep(s, v[r0:r1])) is not None:
-        mask &= keep[:, None]
-    elif ua == 2 and (keep := _z_keep(s, u[c0:c1])) is not None:
-        mask &= keep[None, :]
-    np.copyto(labels[r0:r1, c0:c1], np.uint8(s.tissue), where=mask)
-
-
-def _paint_cone(labels: np.ndarray, s: Shape, axes: tuple[int, int, int, int, int], u: np.ndarray, v: np.ndarray,
-                w: float) -> None:
-    """Paint a tapered cylinder (z-clipped, x/y radii scaled linearly along z) into one plane."""
-    ua, _, va, _, wa = axes
-    (z0, z1), (k0, k1), c, r = s.clip, s.taper, s.center, s.radii  # type: ignore[misc]
-    if wa == 2:  # axial: an ellipse of the radii at this z
-        if not z0 <= w <= z1:
-            return
-        k = k0 + (k1 - k0) * (w - z0) / (z1 - z0)
-        du, dv = ((u - c[ua]) / (r[ua] * k)) ** 2, ((v - c[va]) / (r[va] * k)) ** 2
-        cols, rows = np.flatnonzero(du <= 1.0), np.flatnonzero(dv <= 1.0)
-        if cols.size and rows.size:
-            c0, c1, r0, r1 = cols[0], cols[-1] + 1, rows[0], rows[-1] + 1
-            labels[r0:r1, c0:c1][dv[r0:r1, None] + du[None, c0:c1] <= 1.0] = s.tissue
-        return
-    z_along_rows = va == 2
-    zs, other, oa = (v, u, ua) if z_along_rows else (u, v, va)
-    zi = np.flatnonzero((zs >= z0) & (zs <= z1))  # contiguous: plane coordinates are monotonic
-    if zi.size == 0:
-        return
-    k = k0 + (k1 - k0) * (zs[zi] - z0) / (z1 - z0)
-    lim = 1.0 - ((w - c[wa]) / (r[wa] * k)) ** 2  # per z: how much of the cross-section this plane cuts
-    if not (lim > 0).any():
-        return
-    do = ((other - c[oa]) / r[oa]) ** 2
-    oi = np.flatnonzero(do <= max(float(k.max()), 1e-6) ** 2)
-    if oi.size == 0:
-        return
-    o0, o1 = oi[0], oi[-1] + 1
-    mask = do[None, o0:o1] <= (k * k * lim)[:, None]
-    a0, a1 = zi[0], zi[-1] + 1
-    if z_along_rows:
-        labels[a0:a1, o0:o1][mask] = s.tissue
-    else:
-        labels[o0:o1, a0:a1][mask.T] = s.tissue
 
 
 def plane_coords(region: Region, plane: Plane, rows: int, cols: int, fov_u: float | None = None,
@@ -737,8 +600,9 @@ def label_levels(body_part: str, laterality: Laterality, plane: Plane, rows: int
     shapes = _model(region.model, laterality)
     u, v, _ = plane_coords(region, plane, rows, cols)
     out = np.zeros((len(positions), rows, cols), np.uint8)
+    grid = Grid(shapes, axes, u, v)
     for i, w in enumerate(positions):
-        _paint(out[i], shapes, axes, u, v, w)
+        grid.paint(out[i], w)
     out.flags.writeable = False
     return out
 
@@ -837,23 +701,36 @@ def _smooth(values: np.ndarray) -> np.ndarray:
     return values
 
 
-@functools.lru_cache(maxsize=4)
 def intensity_levels(labels_key: tuple, lut_bytes: bytes, lo: int, hi: int, shade: bool) -> np.ndarray:
     """Stored-value levels (int16) = LUT[labels], optionally shaded, clipped to [lo, hi].
 
     Cached (bounded LRU) on the label key and the lookup table's bytes: series of one weighting and
     geometry share it. ``shade`` (MR) applies coil shading, tissue texture and a slight blur; CT stays
-    a plain lookup (its hot path).
+    a plain lookup (its hot path). The caches are separate: an MR exam's dozen small stacks (a few MB
+    each) stay cached for its repeats without letting CT's 33 MB stacks pile up.
     """
+    return (_shaded_levels if shade else _plain_levels)(labels_key, lut_bytes, lo, hi)
+
+
+@functools.lru_cache(maxsize=4)
+def _plain_levels(labels_key: tuple, lut_bytes: bytes, lo: int, hi: int) -> np.ndarray:
+    """LUT[labels] through an int16 table clipped once (the same values as clipping every pixel)."""
+    lut = np.clip(np.frombuffer(lut_bytes, np.float32), lo, hi).astype(np.int16)
+    out = lut[label_levels(*labels_key)]
+    out.flags.writeable = False
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _shaded_levels(labels_key: tuple, lut_bytes: bytes, lo: int, hi: int) -> np.ndarray:
     labels = label_levels(*labels_key)
     lut = np.frombuffer(lut_bytes, np.float32)
-    shading = mr_texture(labels.shape[1], labels.shape[2]) if shade else None
+    shading = mr_texture(labels.shape[1], labels.shape[2])
     out = np.empty(labels.shape, np.int16)
     for i in range(labels.shape[0]):  # level by level: no float temporary the size of the stack
         values = lut[labels[i]]
-        if shading is not None:
-            values *= shading
-            _smooth(values)
+        values *= shading
+        _smooth(values)
         np.clip(values, lo, hi, out=values)
         out[i] = values
     out.flags.writeable = False
@@ -934,14 +811,28 @@ def projection(body_part: str, laterality: Laterality, view: str, rows: int, col
     if laterality == Laterality.LEFT:
         tilt = -tilt
     centre = float(depth.mean())
+    grid = Grid(shapes, axes, u, v)
     for w in depth:
         labels.fill(0)
-        _paint(labels, shapes, axes, u + (w - centre) * tilt if tilt else u, v, float(w))
+        if tilt:  # the rays drift across u with depth: a sampling of its own per step
+            grid = Grid(shapes, axes, u + (w - centre) * tilt, v)
+        grid.paint(labels, float(w))
         total += mu[labels]
     total *= 3.0 * math.sqrt(1.0 + tilt * tilt)  # the slanted path is longer per depth step
     if body_part.upper() in {"ELBOW", "HUMERUS"}:
         total = np.ascontiguousarray(total[::-1])  # hung as read: humerus at the top, forearm below
     return _resize(total, rows, cols) if scale > 1 else total
+
+
+@functools.lru_cache(maxsize=6)
+def ct_scout(body_part: str, laterality: Laterality, rows: int, cols: int) -> np.ndarray:
+    """A CT scout's noise-free stored values (int16, HU + 1024): the AP projection shown HU-like. Cached: every
+    CT exam of a body part starts with the same scout."""
+    path = projection(body_part, laterality, "AP", rows, cols)
+    peak = float(np.percentile(path, 99.5)) or 1.0
+    out = np.clip(1024 - 1000 + 2600 * (1 - np.exp(-1.5 * path / peak)), 0, 4000).astype(np.int16)
+    out.flags.writeable = False
+    return out
 
 
 # The patellofemoral joint of the model knee (z, mm): from the tibial tuberosity level to above the patella.
@@ -963,9 +854,10 @@ def _axial_patellofemoral(region: Region, shapes: Body, rows: int, cols: int, sc
     total = np.zeros((r_lo, c_lo), np.float32)
     labels = np.zeros((r_lo, c_lo), np.uint8)
     step = 2.0
+    grid = Grid(shapes, PLANE_AXES[Plane.AXIAL], u, v)
     for w in np.arange(_PATELLOFEMORAL_Z[0], _PATELLOFEMORAL_Z[1], step):
         labels.fill(0)
-        _paint(labels, shapes, PLANE_AXES[Plane.AXIAL], u, v, float(w))
+        grid.paint(labels, float(w))
         total += mu[labels]
     total *= step
     return _resize(total, rows, cols) if scale > 1 else total
@@ -1027,9 +919,10 @@ def nm_bone_scan(rows: int, cols: int, *, posterior: bool, seed: int) -> np.ndar
     weights = np.exp((depths if posterior else -depths) / 140.0).astype(np.float32)
     total = np.zeros((r_lo, c_lo), np.float32)
     labels = np.zeros((r_lo, c_lo), np.uint8)
+    grid = Grid(shapes, axes, u, v)
     for w, k in zip(depths, weights, strict=True):
         labels.fill(0)
-        _paint(labels, shapes, axes, u, v, float(w))
+        grid.paint(labels, float(w))
         total += uptake[labels] * k
     img = _resize(total, rows, cols)
     if posterior:

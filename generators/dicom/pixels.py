@@ -371,9 +371,7 @@ def _mr_three_plane_localizer(exam: ExamInfo, spec: SeriesSpec, count: int, seri
 def _ct_localizer(exam: ExamInfo, geometry: Geometry, rows: int, cols: int, series_seed: int, lat: Laterality
                   ) -> SeriesPixels:
     """A CT scout: an AP projection shown in HU-like stored values, on a coronal plane through the center."""
-    path = phantoms.projection(exam.body_part, lat, "AP", rows, cols)
-    peak = float(np.percentile(path, 99.5)) or 1.0
-    base = np.clip(1024 - 1000 + 2600 * (1 - np.exp(-1.5 * path / peak)), 0, 4000).astype(np.int16)
+    base = phantoms.ct_scout(exam.body_part, lat, rows, cols)
 
     def frame(i: int) -> np.ndarray:
         rng = np.random.default_rng(_seed(series_seed, i))
