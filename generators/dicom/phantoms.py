@@ -4,8 +4,8 @@ The body is a list of axis-aligned ellipsoids / elliptic cylinders / shells pain
 painter's algorithm: later shapes overwrite earlier ones) in patient coordinates (DICOM LPS, mm:
 +x patient left, +y posterior, +z head; z = 0 at the umbilicus). Because every shape is axis
 aligned and every plane is AX / COR / SAG, a shape's footprint on a plane is separable: the cost of
-painting it is proportional to its bounding box, not to the image, so a 512² label map costs a few
-milliseconds. A series evaluates the model at a bounded number of *levels* along its normal
+painting it is proportional to its bounding box, not to the image, so a 512² label map costs about a
+millisecond (:mod:`generators.dicom.raster` paints them). A series evaluates the model at a bounded number of *levels* along its normal
 (anatomy changes slowly along z), maps labels to modality intensities through a lookup table, and
 slices through the levels adding cheap per-slice noise (see :mod:`generators.dicom.writer`).
 
@@ -819,12 +819,13 @@ def projection(body_part: str, laterality: Laterality, view: str, rows: int, col
         tilt = -tilt
     centre = float(depth.mean())
     grid = Grid(shapes, axes, u, v)
+    step = np.empty_like(total)
     for w in depth:
         labels.fill(0)
         if tilt:  # the rays drift across u with depth: a sampling of its own per step
             grid = Grid(shapes, axes, u + (w - centre) * tilt, v)
         grid.paint(labels, float(w))
-        total += mu[labels]
+        total += np.take(mu, labels, out=step)
     total *= 3.0 * math.sqrt(1.0 + tilt * tilt)  # the slanted path is longer per depth step
     if body_part.upper() in {"ELBOW", "HUMERUS"}:
         total = np.ascontiguousarray(total[::-1])  # hung as read: humerus at the top, forearm below

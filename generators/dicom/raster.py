@@ -159,14 +159,20 @@ class Grid:
         inner = lim * s.inner ** s.power if s.inner else None
         if self.axes[2] == 2 and s.radii[2] >= CYLINDER:  # a cylinder along its axis: columns × kept rows
             cols = du <= lim
-            if inner is None and rows is None:  # one band (a convex cross-section)
+            if inner is not None:
+                cols &= du > inner
+            if rows is not None and not s.period:  # a clip keeps one run of rows
+                kept = np.flatnonzero(rows)
+                if kept.size == 0:
+                    return
+                r0, r1, rows = r0 + int(kept[0]), r0 + int(kept[-1]) + 1, None
+            if rows is None and inner is None:  # one band (a convex cross-section)
                 on = np.flatnonzero(cols)
                 if on.size:
                     labels[r0:r1, c0 + on[0]:c0 + on[-1] + 1] = s.tissue
-                return
-            if inner is not None:
-                cols &= du > inner
-            labels[r0:r1, c0:c1][np.ix_(np.ones(r1 - r0, bool) if rows is None else rows, cols)] = s.tissue
+            else:
+                where = cols[None, :] if rows is None else rows[:, None] & cols[None, :]
+                np.copyto(labels[r0:r1, c0:c1], np.uint8(s.tissue), where=where)
             return
         np.copyto(labels[r0:r1, c0:c1], np.uint8(s.tissue), where=self._mask(k, lim, inner, rows, c0, c1, r0, r1))
 
