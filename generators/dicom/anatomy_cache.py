@@ -1,4 +1,6 @@
-"""A disk cache of the deterministic anatomy arrays (label stacks, projections, processed radiographs).
+"""A disk cache of the deterministic anatomy arrays (label stacks, processed radiographs, CT scouts).
+
+Projections themselves are not stored: only the processed images made from them are used.
 
 The pixel pool's processes and later runs each used to recompute the same arrays; with a cache directory
 configured (:func:`configure`), a function decorated with :func:`disk_cached` first looks for its result on

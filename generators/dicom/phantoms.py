@@ -721,8 +721,8 @@ def _plain_levels(labels_key: tuple, lut_bytes: bytes, lo: int, hi: int) -> np.n
     lut = np.clip(np.frombuffer(lut_bytes, np.float32), lo, hi).astype(np.int16)
     labels = label_levels(*labels_key)
     out = np.empty(labels.shape, np.int16)
-    for i in range(labels.shape[0]):  # level by level: the index temporary stays in cache (twice as fast)
-        np.take(lut, labels[i], out=out[i])
+    for i in range(labels.shape[0]):  # level by level, unchecked (labels < N_TISSUES): 2.5x faster than lut[labels]
+        np.take(lut, labels[i], out=out[i], mode="clip")
     out.flags.writeable = False
     return out
 
@@ -734,7 +734,7 @@ def _shaded_levels(labels_key: tuple, lut_bytes: bytes, lo: int, hi: int) -> np.
     shading = mr_texture(labels.shape[1], labels.shape[2])
     out = np.empty(labels.shape, np.int16)
     for i in range(labels.shape[0]):  # level by level: no float temporary the size of the stack
-        values = lut[labels[i]]
+        values = np.take(lut, labels[i], mode="clip")
         values *= shading
         _smooth(values)
         np.clip(values, lo, hi, out=values)
@@ -777,17 +777,23 @@ def _resize(img: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return np.array(Image.fromarray(img.astype(np.float32), mode="F").resize((cols, rows), Image.BICUBIC))
 
 
+def _detector(coarse: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """A coarse-grid projection image resampled to the rows × cols detector."""
+    return coarse if coarse.shape == (rows, cols) else _resize(coarse, rows, cols)
+
+
 # Beam rotation about the limb's long axis for oblique radiographic views (0 = straight AP/PA).
 _OBLIQUE_DEGREES = {"OBLIQUE": 40.0, "OBL": 40.0, "MORTISE": 15.0}
 
 
 @functools.lru_cache(maxsize=6)
-@anatomy_cache.disk_cached
 def projection(body_part: str, laterality: Laterality, view: str, rows: int, cols: int) -> np.ndarray:
-    """Line integral of attenuation (float32 rows × cols) through the region for a radiographic view.
+    """Line integral of attenuation through the region for a radiographic view of a rows × cols detector.
 
     PA/AP project along y (image columns = patient x, mirrored so the patient's right is on the viewer's
-    left), lateral views (LL/RL/LAT) along x. Evaluated on a coarse grid and resampled to the detector.
+    left), lateral views (LL/RL/LAT) along x. Evaluated on a coarse grid (float32, rows // scale × cols //
+    scale, scale = max(1, max(rows, cols) // 400)) that the caller resamples to the detector, after the
+    processing that is as well done on it.
     """
     region = region_for(body_part, laterality)
     shapes = _model(region.model, laterality)
@@ -825,18 +831,19 @@ def projection(body_part: str, laterality: Laterality, view: str, rows: int, col
         if tilt:  # the rays drift across u with depth: a sampling of its own per step
             grid = Grid(shapes, axes, u + (w - centre) * tilt, v)
         grid.paint(labels, float(w))
-        total += np.take(mu, labels, out=step)
+        total += np.take(mu, labels, out=step, mode="clip")
     total *= 3.0 * math.sqrt(1.0 + tilt * tilt)  # the slanted path is longer per depth step
     if body_part.upper() in {"ELBOW", "HUMERUS"}:
         total = np.ascontiguousarray(total[::-1])  # hung as read: humerus at the top, forearm below
-    return _resize(total, rows, cols) if scale > 1 else total
+    return total
 
 
 @functools.lru_cache(maxsize=6)
+@anatomy_cache.disk_cached
 def ct_scout(body_part: str, laterality: Laterality, rows: int, cols: int) -> np.ndarray:
     """A CT scout's noise-free stored values (int16, HU + 1024): the AP projection shown HU-like. Cached: every
     CT exam of a body part starts with the same scout."""
-    path = projection(body_part, laterality, "AP", rows, cols)
+    path = _detector(projection(body_part, laterality, "AP", rows, cols), rows, cols)
     peak = float(np.percentile(path, 99.5)) or 1.0
     out = np.clip(1024 - 1000 + 2600 * (1 - np.exp(-1.5 * path / peak)), 0, 4000).astype(np.int16)
     out.flags.writeable = False
@@ -868,7 +875,7 @@ def _axial_patellofemoral(region: Region, shapes: Body, rows: int, cols: int, sc
         grid.paint(labels, float(w))
         total += mu[labels]
     total *= step
-    return _resize(total, rows, cols) if scale > 1 else total
+    return total
 
 
 @functools.lru_cache(maxsize=6)
@@ -881,8 +888,8 @@ def _processed(body_part: str, laterality: Laterality, view: str, rows: int, col
     """
     path = projection(body_part, laterality, view, rows, cols)
     k = 24
-    low = _resize(_resize(path, max(rows // k, 2), max(cols // k, 2)), rows, cols)
-    proc = path - np.float32(0.6) * low
+    low = _resize(_resize(path, max(rows // k, 2), max(cols // k, 2)), *path.shape)
+    proc = _detector(path - np.float32(0.6) * low, rows, cols)  # resampling is linear: once, after the subtraction
     lo_p, hi_p = np.percentile(proc, (1.0, 99.7))
     proc -= np.float32(lo_p)
     proc *= np.float32(-4.0 / max(float(hi_p - lo_p), 1e-6))
