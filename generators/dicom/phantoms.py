@@ -715,7 +715,7 @@ def intensity_levels(labels_key: tuple, lut_bytes: bytes, lo: int, hi: int, shad
     return (_shaded_levels if shade else _plain_levels)(labels_key, lut_bytes, lo, hi)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=6)
 def _plain_levels(labels_key: tuple, lut_bytes: bytes, lo: int, hi: int) -> np.ndarray:
     """LUT[labels] through an int16 table clipped once (the same values as clipping every pixel)."""
     lut = np.clip(np.frombuffer(lut_bytes, np.float32), lo, hi).astype(np.int16)
@@ -744,7 +744,8 @@ def _shaded_levels(labels_key: tuple, lut_bytes: bytes, lo: int, hi: int) -> np.
 
 
 def _gaussian_bank(seed: int, size: int, sigma: float, clip: float) -> np.ndarray:
-    """``size`` + 65,536 Gaussian int16 samples clipped to ±``clip``: images take seeded offset windows of it."""
+    """``size`` + 65,536 Gaussian int16 samples (σ ``sigma``) clipped to ±``clip``: slices and images take
+    seeded offset windows of it (see :data:`noise_bank`)."""
     rng = np.random.default_rng(seed)
     bank = rng.standard_normal(size + 65536, dtype=np.float32) * np.float32(sigma)
     np.clip(bank, -clip, clip, out=bank)
@@ -753,19 +754,16 @@ def _gaussian_bank(seed: int, size: int, sigma: float, clip: float) -> np.ndarra
     return out
 
 
-# Cached (bounded LRU) per series: CT/MR slices of one series share it.
-noise_bank = functools.lru_cache(maxsize=4)(_gaussian_bank)
-
-# Projection images share one bank per size and noise level (a fixed seed); each image reads its own seeded
-# window, so drawing 4 M Gaussian samples per radiograph or mammogram is not needed.
-_PROJECTION_NOISE_SEED = 20261202
-_projection_bank = functools.lru_cache(maxsize=4)(functools.partial(_gaussian_bank, _PROJECTION_NOISE_SEED))
+# One bank per size and noise level (a fixed seed) serves every CT/MR slice and projection image: each reads a
+# window at its own seeded offset, so no series or image draws millions of Gaussian samples of its own.
+_NOISE_SEED = 20261202
+noise_bank = functools.lru_cache(maxsize=8)(functools.partial(_gaussian_bank, _NOISE_SEED))
 
 
 def projection_noise(shape: tuple[int, int], sigma: float, seed: int) -> np.ndarray:
     """Seeded int16 noise (σ ``sigma``, clipped to ±3σ) of ``shape``: a window of the shared projection bank."""
     n = shape[0] * shape[1]
-    bank = _projection_bank(n, sigma, 3.0 * sigma)
+    bank = noise_bank(n, sigma, 3.0 * sigma)
     offset = int(np.random.default_rng(seed).integers(0, bank.size - n))
     return bank[offset:offset + n].reshape(shape)
 

@@ -156,7 +156,7 @@ def _stack_pixels(labels_key: tuple, lut: np.ndarray, plane: Plane, geometry: Ge
     key = (*labels_key, tuple(round(float(p), 3) for p in level_pos))
     levels = phantoms.intensity_levels(key, lut.astype(np.float32).tobytes(), lo, hi, shade)
     rows, cols = levels.shape[1:]
-    noise = phantoms.noise_bank(seed, rows * cols, sigma, 3 * sigma)
+    noise = phantoms.noise_bank(rows * cols, sigma, 3 * sigma)
     return _Stack(levels, positions, level_pos, noise, seed)
 
 
