@@ -151,13 +151,16 @@ class Grid:
                 self._paint_shape(labels, k, level, a0, a1, b0, b1)
 
     def _paint_shape(self, labels: np.ndarray, k: int, lim: float, c0: int, c1: int, r0: int, r1: int) -> None:
+        """Paint shape ``k`` (not a cone) over its bounding box; ``lim`` = 1 - its normalised distance along the
+        normal (how much of its cross-section this plane cuts)."""
         s = self.body.shapes[k]
         du = self._along_u(k)[c0:c1]
         rows = self._z_rows(k) if self.axes[2] == 2 else None
         if rows is not None:
             rows = rows[r0:r1]
         inner = lim * s.inner ** s.power if s.inner else None
-        if self.axes[2] == 2 and s.radii[2] >= CYLINDER:  # a cylinder along its axis: columns × kept rows
+        if self.axes[2] == 2 and s.radii[2] >= CYLINDER:
+            # a cylinder along its axis: kept rows × columns (the curvature of a 10⁵ mm radius is below a pixel)
             cols = du <= lim
             if inner is not None:
                 cols &= du > inner
