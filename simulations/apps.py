@@ -31,3 +31,9 @@ class SimulationsConfig(AppConfig):
 
     def ready(self) -> None:
         request_started.connect(_housekeep_once, dispatch_uid="simulations.housekeep")
+        from django.conf import settings
+
+        from generators.dicom import anatomy_cache
+
+        megabytes = settings.YEETER["ANATOMY_CACHE_MB"]
+        anatomy_cache.configure(settings.YEETER["ANATOMY_CACHE_DIR"] if megabytes else None, megabytes * 2**20)

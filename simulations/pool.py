@@ -20,6 +20,8 @@ import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 
+from generators.dicom import anatomy_cache
+
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
@@ -44,9 +46,10 @@ def _die_with_parent(parent_pid: int) -> None:
         threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
-def worker_init(parent_pid: int) -> None:
-    """Pool worker initializer: ignore SIGINT (the parent alone decides what Ctrl-C means) and die
-    with the parent process."""
+def worker_init(parent_pid: int, anatomy: tuple[str | None, int]) -> None:
+    """Pool worker initializer: ignore SIGINT (the parent alone decides what Ctrl-C means), die
+    with the parent process, and share the parent's anatomy disk cache (directory, size bound)."""
+    anatomy_cache.configure(*anatomy)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent_pid)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
@@ -64,7 +67,7 @@ class PixelPool(ProcessPoolExecutor):
     def __init__(self, max_workers: int) -> None:
         # spawn: the workers must not inherit the receivers' threads and sockets.
         super().__init__(max_workers=max_workers, mp_context=multiprocessing.get_context("spawn"),
-                         initializer=worker_init, initargs=(os.getpid(),))
+                         initializer=worker_init, initargs=(os.getpid(), anatomy_cache.current()))
 
     def submit(self, fn, /, *args, **kwargs) -> Future:  # type: ignore[override]
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})

@@ -216,6 +216,10 @@ YEETER = {
     "AE_TITLE": env_str("YEETER_AE_TITLE", "YEETER"),
     "BIND_ADDRESS": env_str("YEETER_BIND_ADDRESS", "127.0.0.1"),
     "PIXEL_WORKERS": env_int("YEETER_PIXEL_WORKERS", 2, minimum=1, maximum=64),
+    # Disk cache of the deterministic anatomy arrays, shared by the pixel processes and later runs
+    # (generators.dicom.anatomy_cache); size 0 switches it off.
+    "ANATOMY_CACHE_DIR": env_path("YEETER_ANATOMY_CACHE_DIR", DATA_DIR / "anatomy-cache"),
+    "ANATOMY_CACHE_MB": env_int("YEETER_ANATOMY_CACHE_MB", 2048, minimum=0, maximum=1_048_576),
     # A running run writes Run.heartbeat_at this often; one silent for RUN_STALE_SECONDS is abandoned.
     "HEARTBEAT_SECONDS": env_int("YEETER_HEARTBEAT_SECONDS", 10, minimum=1, maximum=3600),
     "RUN_STALE_SECONDS": env_int("YEETER_RUN_STALE_SECONDS", 120, minimum=5, maximum=7 * 86400),

@@ -4,8 +4,8 @@ The body is a list of axis-aligned ellipsoids / elliptic cylinders / shells pain
 painter's algorithm: later shapes overwrite earlier ones) in patient coordinates (DICOM LPS, mm:
 +x patient left, +y posterior, +z head; z = 0 at the umbilicus). Because every shape is axis
 aligned and every plane is AX / COR / SAG, a shape's footprint on a plane is separable: the cost of
-painting it is proportional to its bounding box, not to the image, so a 512² label map costs a few
-milliseconds. A series evaluates the model at a bounded number of *levels* along its normal
+painting it is proportional to its bounding box, not to the image, so a 512² label map costs about a
+millisecond (:mod:`generators.dicom.raster` paints them). A series evaluates the model at a bounded number of *levels* along its normal
 (anatomy changes slowly along z), maps labels to modality intensities through a lookup table, and
 slices through the levels adding cheap per-slice noise (see :mod:`generators.dicom.writer`).
 
@@ -26,6 +26,8 @@ from enum import IntEnum
 import numpy as np
 from PIL import Image
 
+from generators.dicom import anatomy_cache
+from generators.dicom.raster import Body, Grid
 from generators.terms import ContrastPhase, Laterality, Plane, Weighting
 
 
@@ -555,13 +557,12 @@ def male_model() -> tuple[Shape, ...]:
     return tuple(s)
 
 
-def _model(name: str, laterality: Laterality) -> tuple[Shape, ...]:
-    shapes = {"arm": arm_model, "foot": foot_model, "shoulder": shoulder_model, "breast": female_model,
-              "female": female_model, "male": male_model}.get(name, body_model)()
-    if name in ("arm", "foot") and laterality == Laterality.LEFT:
-        shapes = tuple(Shape(s.tissue, (-s.center[0], s.center[1], s.center[2]), s.radii, s.clip, s.inner,
-                             s.period, s.taper, s.power) for s in shapes)
-    return shapes
+@functools.cache
+def _model(name: str, laterality: Laterality) -> Body:
+    """The shapes of a region's model, ready to rasterise (the arm and foot mirrored for the left side)."""
+    body = Body({"arm": arm_model, "foot": foot_model, "shoulder": shoulder_model, "breast": female_model,
+                 "female": female_model, "male": male_model}.get(name, body_model)())
+    return body.mirrored() if name in ("arm", "foot") and laterality == Laterality.LEFT else body
 
 
 # --------------------------------------------------------------------------- plane evaluation
@@ -574,86 +575,6 @@ PLANE_AXES: dict[Plane, tuple[int, int, int, int, int]] = {
     Plane.CORONAL: (0, 1, 2, -1, 1),
     Plane.SAGITTAL: (1, 1, 2, -1, 0),
 }
-
-
-def _paint(labels: np.ndarray, shapes: tuple[Shape, ...], axes: tuple[int, int, int, int, int],
-           u: np.ndarray, v: np.ndarray, w: float) -> None:
-    """Paint ``shapes`` into the label map of the plane ``axis[4] = w`` sampled at ``u`` (cols) × ``v`` (rows)."""
-    ua, _, va, _, wa = axes
-    for s in shapes:
-        if s.taper:
-            _paint_cone(labels, s, axes, u, v, w)
-            continue
-        c, r, p = s.center, s.radii, s.power
-        dw = ((w - c[wa]) / r[wa]) ** 2 if p == 2.0 else abs((w - c[wa]) / r[wa]) ** p
-        if dw >= 1.0:
-            continue
-        if wa == 2 and not (s.clip[0] <= w <= s.clip[1]):
-            continue
-        lim = 1.0 - dw
-        du = ((u - c[ua]) / r[ua]) ** 2 if p == 2.0 else np.abs((u - c[ua]) / r[ua]) ** p
-        cols = np.flatnonzero(du <= lim)
-        if cols.size == 0:
-            continue
-        dv = ((v - c[va]) / r[va]) ** 2 if p == 2.0 else np.abs((v - c[va]) / r[va]) ** p
-        rows = np.flatnonzero(dv <= lim)
-        if rows.size == 0:
-            continue
-        c0, c1, r0, r1 = cols[0], cols[-1] + 1, rows[0], rows[-1] + 1
-        d = dv[r0:r1, None] + du[None, c0:c1]
-        mask = d <= lim
-        if s.inner:
-            mask &= d > lim * s.inner ** p
-        zc = None
-        if va == 2:
-            zc = v[r0:r1, None]
-        elif ua == 2:
-            zc = u[None, c0:c1]
-        if zc is not None:
-            if s.clip != (-math.inf, math.inf):
-                mask &= (zc >= s.clip[0]) & (zc <= s.clip[1])
-            if s.period:
-                mask &= np.mod(zc - c[2], s.period[0]) < s.period[1]
-        elif s.period and not (math.fmod(w - c[2], s.period[0]) % s.period[0] < s.period[1]):
-            continue
-        labels[r0:r1, c0:c1][mask] = s.tissue
-
-
-def _paint_cone(labels: np.ndarray, s: Shape, axes: tuple[int, int, int, int, int], u: np.ndarray, v: np.ndarray,
-                w: float) -> None:
-    """Paint a tapered cylinder (z-clipped, x/y radii scaled linearly along z) into one plane."""
-    ua, _, va, _, wa = axes
-    (z0, z1), (k0, k1), c, r = s.clip, s.taper, s.center, s.radii  # type: ignore[misc]
-    if wa == 2:  # axial: an ellipse of the radii at this z
-        if not z0 <= w <= z1:
-            return
-        k = k0 + (k1 - k0) * (w - z0) / (z1 - z0)
-        du, dv = ((u - c[ua]) / (r[ua] * k)) ** 2, ((v - c[va]) / (r[va] * k)) ** 2
-        cols, rows = np.flatnonzero(du <= 1.0), np.flatnonzero(dv <= 1.0)
-        if cols.size and rows.size:
-            c0, c1, r0, r1 = cols[0], cols[-1] + 1, rows[0], rows[-1] + 1
-            labels[r0:r1, c0:c1][dv[r0:r1, None] + du[None, c0:c1] <= 1.0] = s.tissue
-        return
-    z_along_rows = va == 2
-    zs, other, oa = (v, u, ua) if z_along_rows else (u, v, va)
-    zi = np.flatnonzero((zs >= z0) & (zs <= z1))  # contiguous: plane coordinates are monotonic
-    if zi.size == 0:
-        return
-    k = k0 + (k1 - k0) * (zs[zi] - z0) / (z1 - z0)
-    lim = 1.0 - ((w - c[wa]) / (r[wa] * k)) ** 2  # per z: how much of the cross-section this plane cuts
-    if not (lim > 0).any():
-        return
-    do = ((other - c[oa]) / r[oa]) ** 2
-    oi = np.flatnonzero(do <= max(float(k.max()), 1e-6) ** 2)
-    if oi.size == 0:
-        return
-    o0, o1 = oi[0], oi[-1] + 1
-    mask = do[None, o0:o1] <= (k * k * lim)[:, None]
-    a0, a1 = zi[0], zi[-1] + 1
-    if z_along_rows:
-        labels[a0:a1, o0:o1][mask] = s.tissue
-    else:
-        labels[o0:o1, a0:a1][mask.T] = s.tissue
 
 
 def plane_coords(region: Region, plane: Plane, rows: int, cols: int, fov_u: float | None = None,
@@ -669,19 +590,22 @@ def plane_coords(region: Region, plane: Plane, rows: int, cols: int, fov_u: floa
 
 
 @functools.lru_cache(maxsize=6)
+@anatomy_cache.disk_cached
 def label_levels(body_part: str, laterality: Laterality, plane: Plane, rows: int, cols: int,
                  positions: tuple[float, ...]) -> np.ndarray:
     """Label maps (uint8, levels × rows × cols) of the region's plane at ``positions`` (mm along the normal axis).
 
-    Cached (bounded LRU): a whole exam re-uses it for series of the same geometry.
+    Cached (bounded LRU): a whole exam re-uses it for series of the same geometry; and on disk
+    (:mod:`generators.dicom.anatomy_cache`), shared by the pool's processes and later runs.
     """
     region = region_for(body_part, laterality)
     axes = PLANE_AXES[plane]
     shapes = _model(region.model, laterality)
     u, v, _ = plane_coords(region, plane, rows, cols)
     out = np.zeros((len(positions), rows, cols), np.uint8)
+    grid = Grid(shapes, axes, u, v)
     for i, w in enumerate(positions):
-        _paint(out[i], shapes, axes, u, v, w)
+        grid.paint(out[i], w)
     out.flags.writeable = False
     return out
 
@@ -780,38 +704,68 @@ def _smooth(values: np.ndarray) -> np.ndarray:
     return values
 
 
-@functools.lru_cache(maxsize=4)
 def intensity_levels(labels_key: tuple, lut_bytes: bytes, lo: int, hi: int, shade: bool) -> np.ndarray:
     """Stored-value levels (int16) = LUT[labels], optionally shaded, clipped to [lo, hi].
 
     Cached (bounded LRU) on the label key and the lookup table's bytes: series of one weighting and
     geometry share it. ``shade`` (MR) applies coil shading, tissue texture and a slight blur; CT stays
-    a plain lookup (its hot path).
+    a plain lookup (its hot path). The caches are separate: an MR exam's dozen small stacks (a few MB
+    each) stay cached for its repeats without letting CT's 33 MB stacks pile up.
     """
+    return (_shaded_levels if shade else _plain_levels)(labels_key, lut_bytes, lo, hi)
+
+
+@functools.lru_cache(maxsize=6)
+def _plain_levels(labels_key: tuple, lut_bytes: bytes, lo: int, hi: int) -> np.ndarray:
+    """LUT[labels] through an int16 table clipped once (the same values as clipping every pixel)."""
+    lut = np.clip(np.frombuffer(lut_bytes, np.float32), lo, hi).astype(np.int16)
+    labels = label_levels(*labels_key)
+    out = np.empty(labels.shape, np.int16)
+    for i in range(labels.shape[0]):  # level by level, unchecked (labels < N_TISSUES): 2.5x faster than lut[labels]
+        np.take(lut, labels[i], out=out[i], mode="clip")
+    out.flags.writeable = False
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _shaded_levels(labels_key: tuple, lut_bytes: bytes, lo: int, hi: int) -> np.ndarray:
     labels = label_levels(*labels_key)
     lut = np.frombuffer(lut_bytes, np.float32)
-    shading = mr_texture(labels.shape[1], labels.shape[2]) if shade else None
+    shading = mr_texture(labels.shape[1], labels.shape[2])
     out = np.empty(labels.shape, np.int16)
     for i in range(labels.shape[0]):  # level by level: no float temporary the size of the stack
-        values = lut[labels[i]]
-        if shading is not None:
-            values *= shading
-            _smooth(values)
+        values = np.take(lut, labels[i], mode="clip")
+        values *= shading
+        _smooth(values)
         np.clip(values, lo, hi, out=values)
         out[i] = values
     out.flags.writeable = False
     return out
 
 
-@functools.lru_cache(maxsize=4)
-def noise_bank(seed: int, size: int, sigma: float, clip: float) -> np.ndarray:
-    """A bank of ``size`` + 65,536 Gaussian int16 samples clipped to ±``clip``; slices take offset windows."""
+def _gaussian_bank(seed: int, size: int, sigma: float, clip: float) -> np.ndarray:
+    """``size`` + 65,536 Gaussian int16 samples (σ ``sigma``) clipped to ±``clip``: slices and images take
+    seeded offset windows of it (see :data:`noise_bank`)."""
     rng = np.random.default_rng(seed)
-    bank = rng.standard_normal(size + 65536, dtype=np.float32) * sigma
+    bank = rng.standard_normal(size + 65536, dtype=np.float32) * np.float32(sigma)
     np.clip(bank, -clip, clip, out=bank)
     out = np.rint(bank).astype(np.int16)
     out.flags.writeable = False
     return out
+
+
+# One bank per size and noise level (a fixed seed) serves every CT/MR slice and projection image: each reads a
+# window at its own seeded offset, so no series or image draws millions of Gaussian samples of its own.
+_NOISE_SEED = 20261202
+noise_bank = functools.lru_cache(maxsize=8)(functools.partial(_gaussian_bank, _NOISE_SEED))
+
+
+def projection_noise(shape: tuple[int, int], sigma: float, seed: int) -> np.ndarray:
+    """Seeded int16 noise (σ ``sigma``, clipped to ±3σ) of ``shape``: a window of the shared projection bank."""
+    n = shape[0] * shape[1]
+    bank = noise_bank(n, sigma, 3.0 * sigma)
+    offset = int(np.random.default_rng(seed).integers(0, bank.size - n))
+    return bank[offset:offset + n].reshape(shape)
 
 
 # --------------------------------------------------------------------------- projections
@@ -821,16 +775,23 @@ def _resize(img: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return np.array(Image.fromarray(img.astype(np.float32), mode="F").resize((cols, rows), Image.BICUBIC))
 
 
+def _detector(coarse: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """A coarse-grid projection image resampled to the rows × cols detector."""
+    return coarse if coarse.shape == (rows, cols) else _resize(coarse, rows, cols)
+
+
 # Beam rotation about the limb's long axis for oblique radiographic views (0 = straight AP/PA).
 _OBLIQUE_DEGREES = {"OBLIQUE": 40.0, "OBL": 40.0, "MORTISE": 15.0}
 
 
 @functools.lru_cache(maxsize=6)
 def projection(body_part: str, laterality: Laterality, view: str, rows: int, cols: int) -> np.ndarray:
-    """Line integral of attenuation (float32 rows × cols) through the region for a radiographic view.
+    """Line integral of attenuation through the region for a radiographic view of a rows × cols detector.
 
     PA/AP project along y (image columns = patient x, mirrored so the patient's right is on the viewer's
-    left), lateral views (LL/RL/LAT) along x. Evaluated on a coarse grid and resampled to the detector.
+    left), lateral views (LL/RL/LAT) along x. Evaluated on a coarse grid (float32, rows // scale × cols //
+    scale, scale = max(1, max(rows, cols) // 400)) that the caller resamples to the detector, after the
+    processing that is as well done on it.
     """
     region = region_for(body_part, laterality)
     shapes = _model(region.model, laterality)
@@ -861,21 +822,37 @@ def projection(body_part: str, laterality: Laterality, view: str, rows: int, col
     if laterality == Laterality.LEFT:
         tilt = -tilt
     centre = float(depth.mean())
+    grid = Grid(shapes, axes, u, v)
+    step = np.empty_like(total)
     for w in depth:
         labels.fill(0)
-        _paint(labels, shapes, axes, u + (w - centre) * tilt if tilt else u, v, float(w))
-        total += mu[labels]
+        if tilt:  # the rays drift across u with depth: a sampling of its own per step
+            grid = Grid(shapes, axes, u + (w - centre) * tilt, v)
+        grid.paint(labels, float(w))
+        total += np.take(mu, labels, out=step, mode="clip")
     total *= 3.0 * math.sqrt(1.0 + tilt * tilt)  # the slanted path is longer per depth step
     if body_part.upper() in {"ELBOW", "HUMERUS"}:
         total = np.ascontiguousarray(total[::-1])  # hung as read: humerus at the top, forearm below
-    return _resize(total, rows, cols) if scale > 1 else total
+    return total
+
+
+@functools.lru_cache(maxsize=6)
+@anatomy_cache.disk_cached
+def ct_scout(body_part: str, laterality: Laterality, rows: int, cols: int) -> np.ndarray:
+    """A CT scout's noise-free stored values (int16, HU + 1024): the AP projection shown HU-like. Cached: every
+    CT exam of a body part starts with the same scout."""
+    path = _detector(projection(body_part, laterality, "AP", rows, cols), rows, cols)
+    peak = float(np.percentile(path, 99.5)) or 1.0
+    out = np.clip(1024 - 1000 + 2600 * (1 - np.exp(-1.5 * path / peak)), 0, 4000).astype(np.int16)
+    out.flags.writeable = False
+    return out
 
 
 # The patellofemoral joint of the model knee (z, mm): from the tibial tuberosity level to above the patella.
 _PATELLOFEMORAL_Z = (-662.0, -598.0)
 
 
-def _axial_patellofemoral(region: Region, shapes: tuple[Shape, ...], rows: int, cols: int, scale: int
+def _axial_patellofemoral(region: Region, shapes: Body, rows: int, cols: int, scale: int
                           ) -> np.ndarray:
     """The axial ("sunrise", "skyline") view of the knee: the beam runs along the femur, tangential to the
     patellofemoral joint, so the image is a transverse projection with the patella on top (anterior up)
@@ -890,35 +867,57 @@ def _axial_patellofemoral(region: Region, shapes: tuple[Shape, ...], rows: int, 
     total = np.zeros((r_lo, c_lo), np.float32)
     labels = np.zeros((r_lo, c_lo), np.uint8)
     step = 2.0
+    grid = Grid(shapes, PLANE_AXES[Plane.AXIAL], u, v)
     for w in np.arange(_PATELLOFEMORAL_Z[0], _PATELLOFEMORAL_Z[1], step):
         labels.fill(0)
-        _paint(labels, shapes, PLANE_AXES[Plane.AXIAL], u, v, float(w))
+        grid.paint(labels, float(w))
         total += mu[labels]
     total *= step
-    return _resize(total, rows, cols) if scale > 1 else total
+    return total
+
+
+@functools.lru_cache(maxsize=6)
+@anatomy_cache.disk_cached
+def _processed(body_part: str, laterality: Laterality, view: str, rows: int, cols: int, bits: int) -> np.ndarray:
+    """The noise-free processed radiograph (int16 stored values): deterministic per body part, side, view and size.
+
+    Image processing as a DR console does it: subtract a heavily blurred copy (equalisation) so bone
+    detail stands out of thick soft tissue, then a film-like curve.
+    """
+    path = projection(body_part, laterality, view, rows, cols)
+    k = 24
+    low = _resize(_resize(path, max(rows // k, 2), max(cols // k, 2)), *path.shape)
+    proc = _detector(path - np.float32(0.6) * low, rows, cols)  # resampling is linear: once, after the subtraction
+    lo_p, hi_p = np.percentile(proc, (1.0, 99.7))
+    proc -= np.float32(lo_p)
+    proc *= np.float32(-4.0 / max(float(hi_p - lo_p), 1e-6))
+    proc += np.float32(4.0 * 0.45)
+    np.exp(proc, out=proc)
+    proc += np.float32(1.0)
+    top = (1 << bits) - 1
+    img = np.float32(top * 0.95) / proc + np.float32(0.03 * top)  # the sigmoid, scaled to the stored range
+    out = img.astype(np.int16)
+    out.flags.writeable = False
+    return out
 
 
 def radiograph(body_part: str, laterality: Laterality, view: str, rows: int, cols: int, *,
                seed: int, bits: int = 12) -> np.ndarray:
-    """A For-Presentation radiograph (uint16, 0 … 2**bits-1): bone and soft tissue bright, air dark."""
-    path = projection(body_part, laterality, view, rows, cols)
-    # Image processing as a DR console does it: subtract a heavily blurred copy (equalisation) so
-    # bone detail stands out of thick soft tissue, then a film-like curve.
-    k = 24
-    low = _resize(_resize(path, max(rows // k, 2), max(cols // k, 2)), rows, cols)
-    proc = path - 0.6 * low
-    lo_p, hi_p = np.percentile(proc, (1.0, 99.7))
-    img = 1.0 / (1.0 + np.exp(-4.0 * ((proc - lo_p) / max(float(hi_p - lo_p), 1e-6) - 0.45)))
-    rng = np.random.default_rng(seed)
-    img += rng.normal(0.0, 0.008, img.shape).astype(np.float32)
+    """A For-Presentation radiograph (uint16, 0 … 2**bits-1): bone and soft tissue bright, air dark.
+
+    The processed image is cached; each exposure adds its own seeded quantum noise (σ 0.8 % of the range).
+    """
+    base = _processed(body_part, laterality, view, rows, cols, bits)
     top = (1 << bits) - 1
-    return np.clip(img * top * 0.95 + 0.03 * top, 0, top).astype(np.uint16)
+    img = base + projection_noise(base.shape, 0.008 * 0.95 * top, seed)
+    np.clip(img, 0, top, out=img)
+    return img.astype(np.uint16)
 
 
 def nm_bone_scan(rows: int, cols: int, *, posterior: bool, seed: int) -> np.ndarray:
     """Whole-body Tc-99m MDP bone scan (uint16 counts): skeleton uptake, kidneys/bladder, Poisson noise."""
     region = region_for("WHOLEBODY")
-    shapes = body_model()
+    shapes = _model("body", Laterality.NONE)
     axes = PLANE_AXES[Plane.CORONAL]
     scale = 2
     r_lo, c_lo = rows // scale, cols // scale
@@ -934,9 +933,10 @@ def nm_bone_scan(rows: int, cols: int, *, posterior: bool, seed: int) -> np.ndar
     weights = np.exp((depths if posterior else -depths) / 140.0).astype(np.float32)
     total = np.zeros((r_lo, c_lo), np.float32)
     labels = np.zeros((r_lo, c_lo), np.uint8)
+    grid = Grid(shapes, axes, u, v)
     for w, k in zip(depths, weights, strict=True):
         labels.fill(0)
-        _paint(labels, shapes, axes, u, v, float(w))
+        grid.paint(labels, float(w))
         total += uptake[labels] * k
     img = _resize(total, rows, cols)
     if posterior:
@@ -946,33 +946,76 @@ def nm_bone_scan(rows: int, cols: int, *, posterior: bool, seed: int) -> np.ndar
     return rng.poisson(np.clip(img, 0, None) + 0.2).astype(np.uint16)
 
 
+def _double(x: np.ndarray) -> np.ndarray:
+    """``x`` (float32) enlarged 2× by linear interpolation: a smooth field's enlargement at a quarter of the cost
+    of Pillow's float resize."""
+    out = np.empty((x.shape[0] * 2, x.shape[1] * 2), np.float32)
+    out[0::2, 0::2] = x
+    np.add(x[:, :-1], x[:, 1:], out=out[0::2, 1:-1:2])
+    out[0::2, 1:-1:2] *= np.float32(0.5)
+    out[0::2, -1] = x[:, -1]
+    np.add(out[0:-2:2], out[2::2], out=out[1:-1:2])
+    out[1:-1:2] *= np.float32(0.5)
+    out[-1] = out[-2]
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Breast:
+    """The deterministic parts of a mammogram of one view and size (float32 rows × cols, chest wall on the right)."""
+
+    tissue: np.ndarray  # 4000 × (skin-line falloff of the compressed thickness) inside the breast, 0 outside
+    gland: np.ndarray  # 4000 × the fibroglandular zone weighting behind the nipple
+    inside: np.ndarray  # the breast outline (bool)
+    pectoral: np.ndarray | None  # MLO: where the pectoral muscle triangle is (bool)
+
+
+@functools.lru_cache(maxsize=4)
+def _breast(rows: int, cols: int, mlo: bool) -> _Breast:
+    yy = (np.arange(rows, dtype=np.float32)[:, None] - rows * 0.5) / (rows * 0.5)
+    dist = (cols - 1 - np.arange(cols, dtype=np.float32))[None, :] / cols  # distance from chest wall (right edge)
+    reach = 0.78 if not mlo else 0.85
+    # breast outline: a half ellipse from the chest wall, flattened by compression
+    shape = (dist / reach) ** 2 + (yy / (0.92 if mlo else 0.82)) ** 2
+    inside = shape < 1.0
+    thickness = np.sqrt(np.clip(1.0 - shape, 0, 1))  # thinner toward the skin line
+    tissue = np.where(inside, 4000 * (0.25 + 0.35 * thickness), 0).astype(np.float32)
+    gland = (4000 * np.exp(-((dist - 0.3) / 0.22) ** 2 - (yy / 0.55) ** 2)).astype(np.float32)
+    pectoral = ((dist + (yy + 1.0) * 0.22) < 0.28) & (yy < 0.3) if mlo else None
+    return _Breast(tissue, gland, inside, pectoral)
+
+
 def mammogram(rows: int, cols: int, *, laterality: Laterality, view: str, seed: int) -> np.ndarray:
     """A processed mammogram (uint16, 12-bit) with the chest wall at the column edge for the side.
 
     Right breast: chest wall on the right edge (PatientOrientation P\\L / P\\F); left breast on the left
-    (A\\R / A\\F), the back-to-back hanging convention. Fibroglandular tissue is smoothed noise weighted
-    toward the retro-areolar region; MLO adds the pectoral muscle triangle in the upper chest-wall corner.
+    (A\\R / A\\F), the back-to-back hanging convention. Fibroglandular tissue is smoothed noise (seeded per
+    image) weighted toward the retro-areolar region; MLO adds the pectoral muscle triangle in the upper
+    chest-wall corner. The outline, thickness and gland zone are cached per view and size.
     """
+    breast = _breast(rows, cols, view.upper() in {"MLO", "ML", "LM"})
     rng = np.random.default_rng(seed)
-    yy = (np.arange(rows, dtype=np.float32)[:, None] - rows * 0.5) / (rows * 0.5)
-    dist = (cols - 1 - np.arange(cols, dtype=np.float32))[None, :] / cols  # distance from chest wall (right edge)
-    mlo = view.upper() in {"MLO", "ML", "LM"}
-    reach = 0.78 if not mlo else 0.85
-    # breast outline: a half ellipse from the chest wall, flattened by compression
-    shape = (dist / reach) ** 2 + (yy / (0.92 if mlo else 0.82)) ** 2
-    breast = shape < 1.0
-    small = rng.standard_normal((rows // 16 + 1, cols // 16 + 1)).astype(np.float32)
-    texture = _resize(small, rows, cols)[:rows, :cols]
-    fine = _resize(rng.standard_normal((rows // 4 + 1, cols // 4 + 1)).astype(np.float32), rows, cols)[:rows, :cols]
-    gland_zone = np.exp(-((dist - 0.3) / 0.22) ** 2 - (yy / 0.55) ** 2)
-    density = np.clip(0.55 * gland_zone + 0.35 * texture * gland_zone + 0.08 * fine, 0, 1)
-    thickness = np.sqrt(np.clip(1.0 - shape, 0, 1))  # thinner toward the skin line
-    img = np.where(breast, 0.25 + 0.35 * thickness + 0.55 * density, 0.0)
-    if mlo:
-        pect = (dist + (yy + 1.0) * 0.22) < 0.28
-        img = np.where(pect & (yy < 0.3), np.maximum(img, 0.85), img)
-    img = np.clip(img + rng.normal(0, 0.01, img.shape).astype(np.float32) * breast, 0, 1)
-    out = (img * 4000).astype(np.uint16)
+    # density = clip(0.55 gland + 0.35 texture × gland + 0.08 fine, 0, 1) in stored units (× 4000): smooth, so
+    # it is made at half size and enlarged once
+    half_r, half_c = (rows + 1) // 2, (cols + 1) // 2
+    texture = _resize(rng.standard_normal((rows // 16 + 1, cols // 16 + 1)).astype(np.float32), half_r, half_c)
+    fine = _resize(rng.standard_normal((rows // 4 + 1, cols // 4 + 1)).astype(np.float32), half_r, half_c)
+    texture *= np.float32(0.35)
+    texture += np.float32(0.55)
+    texture *= breast.gland[::2, ::2]
+    fine *= np.float32(0.08 * 4000)
+    texture += fine
+    np.clip(texture, 0, 4000, out=texture)
+    img = _double(texture)[:rows, :cols]
+    img *= np.float32(0.55)
+    img += breast.tissue
+    img[~breast.inside] = 0
+    if breast.pectoral is not None:
+        np.maximum(img, np.float32(0.85 * 4000), out=img, where=breast.pectoral)
+    noise = projection_noise((rows, cols), 0.01 * 4000, rng.integers(1 << 62))
+    np.add(img, noise, out=img, where=breast.inside)
+    np.clip(img, 0, 4000, out=img)
+    out = img.astype(np.uint16)
     if laterality == Laterality.LEFT:
         out = out[:, ::-1]
     return np.ascontiguousarray(out)

@@ -156,7 +156,7 @@ def _stack_pixels(labels_key: tuple, lut: np.ndarray, plane: Plane, geometry: Ge
     key = (*labels_key, tuple(round(float(p), 3) for p in level_pos))
     levels = phantoms.intensity_levels(key, lut.astype(np.float32).tobytes(), lo, hi, shade)
     rows, cols = levels.shape[1:]
-    noise = phantoms.noise_bank(seed, rows * cols, sigma, 3 * sigma)
+    noise = phantoms.noise_bank(rows * cols, sigma, 3 * sigma)
     return _Stack(levels, positions, level_pos, noise, seed)
 
 
@@ -371,9 +371,7 @@ def _mr_three_plane_localizer(exam: ExamInfo, spec: SeriesSpec, count: int, seri
 def _ct_localizer(exam: ExamInfo, geometry: Geometry, rows: int, cols: int, series_seed: int, lat: Laterality
                   ) -> SeriesPixels:
     """A CT scout: an AP projection shown in HU-like stored values, on a coronal plane through the center."""
-    path = phantoms.projection(exam.body_part, lat, "AP", rows, cols)
-    peak = float(np.percentile(path, 99.5)) or 1.0
-    base = np.clip(1024 - 1000 + 2600 * (1 - np.exp(-1.5 * path / peak)), 0, 4000).astype(np.int16)
+    base = phantoms.ct_scout(exam.body_part, lat, rows, cols)
 
     def frame(i: int) -> np.ndarray:
         rng = np.random.default_rng(_seed(series_seed, i))

