@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr
 from simulations.transport.dimse.commitment import (
     FAILURE_CLASS_INSTANCE_CONFLICT,
     FAILURE_NO_SUCH_OBJECT,
+    _release_bounded,
     request_commitment,
 )
 from simulations.transport.dimse.common import DicomPeer
@@ -112,3 +115,29 @@ def test_it_gives_up_with_a_send_error_when_no_report_comes() -> None:
             request_commitment(peer, [(CTImageStorage, NEVER_STORED)], transaction_uid="2.25.104", timeout=0.5)
     finally:
         server.shutdown()
+
+
+class _StuckRelease:
+    """An association whose release() spins until aborted, as pynetdicom's can (issue #820)."""
+
+    def __init__(self) -> None:
+        self.is_established = True
+        self.aborted = threading.Event()
+
+    def release(self) -> None:
+        self.aborted.wait(30)
+
+    def abort(self) -> None:
+        self.aborted.set()
+
+
+def test_a_stuck_release_neither_holds_the_caller_nor_stays_open(caplog: pytest.LogCaptureFixture) -> None:
+    assoc = _StuckRelease()
+    started = time.monotonic()
+
+    _release_bounded(assoc, timeout=0.3)
+
+    assert time.monotonic() - started < 0.1  # the verdict is in hand: the caller goes on at once
+    assert not assoc.aborted.is_set()
+    assert assoc.aborted.wait(5)  # the watchdog cut it short with an A-ABORT
+    assert "did not complete in 0.3 s" in caplog.text

@@ -336,27 +336,32 @@ def _where_to_report(peer: DicomPeer, listener: CommitmentListener | None) -> st
 
 
 def _release_bounded(assoc: Any, *, timeout: float) -> None:
-    """Release, but never hang: abort when the release does not complete within ``timeout``.
+    """Release in the background, and never hang: abort when the release does not complete within ``timeout``.
 
     pynetdicom's ``Association.release()`` pauses the reactor by spinning until it reports itself
     paused; when the peer's N-EVENT-REPORT is being served at that moment the spin can last forever
-    (pynetdicom issue #820, seen here about once in 50 commitments). The verdict is already in hand,
-    so a stuck release is cut short with an A-ABORT, which also ends the spin.
+    (pynetdicom issue #820, seen here about once in 50 commitments under load). The verdict is already
+    in hand, so the caller goes on at once: a watchdog thread releases, and cuts a stuck release short
+    with an A-ABORT, which also ends the spin. (Waiting here held a patient for the whole ``timeout``.)
     """
     if not assoc.is_established:
         return
-    done = threading.Event()
 
-    def release() -> None:
-        try:
-            assoc.release()
-        finally:
-            done.set()
+    def release_or_abort() -> None:
+        done = threading.Event()
 
-    threading.Thread(target=release, name="commitment-release", daemon=True).start()
-    if not done.wait(timeout):
-        LOGGER.warning("Storage Commitment association release did not complete in %g s; aborting it", timeout)
-        assoc.abort()
+        def release() -> None:
+            try:
+                assoc.release()
+            finally:
+                done.set()
+
+        threading.Thread(target=release, name="commitment-release", daemon=True).start()
+        if not done.wait(timeout):
+            LOGGER.warning("Storage Commitment association release did not complete in %g s; aborting it", timeout)
+            assoc.abort()
+
+    threading.Thread(target=release_or_abort, name="commitment-release-watchdog", daemon=True).start()
 
 
 def send_commitment_report(target: DicomPeer, event_type: int, report: Dataset) -> None:
