@@ -46,10 +46,13 @@ def _die_with_parent(parent_pid: int) -> None:
         threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
-def worker_init(parent_pid: int, anatomy: tuple[str | None, int]) -> None:
+def worker_init(parent_pid: int, anatomy: tuple[str | None, int], niceness: int = 0) -> None:
     """Pool worker initializer: ignore SIGINT (the parent alone decides what Ctrl-C means), die
-    with the parent process, and share the parent's anatomy disk cache (directory, size bound)."""
+    with the parent process, share the parent's anatomy disk cache (directory, size bound) and run
+    ``niceness`` steps below the parent's CPU priority (``nice(2)``)."""
     anatomy_cache.configure(*anatomy)
+    if niceness:
+        os.nice(niceness)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent_pid)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
@@ -64,10 +67,12 @@ class PixelPool(ProcessPoolExecutor):
     stays pending for the parent and is delivered when the mask is restored.
     """
 
-    def __init__(self, max_workers: int) -> None:
+    def __init__(self, max_workers: int, *, niceness: int = 0) -> None:
         # spawn: the workers must not inherit the receivers' threads and sockets.
+        # niceness: pixels are bulk work; a lower priority lets the parent's network exchanges (each C-STORE
+        # answer, MPPS, worklist query a peer and the next patient wait for) take the CPU first.
         super().__init__(max_workers=max_workers, mp_context=multiprocessing.get_context("spawn"),
-                         initializer=worker_init, initargs=(os.getpid(), anatomy_cache.current()))
+                         initializer=worker_init, initargs=(os.getpid(), anatomy_cache.current(), niceness))
 
     def submit(self, fn, /, *args, **kwargs) -> Future:  # type: ignore[override]
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})

@@ -216,6 +216,9 @@ YEETER = {
     "AE_TITLE": env_str("YEETER_AE_TITLE", "YEETER"),
     "BIND_ADDRESS": env_str("YEETER_BIND_ADDRESS", "127.0.0.1"),
     "PIXEL_WORKERS": env_int("YEETER_PIXEL_WORKERS", 2, minimum=1, maximum=64),
+    # How far below the run's own CPU priority the pixel processes run (nice(2) steps): the network
+    # exchanges whose latency bounds a run's throughput get the CPU first; 0 keeps one priority.
+    "PIXEL_NICE": env_int("YEETER_PIXEL_NICE", 10, minimum=0, maximum=19),
     # Disk cache of the deterministic anatomy arrays, shared by the pixel processes and later runs
     # (generators.dicom.anatomy_cache); size 0 switches it off.
     "ANATOMY_CACHE_DIR": env_path("YEETER_ANATOMY_CACHE_DIR", DATA_DIR / "anatomy-cache"),

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.utils import timezone
 
 from generators.hl7 import HL7Config, HL7ValidationError
@@ -102,7 +103,7 @@ class RunContext:
         async with self._pool_lock:
             if self._pool is None:
                 self._pool = (ThreadPoolExecutor(1, thread_name_prefix="pixels") if self.pixel_threads
-                              else PixelPool(self.options.pixel_workers))
+                              else PixelPool(self.options.pixel_workers, niceness=settings.YEETER["PIXEL_NICE"]))
             return self._pool
 
     async def sleep(self, seconds: float) -> bool:
