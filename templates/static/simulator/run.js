@@ -66,6 +66,16 @@ function patientOf(ev) {
   return state.patients.get(n);
 }
 
+// A run that ends without finishing its patients: those in flight failed (error, abandoned: the server
+// records them so) or, cancelled, were cancelled with it; the ones not started were cancelled.
+function settle(cancelled) {
+  for (const [n, q] of state.patients) {
+    if (q.status === "running") q.status = cancelled ? "cancelled" : "failed";
+    if (q.status === "pending") q.status = "cancelled";
+    dirty.add(n);
+  }
+}
+
 function onEvent(ev) {
   if (ev.seq <= state.lastSeq) return; // the server sends each seq once; never count one twice
   state.lastSeq = ev.seq;
@@ -77,13 +87,7 @@ function onEvent(ev) {
     case "run.started": state.startedAt = Date.parse(ev.created_at); break;
     case "run.finished": case "run.cancelled": case "run.error": case "run.abandoned":
       state.endedAt = Date.parse(ev.created_at);
-      // A run that ends without finishing its patients: those in flight failed (error, abandoned: the
-      // server records them so), the ones not started were cancelled.
-      for (const q of state.patients.values()) {
-        if (ev.type === "run.finished") continue;
-        if (q.status === "running") q.status = ev.type === "run.cancelled" ? "cancelled" : "failed";
-        if (q.status === "pending") q.status = "cancelled";
-      }
+      if (ev.type !== "run.finished") settle(ev.type === "run.cancelled");
       break;
     case "run.rate_changed": if ($("#rate")) $("#rate").value = pl.to; break;
     case "patient.started": {
@@ -116,9 +120,6 @@ function onEvent(ev) {
     p.steps.lastTitle = ev.message;
   }
   if (ev.patient != null) dirty.add(ev.patient);
-  if (["run.cancelled", "run.error", "run.abandoned"].includes(ev.type)) {
-    for (const n of state.patients.keys()) dirty.add(n);
-  }
   scheduleRender();
   appendEvent(ev);
 }
@@ -126,10 +127,9 @@ function onEvent(ev) {
 function onStatus(frame) {
   state.status = frame.run_status;
   state.finished = frame.finished;
-  const badge = $("#run-status");
-  badge.textContent = frame.run_status;
-  badge.className = `badge status-${frame.run_status}`;
   if (frame.finished) {
+    // The status may arrive before the run's end event: the rows settle with the badge, not after it.
+    if (frame.run_status !== "succeeded") settle(frame.run_status === "cancelled");
     for (const id of ["#cancel-form", "#rate-form"]) if ($(id)) $(id).hidden = true;
     if (!state.endedAt) state.endedAt = Date.now();
     if (socket) setConnection("The run has ended; every recorded event is shown.", "ok");
@@ -188,6 +188,11 @@ function updateRow(number, fields) {
 const SYMBOL = {ok: "✓", failed: "✗", skipped: "–", running: "…", pending: "·"};
 
 function render() {
+  if (state.status) {  // drawn with the rows, so that the badge never runs ahead of them
+    const badge = $("#run-status");
+    badge.textContent = state.status;
+    badge.className = `badge status-${state.status}`;
+  }
   const counts = {passed: 0, failed: 0, inflight: 0, waiting: 0};
   let known = 0;
   for (const [number, p] of state.patients) {
