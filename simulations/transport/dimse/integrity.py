@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import mmap
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,23 +99,12 @@ def check_dataset(
             return facts, DatasetProblem(TRUNCATED, "the data set is empty")
         with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
             try:
-                pos = offset
-                while pos < size:
-                    tag, length, start, vr = _header(data, pos, size, implicit)
+                for tag, _, length, start, end in _elements(data, offset, size, implicit):
                     if tag == _PIXEL_DATA:
                         encapsulated = length == _UNDEFINED
                         pixel_length = length
-                    if length == _UNDEFINED:
-                        pos = _skip_undefined(data, start, size, implicit or vr == b"UN", tag, 1)
-                        continue
-                    end = start + length
-                    if end > size:
-                        return facts, DatasetProblem(
-                            TRUNCATED, f"cut short: {_tag(tag)} has {size - start} of its {length} bytes"
-                        )
-                    if tag in _WANTED:
+                    elif tag in _WANTED:
                         facts.values[tag] = bytes(data[start:end])
-                    pos = end
             except _Truncated as exc:
                 return facts, DatasetProblem(TRUNCATED, str(exc))
     facts.study_instance_uid = _text(facts.values.get(_STUDY, b""))
@@ -188,22 +178,31 @@ def _walk_to_pixels(data: mmap.mmap, pos: int, size: int, implicit: bool,
                     wanted: frozenset[int]) -> dict[int, tuple[bytes, bytes]] | None:
     """(VR, value bytes) of the ``wanted`` elements from ``pos`` up to Pixel Data; None at an unknown VR."""
     values: dict[int, tuple[bytes, bytes]] = {}
-    while pos < size:
-        tag, length, start, vr = _header(data, pos, size, implicit)
-        if tag in _PIXELS:
-            break
+    for tag, vr, _, start, end in _elements(data, pos, size, implicit, stop=_PIXELS):
         if not implicit and vr not in _KNOWN_VRS:
             return None
+        if tag in wanted:
+            values[tag] = (vr, bytes(data[start:end]))
+    return values
+
+
+def _elements(data: mmap.mmap, pos: int, size: int, implicit: bool, *, stop: frozenset[int] = frozenset()
+              ) -> Iterator[tuple[int, bytes, int, int, int]]:
+    """(tag, VR, value length, value start, value end) of each top-level element from ``pos``, an undefined
+    length skipped to its delimiter; ends at the data set's end or before an element whose tag is in ``stop``.
+    Raises :class:`_Truncated` when an element is cut short."""
+    while pos < size:
+        tag, length, start, vr = _header(data, pos, size, implicit)
+        if tag in stop:
+            return
         if length == _UNDEFINED:
             end = _skip_undefined(data, start, size, implicit or vr == b"UN", tag, 1)
         else:
             end = start + length
             if end > size:
                 raise _Truncated(f"cut short: {_tag(tag)} has {size - start} of its {length} bytes")
-        if tag in wanted:
-            values[tag] = (vr, bytes(data[start:end]))
+        yield tag, vr, length, start, end
         pos = end
-    return values
 
 
 def _header(data: mmap.mmap, pos: int, size: int, implicit: bool) -> tuple[int, int, int, bytes]:
