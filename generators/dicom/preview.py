@@ -13,15 +13,39 @@ def preview_path(study_dir: Path, series_number: int) -> Path:
     return study_dir / f"preview_{series_number:03d}.png"
 
 
+TABLE_FROM_PIXELS = 1 << 22  # 4.2 Mpx: where the table's rows caught up with the arithmetic (5 Mpx: equal)
+
+
+def window_8bit(pixels: np.ndarray, *, center: float, width: float) -> np.ndarray:
+    """``pixels`` through the linear window of :func:`write_preview_png` as 8-bit grey levels.
+
+    Large integer images of up to 16 bits go through a table of the window over every value their type
+    can hold, a row at a time: a mammogram's 13.6 Mpx in 21 ms instead of 47 ms of float32 arithmetic
+    per pixel, with the same levels (the table is that arithmetic). Below :data:`TABLE_FROM_PIXELS`, and
+    for other types, the arithmetic itself is as fast or the only way.
+    """
+    lo = center - width / 2.0
+    scale = 255.0 / max(width, 1.0)
+    dtype = pixels.dtype
+    if (pixels.size < TABLE_FROM_PIXELS or dtype.kind not in "ui" or dtype.itemsize > 2 or not dtype.isnative
+            or pixels.ndim != 2):
+        return np.clip((pixels.astype(np.float32) - lo) * scale, 0, 255).astype(np.uint8)
+    codes = np.dtype(f"u{dtype.itemsize}")
+    table = np.clip((np.arange(1 << (8 * dtype.itemsize), dtype=codes).view(dtype).astype(np.float32) - lo) * scale,
+                    0, 255).astype(np.uint8)
+    out = np.empty(pixels.shape, np.uint8)
+    for row, target in zip(pixels, out):  # a row at a time: no int64 index array the size of the image
+        np.take(table, row.view(codes), out=target)
+    return out
+
+
 def write_preview_png(pixels: np.ndarray, path: Path, *, center: float, width: float, max_size: int = 512) -> Path:
     """Write ``pixels`` (stored values) as an 8-bit PNG windowed like a viewer's linear VOI LUT.
 
     PS3.3 C.11.2.1.2.1 (linear window): values below ``center - width/2`` are black, above
     ``center + width/2`` white. Large images are reduced to ``max_size`` on their long side.
     """
-    lo = center - width / 2.0
-    img = np.clip((pixels.astype(np.float32) - lo) * (255.0 / max(width, 1.0)), 0, 255).astype(np.uint8)
-    image = Image.fromarray(img, mode="L")
+    image = Image.fromarray(window_8bit(pixels, center=center, width=width), mode="L")
     long_side = max(image.size)
     if long_side > max_size:
         scale = max_size / long_side

@@ -16,6 +16,7 @@ from PIL import Image
 
 from exams.catalog_io import SHIPPED_CATALOG, read_catalog_file
 from generators.dicom import write_study
+from generators.dicom.preview import TABLE_FROM_PIXELS, window_8bit
 from generators.terms import (
     ContrastPhase,
     Laterality,
@@ -130,3 +131,32 @@ def test_a_ct_head_sagittal_keeps_the_vault_over_the_brain_at_the_midline(tmp_pa
     assert vault.max() > 700, "the skull vault at the vertex"
     brain = profile[(z > 600) & (z < 680)]
     assert 15 < float(np.median(brain)) < 50, "brain, not a sheet of CSF, fills the midline"
+
+
+def _windowed_by_arithmetic(pixels: np.ndarray, center: float, width: float) -> np.ndarray:
+    lo = center - width / 2.0
+    return np.clip((pixels.astype(np.float32) - lo) * (255.0 / max(width, 1.0)), 0, 255).astype(np.uint8)
+
+
+def test_the_preview_window_table_gives_the_levels_of_the_window_arithmetic_for_every_stored_value() -> None:
+    # every value each integer type holds, in a non-contiguous 2-D view (a strip's frames, a cropped image)
+    # large enough to take the table
+    cases = {
+        np.int16: (np.arange(-32768, 32768).reshape(256, 256), [(40.0, 400.0), (-600.0, 1500.0), (0.0, 0.5)]),
+        np.uint16: (np.arange(65536).reshape(256, 256), [(2048.0, 4096.0), (30000.0, 65535.0)]),
+        np.uint8: (np.arange(256).reshape(16, 16), [(128.0, 256.0), (10.0, 3.0)]),
+        np.int8: (np.arange(-128, 128).reshape(16, 16), [(0.0, 100.0)]),
+    }
+    for dtype, (values, windows) in cases.items():
+        tiles = 2048 // values.shape[0]
+        pixels = np.ascontiguousarray(np.repeat(np.tile(values.astype(dtype), (tiles, tiles)), 2, axis=1))[:, ::2]
+        assert not pixels.flags.c_contiguous and pixels.size >= TABLE_FROM_PIXELS
+        for center, width in windows:
+            np.testing.assert_array_equal(window_8bit(pixels, center=center, width=width),
+                                          _windowed_by_arithmetic(pixels, center, width), err_msg=f"{dtype} {center}/{width}")
+    # other types (float, 32-bit, byte-swapped) take the arithmetic itself
+    for pixels in (np.linspace(-2000, 3000, 400, dtype=np.float32).reshape(20, 20),
+                   np.arange(-70000, 70000, 350, dtype=np.int32).reshape(20, 20),
+                   np.arange(400, dtype=">u2").reshape(20, 20)):
+        np.testing.assert_array_equal(window_8bit(pixels, center=100.0, width=300.0),
+                                      _windowed_by_arithmetic(pixels, 100.0, 300.0))
