@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
+from simulations.collector import run_collection
 from simulations.endpoints import EndpointSet
 from simulations.events import EventRecorder, EventType
 from simulations.handlers import RunContext
@@ -213,7 +214,8 @@ async def execute_patient(run_pk, index: int) -> str:
                      options=options, recorder=EventRecorder(run.pk), cancel=asyncio.Event(), pixel_threads=True)
     watcher = asyncio.create_task(_watch(run.pk, row.pk, ctx.cancel))
     try:
-        return await run_story(run, ctx, row)
+        with run_collection():
+            return await run_story(run, ctx, row)
     finally:
         watcher.cancel()
         await ctx.close()

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from generators.hl7 import HL7ValidationError
 from simulations.artifacts import PatientFiles, identity_json
+from simulations.collector import run_collection
 from simulations.events import EventRecorder, EventType
 from simulations.handlers import HANDLERS, RunContext, StepFailed, Story
 from simulations.handlers.base import now
@@ -224,6 +225,10 @@ class SimulationRunner:
         return self.ctx.cancel
 
     async def execute(self) -> Run:
+        with run_collection():
+            return await self._execute()
+
+    async def _execute(self) -> Run:
         run, ctx = self.run, self.ctx
         ctx.options.output_dir.mkdir(parents=True, exist_ok=True)
         run.status = Run.Status.RUNNING
