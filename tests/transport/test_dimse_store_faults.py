@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +17,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 from pynetdicom import AE, evt
 
 from simulations.transport.dimse.common import DicomPeer
-from simulations.transport.dimse.store import StoreError, send_instances
+from simulations.transport.dimse.store import StoreError, read_instance, send_instances
 from simulations.transport.errors import SendError
 from tests.conftest import free_port
 from tests.transport.dicom_files import write_ct_series
@@ -131,3 +135,77 @@ def test_it_rejects_a_file_that_is_not_dicom_before_opening_any_association(tmp_
 
     with pytest.raises(ValueError, match="not a readable DICOM file"):
         send_instances(DicomPeer("127.0.0.1", free_port(), "NOBODY"), [junk])
+
+
+class RecordingScp(ScriptedScp):
+    """Keeps each data set's bytes as they arrived (before pynetdicom decodes them); ``before_answer`` runs
+    before each answer with the instance number."""
+
+    def __init__(self, *args: Any, before_answer: Callable[[int], None] | None = None, **kwargs: Any) -> None:
+        self.received: dict[int, bytes] = {}
+        self.before_answer = before_answer
+        super().__init__(*args, **kwargs)
+
+    def handle_store(self, event: Any) -> int:
+        number = int(event.dataset.InstanceNumber)
+        self.received[number] = event.request.DataSet.getvalue()
+        if self.before_answer is not None:
+            self.before_answer(number)
+        return super().handle_store(event)
+
+
+def _open_paths() -> set[str]:
+    paths = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            paths.add(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue
+    return paths
+
+
+def test_a_data_set_goes_out_by_sendfile_in_pdvs_the_peer_fits_and_arrives_byte_for_byte(
+        series: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = socket.socket.sendfile
+
+    def counted(self: socket.socket, file: Any, offset: int = 0, count: int | None = None) -> int:
+        calls.append(count or 0)
+        return real(self, file, offset, count)
+
+    monkeypatch.setattr(socket.socket, "sendfile", counted)
+    scp = RecordingScp({}, maximum_pdu_size=4096)  # data sets of ~9 KB: three PDVs each
+    try:
+        results = send_instances(scp.peer, series)
+    finally:
+        scp.server.shutdown()
+    assert [r.status for r in results] == [0x0000] * 5
+    for path in series:
+        ref = read_instance(path)
+        assert scp.received[int(pydicom.dcmread(path).InstanceNumber)] == path.read_bytes()[ref.dataset_offset:]
+    sizes = [p.stat().st_size - read_instance(p).dataset_offset for p in series]
+    assert len(calls) == sum(-(-size // (4096 - 6)) for size in sizes) and max(calls) == 4096 - 6
+    assert not {str(p) for p in series} & _open_paths()  # every file closed once sent
+
+
+def test_a_file_cut_short_while_it_is_sent_closes_the_connection_and_leaves_it_unsent(series: list[Path]) -> None:
+    second = series[1]
+
+    def cut_the_next_file(number: int) -> None:
+        if number == 1:  # the sender opened instance 2 (and took its size) as soon as instance 1 was out
+            time.sleep(0.3)
+            os.truncate(second, second.stat().st_size // 2)
+
+    scp = RecordingScp({}, before_answer=cut_the_next_file)
+    try:
+        with pytest.raises(StoreError) as caught:
+            send_instances(scp.peer, series, retries=1)
+    finally:
+        scp.server.shutdown()
+    error = caught.value
+    assert "was cut short while being sent" in error.message and str(second) in error.message
+    assert error.permanent is False
+    assert [r.path for r in error.results if r.stored] == series[:1]
+    assert [ref.path for ref in error.unsent] == series[1:]
+    assert 2 not in scp.received  # the peer never took the short PDV for a data set
+    assert not {str(p) for p in series} & _open_paths()

@@ -11,16 +11,19 @@ one association is one blocking socket owned by one thread:
 * a C-STORE-RQ command set (PS3.7 §9.3.1.1, Implicit VR Little Endian as PS3.7 §6.3.1
   requires) is a handful of fixed elements packed with ``struct``;
 * the data set is the file's own bytes after the File Meta group when the peer accepted the
-  file's transfer syntax: no pydicom decode, no re-encode, no copy per PDU — the P-DATA-TF
-  headers and ``memoryview`` slices of the file go out in one ``sendmsg`` (scatter/gather);
-* while the peer stores instance *n* the next file is already read, so disk and peer overlap.
+  file's transfer syntax: no pydicom decode, no re-encode, and on a plain socket not even a read
+  into this process — each P-DATA-TF header goes out with ``sendmsg`` and its PDV's bytes with
+  ``sendfile``, straight from the page cache (``PduStream.send_file_message``);
+* while the peer stores instance *n* the next file is opened and read ahead by the kernel
+  (``posix_fadvise``), so disk and peer overlap.
 
 Only when the peer refused the file's transfer syntax is the file decoded by pydicom
 (decompressed if needed) and re-encoded in an uncompressed syntax the peer accepted.
 
 With ``peer.tls`` the socket is wrapped in TLS right after connecting (PS3.15 Annex B, certificate
-checked against ``peer.host``). TLS sockets have no ``sendmsg``, so each DIMSE message's buffers
-are coalesced into a few large writes instead; the plain path is unchanged.
+checked against ``peer.host``). TLS encrypts in this process and its sockets have no ``sendmsg``, so
+the data set is read into memory and each DIMSE message's buffers are coalesced into a few large
+writes instead; the plain path is unchanged.
 
 Size (over the ~400 lines of simulations/): one hot path, kept whole on purpose — proposing contexts,
 planning each instance (its context, a re-encoded copy or not), streaming it, its status and retry,
@@ -39,7 +42,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from pydicom import dcmread
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -359,26 +362,29 @@ def _send_unit(
             pending.append(plan)
 
     message_id = 0
+    by_kernel = not link.tls
+    payload: _Payload = b""
     try:
         for round_no in range(retries + 1):
             if not pending:
                 break
             again: list[_Plan] = []
-            payload = _payload(pending[0])
+            payload = _payload(pending[0], by_kernel)
             for index, plan in enumerate(pending):
                 following = pending[index + 1] if index + 1 < len(pending) else None
                 if isinstance(payload, str):  # conversion failed: nothing to put on the wire
                     plan.last = _result(plan, None, "failure", payload)
                     record(plan.last)
                     finished.add(id(plan))
-                    payload = _payload(following) if following else b""
+                    payload = _payload(following, by_kernel) if following else b""
                     continue
                 message_id = message_id % 0xFFFF + 1
                 plan.attempts += 1
                 assert plan.context_id is not None
                 link.send_store(plan.context_id, plan.ref.sop_class_uid, plan.ref.sop_instance_uid, payload, message_id)
-                # Read the next file while the peer is busy storing this one.
-                payload = _payload(following) if following else b""
+                _release(payload)
+                # Open the next file (and have the kernel read it ahead) while the peer stores this one.
+                payload = _payload(following, by_kernel) if following else b""
                 status, comment = link.read_store_response(message_id)
                 category = status_category(status)
                 text = status_text(status) + (f": {comment}" if comment else "")
@@ -400,6 +406,8 @@ def _send_unit(
             else:
                 unsent.append(plan.ref)
         raise StoreError(exc.message, permanent=exc.permanent, results=[], unsent=unsent) from exc
+    finally:
+        _release(payload)
     link.release()
 
 
@@ -414,20 +422,45 @@ def _result(plan: _Plan, status: int | None, category: Category, message: str) -
     )
 
 
-def _payload(plan: _Plan) -> bytes | str:
-    """The data set bytes to send for ``plan`` or, if it cannot be produced, the reason as a str."""
+@dataclass(slots=True)
+class _FileRange:
+    """An instance's data set as it lies in its file (after the File Meta group), for ``sendfile``."""
+
+    file: BinaryIO
+    offset: int
+    size: int
+
+
+_Payload = bytes | _FileRange | str  # the data set in memory or in its file; a str says why there is none
+
+
+def _payload(plan: _Plan, by_kernel: bool) -> _Payload:
+    """What to send for ``plan``: the file's own data set (a :class:`_FileRange` the kernel sends when
+    ``by_kernel``, else its bytes), a re-encoded copy, or, if it cannot be produced, the reason as a str."""
     ref = plan.ref
     if not plan.convert:
         try:
-            fd = os.open(ref.path, os.O_RDONLY)
-            try:
-                size = os.fstat(fd).st_size
-                return os.pread(fd, size - ref.dataset_offset, ref.dataset_offset)
-            finally:
-                os.close(fd)
+            file = open(ref.path, "rb", buffering=0)  # noqa: SIM115 - closed by _release once sent
         except OSError as exc:
             return f"not sendable: cannot read {ref.path}: {exc.strerror}"
+        try:
+            size = max(os.fstat(file.fileno()).st_size - ref.dataset_offset, 0)
+            if by_kernel:
+                if hasattr(os, "posix_fadvise"):  # read ahead while the peer is busy with the previous instance
+                    os.posix_fadvise(file.fileno(), ref.dataset_offset, size, os.POSIX_FADV_WILLNEED)
+                return _FileRange(file, ref.dataset_offset, size)
+            with file:
+                return os.pread(file.fileno(), size, ref.dataset_offset)
+        except OSError as exc:
+            file.close()
+            return f"not sendable: cannot read {ref.path}: {exc.strerror}"
     return _convert(ref, plan.wire_syntax)
+
+
+def _release(payload: _Payload) -> None:
+    """Close the file of a :class:`_FileRange` (sent, or never to be)."""
+    if isinstance(payload, _FileRange):
+        payload.file.close()
 
 
 def _convert(ref: InstanceRecord, target: str) -> bytes | str:
@@ -497,7 +530,12 @@ class _Link:
         wire.close()
         raise SendError(f"{peer} answered the association request with {pdu_name(pdu_type, body)}")
 
-    def send_store(self, context_id: int, sop_class: str, sop_instance: str, dataset: bytes, message_id: int) -> None:
+    @property
+    def tls(self) -> bool:
+        return self._wire().tls
+
+    def send_store(self, context_id: int, sop_class: str, sop_instance: str, dataset: bytes | _FileRange,
+                   message_id: int) -> None:
         """Send one C-STORE-RQ (PS3.7 §9.3.1.1): command PDV, then the data set in PDVs."""
         command = encode_command(
             (
@@ -509,7 +547,11 @@ class _Link:
                 (0x1000, sop_instance),
             )
         )
-        self._wire().send(dimse_buffers(context_id, command, dataset, self.fragment))
+        if isinstance(dataset, _FileRange):
+            self._wire().send_file_message(context_id, command, dataset.file, dataset.offset, dataset.size,
+                                           self.fragment)
+        else:
+            self._wire().send(dimse_buffers(context_id, command, dataset, self.fragment))
 
     def read_store_response(self, message_id: int) -> tuple[int, str]:
         """Wait for the C-STORE-RSP (PS3.7 §9.3.1.2) and return its (Status, Error Comment)."""

@@ -25,7 +25,7 @@ import ssl
 import struct
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
@@ -98,19 +98,46 @@ class PduStream:
         if self.tls:
             self._send_coalesced(sock, buffers)
             return
-        first = 0
         try:
-            while first < len(buffers):
-                # sendmsg takes at most IOV_MAX (1024) buffers and may send only part of them
-                sent = sock.sendmsg(buffers[first : first + 1000])
-                while sent:
-                    head = buffers[first]
-                    if sent >= len(head):
-                        sent -= len(head)
-                        first += 1
-                    else:
-                        buffers[first] = memoryview(head)[sent:]
-                        sent = 0
+            _sendmsg_all(sock, buffers)
+        except OSError as exc:
+            self.close()
+            raise SendError(f"connection to {self.label} lost while sending: {exc.strerror or exc}") from exc
+
+    def send_file_message(self, context_id: int, command: bytes, file: BinaryIO, offset: int, size: int,
+                          fragment: int) -> None:
+        """One DIMSE message whose data set is ``size`` bytes of ``file`` from ``offset``, framed as
+        :func:`dimse_buffers` frames it, the data set moved by the kernel (``sendfile``: no read into this
+        process, no copy of it here). Each PDV header goes out with ``MSG_MORE``, so it shares a segment with
+        its data. Plain sockets only (TLS encrypts in this process: :meth:`send`).
+
+        A file that holds fewer bytes than announced (cut short meanwhile) leaves a PDV short on the wire, and
+        so does a peer that takes nothing for ``timeout``: the connection is closed (an A-ABORT could only
+        be read as the PDV's missing bytes; the peer sees the transport close, PS3.8 §9.1.4) and SendError
+        says so.
+        """
+        sock = self.sock
+        if sock is None:
+            raise SendError(f"association with {self.label} is closed")
+        buffers: list[bytes | memoryview] = dimse_buffers(context_id, command, None, fragment)
+        start = 0
+        try:
+            while True:
+                count = min(fragment, size - start)
+                last = start + count >= size
+                buffers.append(struct.pack(">BBIIBB", 0x04, 0, count + 6, count + 2, context_id, 0x02 if last else 0))
+                _sendmsg_all(sock, buffers, socket.MSG_MORE if count else 0)
+                buffers = []
+                if count and sock.sendfile(file, offset + start, count) != count:
+                    self.close()
+                    raise SendError(f"{getattr(file, 'name', 'the file')} was cut short while being sent to "
+                                    f"{self.label}: the connection is closed")
+                start += count
+                if last:
+                    return
+        except TimeoutError as exc:
+            self.close()
+            raise SendError(f"{self.label} took nothing for {self.timeout:g} s: the connection is closed") from exc
         except OSError as exc:
             self.close()
             raise SendError(f"connection to {self.label} lost while sending: {exc.strerror or exc}") from exc
@@ -254,6 +281,21 @@ def parse_command(data: bytes | bytearray) -> dict[int, int | str]:
         elif length == 4:
             fields[element] = struct.unpack("<I", value)[0]
     return fields
+
+
+def _sendmsg_all(sock: socket.socket, buffers: list[bytes | memoryview], flags: int = 0) -> None:
+    """``sendmsg`` until every buffer is sent: it takes at most IOV_MAX (1024) buffers and may send part."""
+    first = 0
+    while first < len(buffers):
+        sent = sock.sendmsg(buffers[first : first + 1000], (), flags)
+        while sent:
+            head = buffers[first]
+            if sent >= len(head):
+                sent -= len(head)
+                first += 1
+            else:
+                buffers[first] = memoryview(head)[sent:]
+                sent = 0
 
 
 def dimse_buffers(
