@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittle
 from pynetdicom import AE, evt
 
 from simulations.transport.dimse.common import DicomPeer
-from simulations.transport.dimse.store import read_instance, StoreResult, send_instances
+from simulations.transport.dimse.store import read_instance, StoreError, StoreResult, send_instances
 from tests.conftest import free_port, require_binary
 from tests.transport.dicom_files import dataset_bytes, storescp, write_ct_series
 
@@ -174,3 +176,28 @@ def test_the_test_instances_are_valid_ct_images_for_dciodvfy(tmp_path: Path) -> 
 
     assert "CTImage" in done.stdout + done.stderr
     assert "Error" not in done.stderr, done.stderr
+
+
+@pytest.mark.interop
+def test_a_peer_that_stops_reading_mid_data_set_times_out_and_the_connection_is_closed(tmp_path: Path) -> None:
+    binary = require_binary("storescp")
+    port = free_port()
+    small = write_ct_series(tmp_path / "small", count=1, study_uid="1.2.826.0.1.3680043.10.543.77")
+    big = write_ct_series(tmp_path / "big", count=1, rows=4096, columns=4096, seed=2,  # 32 MB: over the socket buffers
+                          study_uid="1.2.826.0.1.3680043.10.543.77")
+    with storescp(binary, tmp_path / "received", port) as process:
+        def stop_the_peer(result: Any) -> None:  # once the first instance is answered: the peer freezes
+            process.send_signal(signal.SIGSTOP)
+
+        try:
+            started = time.monotonic()
+            with pytest.raises(StoreError) as caught:
+                send_instances(DicomPeer("127.0.0.1", port, "STORESCP", timeout=2), [*small, *big],
+                               on_result=stop_the_peer)
+            elapsed = time.monotonic() - started
+        finally:
+            process.send_signal(signal.SIGCONT)
+    assert "took nothing for 2 s: the connection is closed" in caught.value.message, caught.value.message
+    assert [r.stored for r in caught.value.results] == [True]
+    assert [ref.path for ref in caught.value.unsent] == big
+    assert elapsed < 10
