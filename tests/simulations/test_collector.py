@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import threading
 
@@ -63,13 +64,15 @@ def test_a_higher_threshold_set_by_the_process_is_kept(thresholds):
 def test_an_in_process_run_executes_with_the_raised_threshold(catalog_tx, tmp_path, thresholds):
     from simulations.endpoints import EndpointSet
     from simulations.options import RunOptions
-    from simulations.services import run_create, run_execute
+    from simulations.services import run_create, run_execute_async
 
     steps = [{"step_type": "GENERATE_HL7", "exam_id": "DX-CHEST-2V"}, {"step_type": "WAIT", "seconds": 0}]
     run = run_create(steps_json=steps, patients=2, concurrency=2, endpoints=EndpointSet(),
                      options=RunOptions(output_dir=tmp_path / "run", send=False))
     during: list[tuple[int, int, int]] = []
-    run = run_execute(Run.objects.get(pk=run.pk), listeners=[lambda event: during.append(gc.get_threshold())])
+    # in_process: with a broker configured (the scale-out pass) the run would go to the Celery workers
+    run = asyncio.run(run_execute_async(Run.objects.get(pk=run.pk), in_process=True,
+                                        listeners=[lambda event: during.append(gc.get_threshold())]))
     assert run.status == Run.Status.SUCCEEDED
     assert len(during) > 4 and set(during) == {(YOUNG_THRESHOLD, 10, 10)}  # from the start event to the end
     assert gc.get_threshold() == (700, 10, 10)
