@@ -65,6 +65,16 @@ def series(tmp_path: Path) -> list[Path]:
     return write_ct_series(tmp_path / "series", count=5)
 
 
+def _store_error(scp: ScriptedScp, files: list[Path], **options: Any) -> StoreError:
+    """The StoreError that sending ``files`` to ``scp`` must raise (the SCP is shut down after)."""
+    try:
+        with pytest.raises(StoreError) as caught:
+            send_instances(scp.peer, files, **options)
+    finally:
+        scp.server.shutdown()
+    return caught.value
+
+
 def _numbered(results: list[Any]) -> dict[int, Any]:
     return {int(pydicom.dcmread(r.path, stop_before_pixels=True).InstanceNumber): r for r in results}
 
@@ -92,12 +102,7 @@ def test_it_records_each_status_and_retries_only_curable_failures(series: list[P
 
 def test_it_keeps_what_was_stored_when_the_peer_aborts_mid_study(series: list[Path]) -> None:
     scp = ScriptedScp({3: ["abort"]})
-    try:
-        with pytest.raises(StoreError) as caught:
-            send_instances(scp.peer, series, retries=1)
-    finally:
-        scp.server.shutdown()
-    error = caught.value
+    error = _store_error(scp, series, retries=1)
 
     assert isinstance(error, SendError) and error.permanent is False
     assert "A-ABORT" in error.message or "closed the connection" in error.message
@@ -107,17 +112,12 @@ def test_it_keeps_what_was_stored_when_the_peer_aborts_mid_study(series: list[Pa
 
 
 def test_it_raises_a_permanent_error_when_the_association_is_rejected(series: list[Path]) -> None:
-    scp = ScriptedScp({}, require_calling_aet=["FRIEND"])
-    try:
-        with pytest.raises(StoreError) as caught:
-            send_instances(scp.peer, series)
-    finally:
-        scp.server.shutdown()
+    error = _store_error(ScriptedScp({}, require_calling_aet=["FRIEND"]), series)
 
-    assert caught.value.permanent is True
-    assert "rejected the association permanently" in caught.value.message
-    assert "calling AE title not recognised" in caught.value.message
-    assert caught.value.results == [] and len(caught.value.unsent) == 5
+    assert error.permanent is True
+    assert "rejected the association permanently" in error.message
+    assert "calling AE title not recognised" in error.message
+    assert error.results == [] and len(error.unsent) == 5
 
 
 def test_it_raises_a_transient_error_when_no_peer_listens(series: list[Path]) -> None:
@@ -197,12 +197,7 @@ def test_a_file_cut_short_while_it_is_sent_closes_the_connection_and_leaves_it_u
             os.truncate(second, second.stat().st_size // 2)
 
     scp = RecordingScp({}, before_answer=cut_the_next_file)
-    try:
-        with pytest.raises(StoreError) as caught:
-            send_instances(scp.peer, series, retries=1)
-    finally:
-        scp.server.shutdown()
-    error = caught.value
+    error = _store_error(scp, series, retries=1)
     assert "was cut short while being sent" in error.message and str(second) in error.message
     assert error.permanent is False
     assert [r.path for r in error.results if r.stored] == series[:1]
