@@ -120,21 +120,15 @@ class PduStream:
         if sock is None:
             raise SendError(f"association with {self.label} is closed")
         buffers: list[bytes | memoryview] = dimse_buffers(context_id, command, None, fragment)
-        start = 0
         try:
-            while True:
-                count = min(fragment, size - start)
-                last = start + count >= size
-                buffers.append(struct.pack(">BBIIBB", 0x04, 0, count + 6, count + 2, context_id, 0x02 if last else 0))
+            for start, count, control in _data_fragments(size, fragment):
+                buffers.append(_pdv_header(count, context_id, control))
                 _sendmsg_all(sock, buffers, socket.MSG_MORE if count else 0)
                 buffers = []
                 if count and sock.sendfile(file, offset + start, count) != count:
                     self.close()
                     raise SendError(f"{getattr(file, 'name', 'the file')} was cut short while being sent to "
                                     f"{self.label}: the connection is closed")
-                start += count
-                if last:
-                    return
         except TimeoutError as exc:
             self.close()
             raise SendError(f"{self.label} took nothing for {self.timeout:g} s: the connection is closed") from exc
@@ -306,23 +300,32 @@ def dimse_buffers(
     One PDV per PDU; the data set is cut into ``fragment``-byte PDVs that are views into
     ``dataset``, so nothing is copied before the kernel does it.
     """
-    buffers: list[bytes | memoryview] = [
-        struct.pack(">BBIIBB", 0x04, 0, len(command) + 6, len(command) + 2, context_id, 0x03),
-        command,
-    ]
+    buffers: list[bytes | memoryview] = [_pdv_header(len(command), context_id, 0x03), command]
     if dataset is None:
         return buffers
     view = memoryview(dataset)
-    total = len(view)
+    for start, count, control in _data_fragments(len(view), fragment):
+        buffers += (_pdv_header(count, context_id, control), view[start : start + count])
+    return buffers
+
+
+def _pdv_header(length: int, context_id: int, control: int) -> bytes:
+    """The P-DATA-TF PDU header and PDV item header of one PDV of ``length`` value bytes (PS3.8 §9.3.5,
+    Annex E.2): PDU type 04, PDU length, item length, presentation context, message control header."""
+    return struct.pack(">BBIIBB", 0x04, 0, length + 6, length + 2, context_id, control)
+
+
+def _data_fragments(total: int, fragment: int) -> Iterator[tuple[int, int, int]]:
+    """(start, length, message control header) of each PDV of a ``total``-byte data set cut into
+    ``fragment``-byte pieces: the last flagged 0x02; an empty data set is one empty last PDV."""
     start = 0
     while True:
-        chunk = view[start : start + fragment]
-        start += len(chunk)
-        last = start >= total
-        buffers.append(struct.pack(">BBIIBB", 0x04, 0, len(chunk) + 6, len(chunk) + 2, context_id, 0x02 if last else 0))
-        buffers.append(chunk)
+        count = min(fragment, total - start)
+        last = start + count >= total
+        yield start, count, 0x02 if last else 0x00
         if last:
-            return buffers
+            return
+        start += count
 
 
 def fragment_size(peer_max_pdu: int) -> int:
