@@ -73,7 +73,9 @@ def _step_columns(run: Run) -> list[dict[str, Any]]:
 def run_view(request: HttpRequest, run_id: str) -> HttpResponse:
     """The live run: counters, one row per patient with its step states, the event log, Cancel."""
     run = visible_run_or_404(request, run_id)
-    patients = list(run.patients.order_by("index"))
+    # A row per patient that started; the page counts the others waiting (cancelled, once the run has
+    # ended without them) and sums them up in one row, so a run of thousands is not thousands of rows.
+    patients = list(run.patients.filter(started_at__isnull=False).order_by("index"))
     page_data = {
         "run": str(run.pk), "status": run.status, "finished": run.is_finished,
         "arrival": run.arrival, "rate_per_hour": run.rate_per_hour,

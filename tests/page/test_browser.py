@@ -190,6 +190,16 @@ def test_an_engineer_launches_a_run_watches_it_live_and_reads_a_patient_story(as
     assert run_url in page.locator("nav.crumbs a").nth(1).evaluate("a => a.href")
 
 
+def _ranges(numbers):
+    """[2, 3, 4, 7] as the page writes it: "2–4, 7"."""
+    out, start = [], numbers[0]
+    for prev, n in zip(numbers, numbers[1:] + [None]):
+        if n != prev + 1:
+            out.append(str(start) if start == prev else f"{start}–{prev}")
+            start = n
+    return ", ".join(out)
+
+
 def test_an_engineer_cancels_a_second_run_from_its_page(asgi_server, page, tmp_path):
     base = asgi_server
     _log_in(page, base, "/simulator/launch/?source=exam&exam_id=DX-CHEST-2V")
@@ -201,6 +211,18 @@ def test_an_engineer_cancels_a_second_run_from_its_page(asgi_server, page, tmp_p
     assert page.is_hidden("#cancel-form")
     statuses = page.locator("#patients .pstatus .badge").all_inner_texts()
     assert "cancelled" in statuses and "running" not in statuses and "pending" not in statuses
+    # The patients that never started are one row and counted cancelled, as the run's summary counts them.
+    started = sorted(int(n) for n in page.locator("#patients tr[data-patient]").evaluate_all(
+        "rows => rows.map((r) => r.dataset.patient)"))
+    missing = [n for n in range(1, 31) if n not in started]
+    assert missing, "the cancel came after every patient had started"
+    row = page.locator("#patients tr.not-started")
+    assert row.locator("td").first.inner_text() == _ranges(missing)
+    assert f"{len(missing)} patients never started: cancelled with the run" in row.inner_text()
+    counts = {k: int(page.inner_text(f'[data-c="{k}"]')) for k in ("passed", "failed", "inflight", "waiting",
+                                                                   "cancelled")}
+    assert counts["inflight"] == counts["waiting"] == 0
+    assert counts["cancelled"] >= len(missing) and counts["passed"] + counts["failed"] + counts["cancelled"] == 30
     page.screenshot(path=tmp_path / "cancelled.png")
     page.goto(base + "/simulator/runs/")
     assert page.locator("table.runs tbody tr").first.locator(".badge").inner_text() == "Cancelled"

@@ -11,6 +11,7 @@ import zipfile
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from simulations.models import Run, RunEvent, RunPatient
 from tests.page.conftest import PASSWORD, execute_small_run
@@ -163,13 +164,15 @@ def test_file_views_serve_only_from_inside_the_run_folder(staff_client, run_dir,
 def test_the_run_view_carries_the_socket_path_and_the_step_columns(user_client, user):
     run = Run.objects.create(steps=[{"step_type": "GENERATE_HL7"}, {"step_type": "WAIT"}], patient_count=2, seed=1,
                              owner=user)
-    RunPatient.objects.create(run=run, index=0, patient_name="DOE^JANE", status="running")
+    RunPatient.objects.create(run=run, index=0, patient_name="DOE^JANE", status="running", started_at=timezone.now())
+    RunPatient.objects.create(run=run, index=1, status="pending")  # not started: counted waiting, no row
     response = user_client.get(f"/simulator/runs/{run.pk}/")
     data = response.context["page_data"]
     assert data["ws_path"] == f"/ws/runs/{run.pk}/"
     assert [s["type"] for s in data["steps"]] == ["GENERATE_HL7", "WAIT"]
     assert data["patients"] == [{"number": 1, "status": "running", "name": "DOE^JANE", "mrn": "", "exam": "",
                                  "accession": "", "error": ""}]
+    assert data["patient_count"] == 2 and b'data-patient="2"' not in response.content
     assert b'href="/simulator/runs/%s/patients/1/"' % str(run.pk).encode() in response.content
     assert user_client.get(f"/simulator/runs/{run.pk}/patients/0/").status_code == 404
     assert user_client.get(f"/simulator/runs/{run.pk}/patients/1/").status_code == 200

@@ -170,7 +170,7 @@ function ensureRow(number) {
     + data.steps.map((s) => `<td class="step" data-step="${s.index}"><span class="st st-pending" title="pending">·</span></td>`).join("");
   const rows = [...document.querySelectorAll("#patients tbody tr")];
   const after = rows.find((r) => Number(r.dataset.patient) > number);
-  $("#patients tbody").insertBefore(row, after || null);
+  $("#patients tbody").insertBefore(row, after || $("#patients tr.not-started"));
   const opt = document.createElement("option");
   opt.value = number; opt.textContent = number;
   if (![...$("#ev-patient").options].some((o) => o.value === String(number))) $("#ev-patient").append(opt);
@@ -193,14 +193,13 @@ function render() {
     badge.textContent = state.status;
     badge.className = `badge status-${state.status}`;
   }
-  const counts = {passed: 0, failed: 0, inflight: 0, waiting: 0};
-  let known = 0;
+  const counts = {passed: 0, failed: 0, inflight: 0, waiting: 0, cancelled: 0};
   for (const [number, p] of state.patients) {
-    known += 1;
     if (p.status === "passed") counts.passed += 1;
     else if (p.status === "failed") counts.failed += 1;
     else if (p.status === "running") counts.inflight += 1;
     else if (p.status === "pending") counts.waiting += 1;
+    else if (p.status === "cancelled") counts.cancelled += 1;
     if (!dirty.has(number)) continue;
     const row = ensureRow(number);
     const badge = $(".pstatus .badge", row);
@@ -222,7 +221,13 @@ function render() {
     }
   }
   dirty.clear();
-  counts.waiting += Math.max(0, data.patient_count - known);
+  // Patients with no event yet wait; once the run has ended without finishing them they never will
+  // (the server's summary counts them cancelled): one row stands for them, not one row each.
+  const unstarted = Math.max(0, data.patient_count - state.patients.size);
+  const ended = state.finished && state.status !== "succeeded" && state.status !== "failed";
+  if (ended) counts.cancelled += unstarted;
+  else counts.waiting += unstarted;
+  drawUnstarted(ended ? unstarted : 0);
   const c = state.counters;
   const end = state.endedAt || Date.now();
   const seconds = state.startedAt ? Math.max(0.001, (end - state.startedAt) / 1000) : 0;
@@ -233,6 +238,37 @@ function render() {
     const el = $(`#counters [data-c="${k}"]`);
     if (el) el.textContent = v;
   }
+}
+
+// "2–30" or "2, 5–9, 12 and 40 more" for the numbers in 1..patient_count that have no row.
+function unstartedNumbers(limit = 8) {
+  const runs = [];
+  let start = null;
+  for (let n = 1; n <= data.patient_count + 1; n += 1) {
+    const missing = n <= data.patient_count && !state.patients.has(n);
+    if (missing && start === null) start = n;
+    if (!missing && start !== null) { runs.push(start === n - 1 ? `${start}` : `${start}–${n - 1}`); start = null; }
+  }
+  const shown = runs.slice(0, limit).join(", ");
+  return runs.length > limit ? `${shown} and ${runs.length - limit} more ranges` : shown;
+}
+
+let unstartedDrawn = -1;
+function drawUnstarted(count) {
+  if (count === unstartedDrawn) return;
+  unstartedDrawn = count;
+  $("#patients tr.not-started")?.remove();
+  if (!count) return;
+  $("#patients tr.placeholder")?.remove();
+  const row = document.createElement("tr");
+  row.className = "not-started";
+  const label = `${count} patient${count === 1 ? "" : "s"} never started: cancelled with the run`;
+  row.innerHTML = `<td class="pnumbers"></td><td colspan="4" class="muted"></td>`
+    + `<td class="pstatus"><span class="badge status-cancelled">cancelled</span></td>`
+    + (data.steps.length ? `<td colspan="${data.steps.length}"></td>` : "");
+  row.cells[0].textContent = unstartedNumbers();
+  row.cells[1].textContent = label;
+  $("#patients tbody").append(row);
 }
 
 setInterval(() => { if (!state.finished && state.startedAt) scheduleRender(); }, 1000);
