@@ -240,7 +240,7 @@ function render() {
   }
 }
 
-// "2–30" or "2, 5–9, 12 and 40 more" for the numbers in 1..patient_count that have no row.
+// "2–30", or "2, 5–9, 12 … and 40 more ranges" past eight ranges, for the numbers in 1..patient_count that have no row.
 function unstartedNumbers(limit = 8) {
   const runs = [];
   let start = null;
