@@ -153,3 +153,23 @@ def test_one_peer_is_held_to_its_per_peer_limit(make_server: Callable[..., objec
         _wait_until_held(server, "127.0.0.1", 2)
         with pytest.raises(SendError):
             echo(DicomPeer(peer.host, peer.port, peer.ae_title, timeout=3))
+
+
+@pytest.mark.parametrize("scp_class", [WorklistScp, MppsScp], ids=["mwl", "mpps"])
+def test_the_worklist_and_mpps_servers_never_force_a_full_garbage_collection(
+        scp_class: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pynetdicom's acceptor runs ``gc.collect()`` every 60 requests: with a run's objects in the process, each
+    pass held the GIL long enough to stall the run. Ours leaves collection to the collector's own schedule."""
+    import gc
+
+    forced: list[int] = []
+    real_collect = gc.collect
+    monkeypatch.setattr(gc, "collect", lambda *args: forced.append(1) or real_collect(*args))
+    server = scp_class(provider=list) if scp_class is WorklistScp else scp_class()
+    server.start()
+    try:
+        for _ in range(65):  # past pynetdicom's 60
+            echo(server.peer)
+    finally:
+        server.stop()
+    assert forced == []
