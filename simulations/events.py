@@ -9,8 +9,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
 
 from simulations.models import RunEvent
 
@@ -60,6 +59,22 @@ def event_dict(event: RunEvent, patient_number: int | None) -> dict[str, Any]:
             "payload": event.payload, "created_at": event.created_at.isoformat()}
 
 
+def _next_seq(run_model: Any, run_id: Any) -> int:
+    """Increment ``Run.event_seq`` and read it back in one statement (``UPDATE … RETURNING``: SQLite 3.35
+    and PostgreSQL), inside the caller's transaction; the row lock it takes orders concurrent writers."""
+    meta = run_model._meta
+    quote = connection.ops.quote_name
+    column = quote(meta.get_field("event_seq").column)
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {quote(meta.db_table)} SET {column} = {column} + 1 "
+                       f"WHERE {quote(meta.pk.column)} = %s RETURNING {column}",
+                       [meta.pk.get_db_prep_value(meta.pk.to_python(run_id), connection)])
+        row = cursor.fetchone()
+    if row is None:
+        raise run_model.DoesNotExist(f"run {run_id} does not exist")
+    return int(row[0])
+
+
 class EventRecorder:
     """Gives events their run-wide sequence numbers and writes them where they need to go.
 
@@ -76,8 +91,7 @@ class EventRecorder:
         from simulations.models import Run
 
         with transaction.atomic():
-            Run.objects.filter(pk=self.run_id).update(event_seq=F("event_seq") + 1)
-            seq = Run.objects.filter(pk=self.run_id).values_list("event_seq", flat=True).get()
+            seq = _next_seq(Run, self.run_id)
             return RunEvent.objects.create(run_id=self.run_id, seq=seq, **values)
 
     async def emit(self, type: str, message: str, *, patient_pk: int | None = None, patient_index: int | None = None,
