@@ -10,7 +10,8 @@ runs the DICOM Upper Layer itself, one thread per association:
 * P-DATA-TF PDUs are read with ``recv_into`` into one buffer per PDU; C-STORE data set PDVs
   are written, as ``memoryview`` slices of those buffers, straight to a spool file that starts
   with the preamble and a File Meta group we encode (PS3.10 §7.1) — never decoded, never joined,
-  disk writes overlapping the transfer;
+  disk writes overlapping the transfer (:mod:`.spool`: with ``O_DIRECT`` when every file is flushed
+  anyway, past the page cache);
 * the spool file has a name no other process or host can pick (host, process id, a random UUID;
   opened with ``O_EXCL``), so several SCPs may share one ``storage_dir``; once the last PDV is in,
   it is flushed to disk (``fsync``) and checked whole (:mod:`.integrity`: every element header
@@ -88,6 +89,7 @@ from simulations.transport.dimse.commitment import (
 )
 from simulations.transport.dimse.common import DicomPeer
 from simulations.transport.dimse.integrity import TRUNCATED, check_dataset
+from simulations.transport.dimse.spool import SpooledDataSet
 from simulations.transport.dimse.upper_layer import (
     ABORT,
     APPLICATION_CONTEXT,
@@ -127,7 +129,6 @@ LOGGER = logging.getLogger(__name__)
 
 _MAX_RQ_BYTES = 256 * 1024
 # A fresh file or nothing: O_EXCL fails rather than share a name with another writer
-_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 # The host part of spool names: safe in a file name, distinct between hosts sharing a folder
 _HOST = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())[:64] or "host"
@@ -180,77 +181,6 @@ class DimseRequest:
 
     def dataset_bytes(self) -> bytes:
         return b"".join(self.dataset)
-
-
-class SpooledDataSet:
-    """A C-STORE data set written to a file as its PDVs arrive (preamble and File Meta first).
-
-    Disk writes overlap the network transfer and a large instance never sits in memory whole. The
-    file is created with ``O_EXCL`` under a name unique to this host and process; ``finish`` flushes
-    it to disk (``fsync``) when ``durable``. A write error is remembered (``error``) and reported by
-    the handler as 0xA700.
-    """
-
-    def __init__(self, path: Path, prefix: bytes, *, durable: bool = True) -> None:
-        self.path = path
-        self.dataset_offset = len(prefix)
-        self.size = len(prefix)
-        self.durable = durable
-        self.error: OSError | None = None
-        self._fd: int | None = None
-        try:
-            try:
-                self._fd = os.open(path, _CREATE_FLAGS, 0o644)
-            except FileNotFoundError:  # the spool folder was removed under us: make it again
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._fd = os.open(path, _CREATE_FLAGS, 0o644)
-            _write_all(self._fd, [memoryview(prefix)])
-        except OSError as exc:
-            self._fail(exc)
-
-    def add(self, fragment: memoryview) -> None:
-        self.size += len(fragment)
-        if self._fd is not None:
-            try:
-                _write_all(self._fd, [fragment])
-            except OSError as exc:
-                self._fail(exc)
-
-    def finish(self) -> None:
-        """Flush (when durable) and close the file: the data set is complete."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            try:
-                if self.durable:  # the data (and the size that makes it readable); a rename needs no more
-                    getattr(os, "fdatasync", os.fsync)(fd)
-            except OSError as exc:
-                self._fail(exc)
-            try:
-                os.close(fd)
-            except OSError as exc:
-                self._fail(exc)
-
-    def discard(self) -> None:
-        """Close and remove the file (not stored, or the association was lost mid-transfer)."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:
-                pass  # being thrown away: nothing to report
-        try:
-            self.path.unlink(missing_ok=True)
-        except OSError:
-            LOGGER.warning("cannot remove the partial file %s", self.path)
-
-    def _fail(self, exc: OSError) -> None:
-        self.error = self.error or exc
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:
-                pass  # already failing: the first error is the one reported
 
 
 class StorageScp:
@@ -946,19 +876,6 @@ def encode_file_meta(sop_class: str, sop_instance: str, transfer_syntax: str, *,
         )
     )
     return struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(body)) + body
-
-
-def _write_all(fd: int, buffers: list[memoryview]) -> None:
-    first = 0
-    while first < len(buffers):
-        written = os.writev(fd, buffers[first : first + 1000])
-        while written:
-            if written >= len(buffers[first]):
-                written -= len(buffers[first])
-                first += 1
-            else:
-                buffers[first] = buffers[first][written:]
-                written = 0
 
 
 __all__ = ["DimseRequest", "StorageScp", "StoredInstance", "encode_file_meta", "handle_echo"]

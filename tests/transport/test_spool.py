@@ -1,0 +1,91 @@
+"""The Storage SCP's spool file: every byte as received, written past the page cache when it is flushed anyway."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from simulations.transport.dimse import spool
+from simulations.transport.dimse.spool import SpooledDataSet
+
+PREFIX = b"\x00" * 128 + b"DICM" + b"\x02\x00\x00\x00UL\x04\x00\x00\x00\x00\x00"
+
+SIZES = [0, 1, 4095, 4096, 4097, spool.BLOCK - len(PREFIX), spool.BLOCK - len(PREFIX) + 1, 3 * spool.BLOCK + 12345]
+
+
+def _direct_supported(folder: Path) -> bool:
+    probe = folder / "probe"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
+    except OSError:
+        return False
+    os.close(fd)
+    probe.unlink()
+    return True
+
+
+def _fragments(data: bytes, rng: random.Random) -> list[memoryview]:
+    """``data`` cut as PDVs arrive: pieces of 1 byte to about a PDU (16 KiB–1 MiB) each."""
+    view, out, at = memoryview(data), [], 0
+    while at < len(data):
+        n = rng.choice([1, 7, 4096, 16_372, 65_524, 1_048_564])
+        out.append(view[at:at + n])
+        at += n
+    return out
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("durable", [True, False], ids=["durable", "buffered"])
+def test_a_spooled_data_set_is_the_received_bytes_exactly(tmp_path: Path, size: int, durable: bool) -> None:
+    rng = random.Random(size)
+    data = rng.randbytes(size)
+    spooled = SpooledDataSet(tmp_path / "a.part", PREFIX, durable=durable)
+    assert spooled.direct == (durable and _direct_supported(tmp_path))
+    for fragment in _fragments(data, rng):
+        spooled.add(fragment)
+    spooled.finish()
+    assert spooled.error is None
+    assert (tmp_path / "a.part").read_bytes() == PREFIX + data
+    assert spooled.size == len(PREFIX) + size
+
+
+def test_a_spool_that_must_leave_direct_io_midway_keeps_every_byte(tmp_path: Path) -> None:
+    """A file system may refuse a direct write after accepting the open: the rest goes through the page cache,
+    after the blocks already written."""
+    if not _direct_supported(tmp_path):
+        pytest.skip(f"{tmp_path} does not take O_DIRECT: the spool writes through the page cache there")
+    rng = random.Random(3)
+    data = rng.randbytes(2 * spool.BLOCK + 777)
+    spooled = SpooledDataSet(tmp_path / "b.part", PREFIX, durable=True)
+    spooled.add(memoryview(data)[:spool.BLOCK + 5])  # one block written directly, five bytes gathered
+    spooled._leave_direct()  # what a refused write does  # noqa: SLF001
+    spooled.add(memoryview(data)[spool.BLOCK + 5:])
+    spooled.finish()
+    assert spooled.error is None and not spooled.direct
+    assert (tmp_path / "b.part").read_bytes() == PREFIX + data
+
+
+def test_a_spool_whose_folder_is_gone_reports_the_error_and_keeps_nothing(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    spooled = SpooledDataSet(blocker / "c.part", PREFIX, durable=True)  # a file where the folder should be
+    spooled.add(memoryview(b"x" * 10))
+    spooled.finish()
+    assert isinstance(spooled.error, OSError)
+    spooled.discard()
+    assert blocker.read_bytes() == b""
+
+
+def test_discarding_a_spool_removes_its_file_and_reuses_its_buffer(tmp_path: Path) -> None:
+    spooled = SpooledDataSet(tmp_path / "d.part", PREFIX, durable=True)
+    spooled.add(memoryview(b"y" * 5000))
+    buffer = spooled._buffer  # noqa: SLF001
+    spooled.discard()
+    assert not (tmp_path / "d.part").exists()
+    if buffer is not None:  # direct: the next spool takes the same warm buffer
+        again = SpooledDataSet(tmp_path / "e.part", PREFIX, durable=True)
+        assert again._buffer is buffer  # noqa: SLF001
+        again.discard()
