@@ -89,3 +89,40 @@ def test_discarding_a_spool_removes_its_file_and_reuses_its_buffer(tmp_path: Pat
         again = SpooledDataSet(tmp_path / "e.part", PREFIX, durable=True)
         assert again._buffer is buffer  # noqa: SLF001
         again.discard()
+
+
+def _read_bytes() -> int:
+    """Bytes this process has had read from storage (``/proc/self/io``: readahead included)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("read_bytes:"):
+            return int(line.split()[1])
+    raise AssertionError("/proc/self/io has no read_bytes")
+
+
+def test_checking_a_directly_written_instance_reads_its_headers_not_the_whole_file(tmp_path: Path) -> None:
+    """The SCP checks each stored file by walking its element headers. Written past the page cache, the file
+    is read from disk for that walk: a page per header, not the whole file through readahead."""
+    from pydicom import dcmread
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    from simulations.transport.dimse.integrity import check_dataset
+    from tests.transport.dicom_files import write_ct_series
+
+    if not _direct_supported(tmp_path):
+        pytest.skip(f"{tmp_path} does not take O_DIRECT: a spooled file stays in the page cache there")
+    source = write_ct_series(tmp_path / "src", count=1, rows=1024, columns=1024)[0]  # 2 MiB of pixels
+    ds = dcmread(source, stop_before_pixels=True)
+    data = source.read_bytes()
+    offset = 132 + 12 + int.from_bytes(data[140:144], "little")  # past the File Meta group
+    spooled = SpooledDataSet(tmp_path / "f.part", data[:offset], durable=True)
+    assert spooled.direct
+    view = memoryview(data)
+    for at in range(offset, len(data), 16_372):
+        spooled.add(view[at:at + 16_372])
+    spooled.finish()
+    before = _read_bytes()
+    facts, problem = check_dataset(spooled.path, offset, ExplicitVRLittleEndian, sop_class_uid=ds.SOPClassUID,
+                                   sop_instance_uid=ds.SOPInstanceUID)
+    read = _read_bytes() - before
+    assert problem is None and facts.sop_instance_uid == ds.SOPInstanceUID
+    assert 0 < read <= 64 * 1024, f"{read} bytes read from disk to check a {len(data)}-byte file"

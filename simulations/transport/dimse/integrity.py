@@ -28,6 +28,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from pydicom import dcmread
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -97,7 +98,7 @@ def check_dataset(
         size = file.seek(0, 2)
         if size <= offset:
             return facts, DatasetProblem(TRUNCATED, "the data set is empty")
-        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        with _headers_map(file) as data:
             try:
                 for tag, _, length, start, end in _elements(data, offset, size, implicit):
                     if tag == _PIXEL_DATA:
@@ -114,6 +115,18 @@ def check_dataset(
     if problem is None and pixel_length is not None and not encapsulated:
         problem = _pixel_problem(facts.values, pixel_length)
     return facts, problem
+
+
+def _headers_map(file: BinaryIO) -> mmap.mmap:
+    """The file mapped for reading its element headers only: no readahead (``MADV_RANDOM``).
+
+    A file not in the page cache (the Storage SCP writes past it, :mod:`.spool`) would otherwise be read
+    whole from disk at the first page touched (readahead is 8 MiB on some disks): the walk needs the
+    pages of a few headers, and one page each is what is read."""
+    data = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    if hasattr(data, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+        data.madvise(mmap.MADV_RANDOM)
+    return data
 
 
 def _implicit_vr(transfer_syntax: str) -> bool | None:
@@ -140,7 +153,7 @@ def file_elements(path: Path, wanted: frozenset[int]) -> tuple[str, dict[int, tu
         size = file.seek(0, 2)
         if size < 132:
             return None
-        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        with _headers_map(file) as data:
             if data[128:132] != b"DICM":
                 return None
             try:
