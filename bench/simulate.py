@@ -4,7 +4,8 @@ Runs in a fresh data directory (SQLite, in-memory channel layer: the embedded de
 JSON object: patients/minute, instances/s and MB/s of the run, the time split by step type (summed
 over patients, so it shows where the work goes), and as a reference measured in the same run, the MB/s
 of writing the same number of bytes raw to the same disk (``ratio`` = run MB/s ÷ raw MB/s; the run
-writes every byte twice, once generated and once received, so 0.5 would be disk-bound).
+writes every byte twice, once generated and once received, so 0.5 would be disk-bound), and the CPU
+time the run took (``cpu_seconds``, this process and its pixel processes).
 
 Arrivals keep the scenario's Poisson profile, sped up by ``--speed`` (default 10,000: the 50-patient
 morning arrives within seconds) so that the figure is throughput, not the arrival rate.
@@ -18,6 +19,7 @@ import argparse
 import io
 import json
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -41,6 +43,12 @@ def raw_write_mb_s(directory: Path, total_bytes: int, file_bytes: int = 512 * 10
     elapsed = time.perf_counter() - start
     shutil.rmtree(directory)
     return count * file_bytes / 1e6 / elapsed
+
+
+def _cpu_seconds() -> float:
+    """User + system time of this process and of its children that have ended (the pixel pool's)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main() -> None:
@@ -68,12 +76,14 @@ def main() -> None:
     out = io.StringIO()
     from django.core.management.base import CommandError
 
+    before = _cpu_seconds()
     try:
         call_command("runsim", "--scenario", args.scenario, "--patients", str(args.patients), "--seed",
                      str(args.seed), "--speed", str(args.speed), "--json", stdout=out, stderr=quiet)
     except CommandError as exc:
         if not out.getvalue():
             raise SystemExit(f"runsim failed: {exc}") from None
+    run_cpu = _cpu_seconds() - before
     summary = json.loads(out.getvalue())
     total_bytes = int(summary["megabytes"] * 1e6)
     raw = raw_write_mb_s(data_dir / "raw", total_bytes)
@@ -89,6 +99,10 @@ def main() -> None:
         "instances_per_second": summary["instances_per_second"],
         "megabytes_per_second": summary["megabytes_per_second"],
         "raw_write_mb_s": round(raw, 1),
+        # CPU time of the run (this process and its pixel processes, user + system): steadier than the
+        # duration on a shared machine, and what the two cores have to give
+        "cpu_seconds": round(run_cpu, 1),
+        "cpu_per_second": round(run_cpu / summary["duration_s"], 2) if summary["duration_s"] else None,
         "ratio": round(summary["megabytes_per_second"] / raw, 3) if raw else None,
         "step_seconds": summary["step_seconds"],
         "cpu_count": os.cpu_count(),
