@@ -193,13 +193,7 @@ class SpooledDataSet:
 
     def discard(self) -> None:
         """Close and remove the file (not stored, or the association was lost mid-transfer)."""
-        fd, self._fd = self._fd, None
-        self._release()
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:
-                pass  # being thrown away: nothing to report
+        self._drop()
         try:
             self.path.unlink(missing_ok=True)
         except OSError:
@@ -214,10 +208,15 @@ class SpooledDataSet:
 
     def _fail(self, exc: OSError) -> None:
         self.error = self.error or exc
+        self._drop()
+
+    def _drop(self) -> None:
+        """Close the file without a word (being thrown away, or already failed: the first error is the one
+        reported) and give back the buffer."""
         fd, self._fd = self._fd, None
         self._release()
         if fd is not None:
             try:
                 os.close(fd)
             except OSError:
-                pass  # already failing: the first error is the one reported
+                pass
