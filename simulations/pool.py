@@ -44,7 +44,7 @@ def _keep_freed_memory(libc: ctypes.CDLL | None) -> None:
     is trimmed past 128 KiB: each slice's temporary arrays then come from pages the kernel must
     fault in and zero again (and on a virtual machine that reports freed memory to its host, which
     the host must supply again). Kept, a worker's memory stays at its largest study's working set
-    (a few hundred MB) and is reused warm. Not glibc (``mallopt`` missing): nothing to do.
+    and is reused warm. Not glibc (``mallopt`` missing): nothing to do.
     """
     mallopt = getattr(libc, "mallopt", None)
     if mallopt is not None:

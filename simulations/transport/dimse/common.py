@@ -184,8 +184,8 @@ class _PerPeerLimitedServer(ThreadedAssociationServer):
         """Nothing between requests. pynetdicom's own runs a full ``gc.collect()`` every 60 requests,
         because its dead association threads "aren't being garbage collected": the cyclic collector
         finds them anyway on its own schedule. Forced, each full pass walks every object of the process
-        (a Django app and a run's state): ``bench/simulate.py`` measured 3 s of the run process's CPU in
-        them, with the GIL held, stalling every other thread of the run."""
+        (a Django app and a run's state): ``py-spy --gil`` over ``bench/simulate.py`` found 3 s of the
+        run process's GIL-holding time in them, every other thread of the run stalled meanwhile."""
 
 
 _STRICT_UI = _config.VALIDATORS["UI"]
