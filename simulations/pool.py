@@ -52,11 +52,10 @@ def _keep_freed_memory(libc: ctypes.CDLL | None) -> None:
         mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
 
 
-def _die_with_parent(parent_pid: int) -> None:
+def _die_with_parent(parent_pid: int, libc: ctypes.CDLL | None) -> None:
     """Ask the kernel to SIGKILL this process when its parent dies (``prctl(2)`` PR_SET_PDEATHSIG);
     elsewhere, a daemon thread polls ``getppid()``. Either way a parent already gone means exit now."""
     armed = False
-    libc = _libc()
     if libc is not None:
         try:
             armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
@@ -78,11 +77,12 @@ def worker_init(parent_pid: int, anatomy: tuple[str | None, int], niceness: int 
     with the parent process, share the parent's anatomy disk cache (directory, size bound) and run
     ``niceness`` steps below the parent's CPU priority (``nice(2)``)."""
     anatomy_cache.configure(*anatomy)
-    _keep_freed_memory(_libc())
+    libc = _libc()
+    _keep_freed_memory(libc)
     if niceness:
         os.nice(niceness)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent(parent_pid)
+    _die_with_parent(parent_pid, libc)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 

@@ -26,6 +26,7 @@ import threading
 from pathlib import Path
 
 LOGGER = logging.getLogger("simulations.transport.dimse.storage_scp")  # the SCP's log: where its files are reported
+# A fresh file or nothing: O_EXCL fails rather than share a name with another writer
 CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 BLOCK = 1024 * 1024  # bytes gathered before a direct write: a whole number of any device's blocks
@@ -57,18 +58,10 @@ class _Buffers:
 _buffers = _Buffers()
 
 
-def write_all(fd: int, buffers: list[memoryview]) -> None:
-    """``writev`` every byte of ``buffers`` (a short write continues where it stopped)."""
-    first = 0
-    while first < len(buffers):
-        written = os.writev(fd, buffers[first : first + 1000])
-        while written:
-            if written >= len(buffers[first]):
-                written -= len(buffers[first])
-                first += 1
-            else:
-                buffers[first] = buffers[first][written:]
-                written = 0
+def _write_all(fd: int, data: memoryview) -> None:
+    """Write every byte of ``data`` (a short write continues where it stopped)."""
+    while data:
+        data = data[os.write(fd, data):]
 
 
 class SpooledDataSet:
@@ -129,7 +122,7 @@ class SpooledDataSet:
             return
         try:
             if not self.direct:
-                write_all(self._fd, [data])
+                _write_all(self._fd, data)
                 return
             assert self._view is not None
             while data:
@@ -162,7 +155,7 @@ class SpooledDataSet:
         assert self._fd is not None and self._view is not None
         fcntl.fcntl(self._fd, fcntl.F_SETFL, fcntl.fcntl(self._fd, fcntl.F_GETFL) & ~_O_DIRECT)
         self.direct = False
-        write_all(self._fd, [self._view[:self._filled]])
+        _write_all(self._fd, self._view[:self._filled])
         self._filled = 0
 
     def finish(self) -> None:

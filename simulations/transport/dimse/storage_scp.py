@@ -128,7 +128,6 @@ from simulations.transport.errors import SendError
 LOGGER = logging.getLogger(__name__)
 
 _MAX_RQ_BYTES = 256 * 1024
-# A fresh file or nothing: O_EXCL fails rather than share a name with another writer
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 # The host part of spool names: safe in a file name, distinct between hosts sharing a folder
 _HOST = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())[:64] or "host"
