@@ -91,13 +91,14 @@ def test_a_report_on_the_same_association_still_arrives_when_a_listener_runs(tmp
 
 
 def test_a_report_nobody_awaits_is_acknowledged(tmp_path: Path) -> None:
-    from simulations.transport.dimse.commitment import commitment_report, send_commitment_report
+    from simulations.transport.dimse.commitment import send_commitment_report
+    from simulations.transport.dimse.commitment_info import CommitmentReport
 
     with CommitmentListener(ae_title="YEETER", host="127.0.0.1", port=free_port()) as listener:
-        event_type, report = commitment_report("2.25.424242", [("1.2.840.10008.5.1.4.1.1.2", "2.25.1")], [])
+        report = CommitmentReport("2.25.424242", (("1.2.840.10008.5.1.4.1.1.2", "2.25.1"),))
         # raises SendError unless the listener answers 0x0000
         send_commitment_report(DicomPeer("127.0.0.1", listener.port, "YEETER", calling_ae_title="PACS"),
-                               event_type, report)
+                               report)
 
 
 @pytest.mark.django_db

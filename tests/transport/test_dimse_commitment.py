@@ -13,12 +13,8 @@ from pydicom.uid import CTImageStorage, MRImageStorage
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr-defined]
 
-from simulations.transport.dimse.commitment import (
-    FAILURE_CLASS_INSTANCE_CONFLICT,
-    FAILURE_NO_SUCH_OBJECT,
-    _release_bounded,
-    request_commitment,
-)
+from simulations.transport.dimse.commitment import _release_bounded, request_commitment
+from simulations.transport.dimse.commitment_info import FAILURE_CLASS_INSTANCE_CONFLICT, FAILURE_NO_SUCH_OBJECT
 from simulations.transport.dimse.common import DicomPeer
 from simulations.transport.dimse.storage_scp import StorageScp
 from simulations.transport.dimse.store import send_instances
@@ -81,6 +77,17 @@ def test_it_does_not_commit_an_instance_whose_file_has_gone(
     result = request_commitment(scp.peer, stored_pairs, transaction_uid="2.25.102", timeout=10)
 
     assert result.failed == [(*stored_pairs[1], FAILURE_NO_SUCH_OBJECT)]
+
+
+@pytest.mark.filterwarnings("ignore:The value length")
+def test_a_request_naming_an_over_long_uid_is_refused_and_the_scp_goes_on(
+    scp: StorageScp, stored_pairs: list[tuple[str, str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(SendError, match="refused Storage Commitment: N-ACTION status 0x0120"):
+        request_commitment(scp.peer, [(CTImageStorage, "2.25." + "9" * 80)], transaction_uid="2.25.104", timeout=10)
+    assert "has 85 characters, more than the 64 of a UID" in caplog.text
+
+    assert request_commitment(scp.peer, stored_pairs, transaction_uid="2.25.105", timeout=10).all_committed
 
 
 def test_it_receives_the_report_on_an_association_the_scp_opens_back(tmp_path: Path) -> None:

@@ -4,8 +4,8 @@ The SCU asks with N-ACTION (Action Type 1, "Request Storage Commitment") on the 
 SOP Instance 1.2.840.10008.1.20.1.1 and learns the outcome from an N-EVENT-REPORT (Event Type
 1 "all committed", 2 "failures exist") that the SCP sends either on the same association or on
 one it opens back to us (PS3.4 J.3.3). :func:`request_commitment` accepts both; reports on new
-associations arrive at one :class:`CommitmentListener` per run, matched by Transaction UID. The dataset
-builders and the report sender here are shared with the built-in SCP (``storage_scp``).
+associations arrive at one :class:`CommitmentListener` per run, matched by Transaction UID. The report
+sender here and the data sets (:mod:`.commitment_info`) are shared with the built-in SCP (``storage_scp``).
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.presentation import build_role
@@ -25,89 +23,20 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StorageCommitmentPushModelInstance,
 )
 
+from simulations.transport.dimse.commitment_info import (
+    EVENT_ALL_COMMITTED,
+    EVENT_FAILURES_EXIST,
+    CommitmentReport,
+    CommitmentResult,
+    commitment_request,
+    parse_commitment_report,
+)
 from simulations.transport.dimse.common import NO_ACCEPTED_CONTEXT, DicomPeer, associate, handle_conn_open
 from simulations.transport.errors import SendError
 
 LOGGER = logging.getLogger(__name__)
 
-# Failure Reason (0008,1197) values, PS3.4 J.3.2.1.1.1
-FAILURE_PROCESSING = 0x0110
-FAILURE_NO_SUCH_OBJECT = 0x0112
-FAILURE_CLASS_INSTANCE_CONFLICT = 0x0119
-
-EVENT_ALL_COMMITTED = 1
-EVENT_FAILURES_EXIST = 2
-
 _SYNTAXES = [ImplicitVRLittleEndian, ExplicitVRLittleEndian]
-
-
-@dataclass(slots=True)
-class CommitmentResult:
-    """The outcome reported by the Storage Commitment SCP for one transaction."""
-
-    transaction_uid: str
-    committed: list[tuple[str, str]] = field(default_factory=list)
-    failed: list[tuple[str, str, int]] = field(default_factory=list)
-    same_association: bool = True
-
-    @property
-    def all_committed(self) -> bool:
-        return not self.failed
-
-
-def commitment_request(transaction_uid: str, instances: Sequence[tuple[str, str]]) -> Dataset:
-    """Action Information of the N-ACTION request (PS3.4 Table J.3-1)."""
-    ds = Dataset()
-    ds.TransactionUID = transaction_uid
-    ds.ReferencedSOPSequence = [_reference(c, i) for c, i in instances]
-    return ds
-
-
-def parse_commitment_request(ds: Dataset) -> tuple[str, list[tuple[str, str]]]:
-    """(Transaction UID, [(SOP class, SOP instance)]) of an N-ACTION request; ValueError names what is missing."""
-    transaction = str(ds.get("TransactionUID", "") or "")
-    if not transaction:
-        raise ValueError("no Transaction UID (0008,1195)")
-    items = ds.get("ReferencedSOPSequence") or []
-    if not items:
-        raise ValueError("empty Referenced SOP Sequence (0008,1199)")
-    references = []
-    for item in items:
-        sop_class = str(item.get("ReferencedSOPClassUID", "") or "")
-        sop_instance = str(item.get("ReferencedSOPInstanceUID", "") or "")
-        if not sop_class or not sop_instance:
-            raise ValueError("a Referenced SOP Sequence item lacks its class or instance UID")
-        references.append((sop_class, sop_instance))
-    return transaction, references
-
-
-def commitment_report(
-    transaction_uid: str, committed: Sequence[tuple[str, str]], failed: Sequence[tuple[str, str, int]]
-) -> tuple[int, Dataset]:
-    """(Event Type ID, Event Information) of the N-EVENT-REPORT (PS3.4 Table J.3-2)."""
-    ds = Dataset()
-    ds.TransactionUID = transaction_uid
-    if committed:
-        ds.ReferencedSOPSequence = [_reference(c, i) for c, i in committed]
-    if failed:
-        items = []
-        for sop_class, sop_instance, reason in failed:
-            item = _reference(sop_class, sop_instance)
-            item.FailureReason = reason
-            items.append(item)
-        ds.FailedSOPSequence = items
-    return (EVENT_FAILURES_EXIST if failed else EVENT_ALL_COMMITTED), ds
-
-
-def parse_commitment_report(ds: Dataset) -> CommitmentResult:
-    """Read an N-EVENT-REPORT's Event Information (PS3.4 Table J.3-2)."""
-    result = CommitmentResult(transaction_uid=str(ds.get("TransactionUID", "") or ""))
-    for item in ds.get("ReferencedSOPSequence") or []:
-        result.committed.append((str(item.ReferencedSOPClassUID), str(item.ReferencedSOPInstanceUID)))
-    for item in ds.get("FailedSOPSequence") or []:
-        reason = int(item.get("FailureReason", FAILURE_PROCESSING))
-        result.failed.append((str(item.ReferencedSOPClassUID), str(item.ReferencedSOPInstanceUID), reason))
-    return result
 
 
 class CommitmentNotOffered(SendError):
@@ -364,13 +293,13 @@ def _release_bounded(assoc: Any, *, timeout: float) -> None:
     threading.Thread(target=release_or_abort, name="commitment-release-watchdog", daemon=True).start()
 
 
-def send_commitment_report(target: DicomPeer, event_type: int, report: Dataset) -> None:
+def send_commitment_report(target: DicomPeer, report: CommitmentReport) -> None:
     """As Storage Commitment SCP, deliver an N-EVENT-REPORT on a new association (PS3.4 J.3.3.1)."""
     assoc = associate(target, [(StorageCommitmentPushModel, _SYNTAXES)], purpose="Storage Commitment report",
                       ext_neg=[build_role(StorageCommitmentPushModel, scp_role=True)])
     try:
         status, _ = assoc.send_n_event_report(
-            report, event_type, StorageCommitmentPushModel, StorageCommitmentPushModelInstance
+            report.dataset(), report.event_type, StorageCommitmentPushModel, StorageCommitmentPushModelInstance
         )
         code = int(status.get("Status", 0xFFFF)) if status else None
         if code != 0x0000:
@@ -380,26 +309,11 @@ def send_commitment_report(target: DicomPeer, event_type: int, report: Dataset) 
             assoc.release()
 
 
-def _reference(sop_class: str, sop_instance: str) -> Dataset:
-    item = Dataset()
-    item.ReferencedSOPClassUID = sop_class
-    item.ReferencedSOPInstanceUID = sop_instance
-    return item
-
-
 __all__ = [
     "CommitmentListener",
     "CommitmentNotOffered",
     "acquire_listener",
     "release_listener",
-    "CommitmentResult",
-    "FAILURE_CLASS_INSTANCE_CONFLICT",
-    "FAILURE_NO_SUCH_OBJECT",
-    "FAILURE_PROCESSING",
-    "commitment_report",
-    "commitment_request",
-    "parse_commitment_report",
-    "parse_commitment_request",
     "request_commitment",
     "send_commitment_report",
 ]

@@ -62,7 +62,6 @@ from io import BytesIO
 from pathlib import Path
 from typing import Literal
 
-from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import (
@@ -80,12 +79,12 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from generators.vr import clip
 from simulations.processes import pid_alive
-from simulations.transport.dimse.commitment import (
+from simulations.transport.dimse.commitment import send_commitment_report
+from simulations.transport.dimse.commitment_info import (
     FAILURE_CLASS_INSTANCE_CONFLICT,
     FAILURE_NO_SUCH_OBJECT,
-    commitment_report,
+    CommitmentReport,
     parse_commitment_request,
-    send_commitment_report,
 )
 from simulations.transport.dimse.common import DicomPeer
 from simulations.transport.dimse.integrity import TRUNCATED, check_dataset
@@ -114,7 +113,6 @@ from simulations.transport.dimse.upper_layer import (
     dimse_buffers,
     encode_associate,
     encode_command,
-    encode_dataset,
     fragment_size,
     iter_pdvs,
     parse_command,
@@ -481,11 +479,11 @@ class StorageScp:
             os.rename(spool, path)
         return ""
 
-    def handle_commit(self, request: DimseRequest) -> tuple[int, tuple[str, int, Dataset] | None]:
+    def handle_commit(self, request: DimseRequest) -> tuple[int, CommitmentReport | None]:
         """N-ACTION Request Storage Commitment (PS3.4 J.3.2): commit only what is really on disk.
 
-        Returns the N-ACTION status and, on success, (transaction UID, Event Type ID, Event
-        Information) of the N-EVENT-REPORT to send after the N-ACTION-RSP.
+        Returns the N-ACTION status and, on success, the report (the N-EVENT-REPORT) to send after
+        the N-ACTION-RSP.
         """
         command = request.command
         if command.get(0x0003) != StorageCommitmentPushModel:
@@ -509,13 +507,13 @@ class StorageScp:
                 committed.append((sop_class, sop_instance))
             else:
                 failed.append((sop_class, sop_instance, reason))
-        event_type, report = commitment_report(transaction_uid, committed, failed)
+        report = CommitmentReport(transaction_uid, tuple(committed), tuple(failed))
         if self.commitment_reply == "new" and request.calling_ae_title not in self.commitment_peers:
             LOGGER.error("Storage Commitment: no port configured for %s, cannot report back", request.calling_ae_title)
             return PROCESSING_FAILURE, None  # the requestor must not wait in vain
-        return SUCCESS, (transaction_uid, event_type, report)
+        return SUCCESS, report
 
-    def report_on_new_association(self, request: DimseRequest, event_type: int, report: Dataset) -> None:
+    def report_on_new_association(self, request: DimseRequest, report: CommitmentReport) -> None:
         """Deliver a commitment report on an association to the requestor (PS3.4 J.3.3.1); logs failures."""
         target = DicomPeer(
             host=request.address,
@@ -524,7 +522,7 @@ class StorageScp:
             calling_ae_title=self.ae_title,
         )
         try:
-            send_commitment_report(target, event_type, report)
+            send_commitment_report(target, report)
         except SendError as exc:  # a background thread: log, the requestor times out and asks again
             LOGGER.error("Storage Commitment report to %s failed: %s", target, exc)
 
@@ -794,26 +792,25 @@ class _Association:
 
     def _serve_commitment(self, request: DimseRequest) -> None:
         try:
-            status, pending = self.scp.handle_commit(request)
+            status, report = self.scp.handle_commit(request)
         except Exception:  # answer with a status, never with a dropped association
             LOGGER.exception("Storage Commitment handler failed")
-            status, pending = PROCESSING_FAILURE, None
+            status, report = PROCESSING_FAILURE, None
         action = request.command.get(0x1008)
         self._respond(request, 0x8130, status, ((0x1008, int(action)),) if isinstance(action, int) else ())
-        if pending is None:
+        if report is None:
             return
-        _, event_type, report = pending
         if self.scp.commitment_reply == "new":
             threading.Thread(
                 target=self.scp.report_on_new_association,
-                args=(request, event_type, report),
+                args=(request, report),
                 name="commitment-report",
                 daemon=True,
             ).start()
             return
         # Same association: N-EVENT-REPORT-RQ right after the N-ACTION-RSP (PS3.4 J.3.3); its
         # N-EVENT-REPORT-RSP arrives later through _on_response.
-        dataset = encode_dataset(report, request.transfer_syntax)
+        dataset = report.encode(request.transfer_syntax)
         self.message_id = self.message_id % 0xFFFF + 1
         command = encode_command(
             (
@@ -822,7 +819,7 @@ class _Association:
                 (0x0110, self.message_id),
                 (0x0800, 0x0000),  # a data set follows
                 (0x1000, StorageCommitmentPushModelInstance),
-                (0x1002, event_type),
+                (0x1002, report.event_type),
             )
         )
         self.wire.send(dimse_buffers(request.context_id, command, dataset, self.fragment))
