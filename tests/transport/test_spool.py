@@ -126,3 +126,52 @@ def test_checking_a_directly_written_instance_reads_its_headers_not_the_whole_fi
     read = _read_bytes() - before
     assert problem is None and facts.sop_instance_uid == ds.SOPInstanceUID
     assert 0 < read <= 64 * 1024, f"{read} bytes read from disk to check a {len(data)}-byte file"
+
+
+def test_the_check_walks_the_spools_head_and_reads_nothing_back(tmp_path: Path) -> None:
+    """The spool keeps the file's first bytes as written: the check walks them and reads nothing from disk,
+    with what it learns and the problems it finds the same as walking the file."""
+    from pydicom import dcmread
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    from simulations.transport.dimse.integrity import check_dataset
+    from tests.transport.dicom_files import write_ct_series
+
+    source = write_ct_series(tmp_path / "src", count=1, rows=512, columns=512)[0]
+    ds = dcmread(source, stop_before_pixels=True)
+    data = source.read_bytes()
+    offset = 132 + 12 + int.from_bytes(data[140:144], "little")
+    for name, length in (("whole", len(data)), ("cut", offset + (len(data) - offset) * 6 // 10)):
+        spooled = SpooledDataSet(tmp_path / f"{name}.part", data[:offset], durable=True)
+        spooled.add(memoryview(data)[offset:length])
+        spooled.finish()
+        assert bytes(spooled.head) == data[:spool.HEAD] and spooled.size == length
+        before = _read_bytes()
+        walked = check_dataset(spooled.path, offset, ExplicitVRLittleEndian, sop_class_uid=ds.SOPClassUID,
+                               sop_instance_uid=ds.SOPInstanceUID, head=spooled.head, size=spooled.size)
+        assert _read_bytes() == before
+        from_file = check_dataset(spooled.path, offset, ExplicitVRLittleEndian, sop_class_uid=ds.SOPClassUID,
+                                  sop_instance_uid=ds.SOPInstanceUID)
+        assert walked == from_file
+        if name == "whole":
+            assert walked[1] is None and walked[0].sop_instance_uid == ds.SOPInstanceUID
+        else:
+            assert walked[1] is not None and "cut short" in walked[1].message
+
+
+def test_a_head_shorter_than_the_headers_sends_the_check_to_the_file(tmp_path: Path) -> None:
+    from pydicom import dcmread
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    from simulations.transport.dimse.integrity import check_dataset
+    from tests.transport.dicom_files import write_ct_series
+
+    source = write_ct_series(tmp_path / "src", count=1)[0]
+    ds = dcmread(source, stop_before_pixels=True)
+    data = source.read_bytes()
+    offset = 132 + 12 + int.from_bytes(data[140:144], "little")
+    for cut in (offset + 1, offset + 9, offset + 200):  # inside a header, inside a value, a few elements in
+        facts, problem = check_dataset(source, offset, ExplicitVRLittleEndian, sop_class_uid=ds.SOPClassUID,
+                                       sop_instance_uid=ds.SOPInstanceUID, head=data[:cut], size=len(data))
+        assert problem is None and facts.sop_instance_uid == ds.SOPInstanceUID
+        assert facts.study_instance_uid == ds.StudyInstanceUID

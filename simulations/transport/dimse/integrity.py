@@ -80,9 +80,15 @@ class _Truncated(Exception):
 
 
 def check_dataset(
-    path: Path, offset: int, transfer_syntax: str, *, sop_class_uid: str, sop_instance_uid: str
+    path: Path, offset: int, transfer_syntax: str, *, sop_class_uid: str, sop_instance_uid: str,
+    head: bytes | bytearray = b"", size: int | None = None,
 ) -> tuple[DatasetFacts, DatasetProblem | None]:
     """Walk the data set stored in ``path`` from ``offset`` (after the File Meta group).
+
+    ``head``, when given, is the file's first bytes as they were written and ``size`` its length: the walk
+    reads those and opens the file only for a header past them (a data set whose elements before Pixel
+    Data outgrow the head, encapsulated fragments). A file just written past the page cache (:mod:`.spool`)
+    would otherwise be read back from disk, page by page, by a thread holding the GIL.
 
     Returns what was learnt and the first problem found (None when the data set is whole and is
     the instance the command named).
@@ -92,22 +98,20 @@ def check_dataset(
     if implicit is None:
         problem = _check_with_pydicom(path, facts)
         return facts, problem or _identity_problem(facts, sop_class_uid, sop_instance_uid)
-    pixel_length: int | None = None
-    encapsulated = False
-    with open(path, "rb") as file:
-        size = file.seek(0, 2)
-        if size <= offset:
-            return facts, DatasetProblem(TRUNCATED, "the data set is empty")
-        with _headers_map(file) as data:
-            try:
-                for tag, _, length, start, end in _elements(data, offset, size, implicit):
-                    if tag == _PIXEL_DATA:
-                        encapsulated = length == _UNDEFINED
-                        pixel_length = length
-                    elif tag in _WANTED:
-                        facts.values[tag] = bytes(data[start:end])
-            except _Truncated as exc:
-                return facts, DatasetProblem(TRUNCATED, str(exc))
+    try:
+        walked = _walk_dataset(memoryview(head), offset, size, implicit, facts) if head and size else None
+    except _PastHead:
+        walked = None
+    if walked is None:
+        with open(path, "rb") as file:
+            size = file.seek(0, 2)
+            if size <= offset:
+                return facts, DatasetProblem(TRUNCATED, "the data set is empty")
+            with _headers_map(file) as data:
+                walked = _walk_dataset(data, offset, size, implicit, facts)
+    if isinstance(walked, DatasetProblem):
+        return facts, walked
+    pixel_length, encapsulated = walked
     facts.study_instance_uid = _text(facts.values.get(_STUDY, b""))
     facts.sop_class_uid = _text(facts.values.get(_SOP_CLASS, b""))
     facts.sop_instance_uid = _text(facts.values.get(_SOP_INSTANCE, b""))
@@ -115,6 +119,38 @@ def check_dataset(
     if problem is None and pixel_length is not None and not encapsulated:
         problem = _pixel_problem(facts.values, pixel_length)
     return facts, problem
+
+
+class _PastHead(Exception):
+    """The walk of a file's head needs bytes after it."""
+
+
+def _walk_dataset(data: mmap.mmap | memoryview, offset: int, size: int, implicit: bool, facts: DatasetFacts
+                  ) -> tuple[int | None, bool] | DatasetProblem:
+    """(Pixel Data's length, whether encapsulated) of the data set in ``data`` (``size`` bytes long: the file's,
+    when ``data`` is only its head), the wanted values put in ``facts``; or the problem that cut the walk short.
+    Raises :class:`_PastHead` when ``data`` is shorter than ``size`` and the walk needs a byte after it."""
+    if size <= offset:
+        return DatasetProblem(TRUNCATED, "the data set is empty")
+    pixel_length: int | None = None
+    encapsulated = False
+    available = len(data)
+    try:
+        for tag, _, length, start, end in _elements(data, offset, size, implicit):
+            if tag == _PIXEL_DATA:
+                encapsulated = length == _UNDEFINED
+                pixel_length = length
+            elif tag in _WANTED:
+                if end > available:
+                    raise _PastHead
+                facts.values[tag] = bytes(data[start:end])
+    except _Truncated as exc:
+        return DatasetProblem(TRUNCATED, str(exc))
+    except struct.error:  # a header after the head (the walk checks every position against ``size`` first)
+        if available >= size:
+            raise
+        raise _PastHead from None
+    return pixel_length, encapsulated
 
 
 def _headers_map(file: BinaryIO) -> mmap.mmap:

@@ -32,6 +32,7 @@ _O_DIRECT = getattr(os, "O_DIRECT", 0)
 BLOCK = 1024 * 1024  # bytes gathered before a direct write: a whole number of any device's blocks
 ALIGN = 4096  # offsets, lengths and the buffer's address of a direct write: the largest logical block size
 _POOL_SIZE = 16  # buffers kept for reuse (one per association receiving at the same moment)
+HEAD = 64 * 1024  # the file's first bytes kept in memory for the check (:mod:`.integrity`): an image's headers
 
 
 class _Buffers:
@@ -70,6 +71,8 @@ class SpooledDataSet:
     Disk writes overlap the network transfer and a large instance never sits in memory whole. The
     file is created with ``O_EXCL`` under a name unique to this host and process; ``finish`` flushes
     it to disk (``fdatasync``) when ``durable``, which also makes it written directly (see the module).
+    ``head`` keeps the file's first :data:`HEAD` bytes as written, for the check to walk without reading
+    them back from the disk.
     """
 
     def __init__(self, path: Path, prefix: bytes, *, durable: bool = True) -> None:
@@ -79,6 +82,7 @@ class SpooledDataSet:
         self.durable = durable
         self.direct = False
         self.error: OSError | None = None
+        self.head = bytearray()
         self._fd: int | None = None
         self._buffer: mmap.mmap | None = None
         self._view: memoryview | None = None
@@ -120,6 +124,8 @@ class SpooledDataSet:
     def _write(self, data: memoryview) -> None:
         if self._fd is None:
             return
+        if len(self.head) < HEAD:
+            self.head += data[:HEAD - len(self.head)]
         try:
             if not self.direct:
                 _write_all(self._fd, data)

@@ -412,8 +412,8 @@ class StorageScp:
             LOGGER.warning("C-STORE from %s: Affected SOP Instance UID %r is not a UID", calling, sop_instance[:80])
             return INVALID_OBJECT_INSTANCE, "the Affected SOP Instance UID is not a valid UID (PS3.5 §9)", None
         try:
-            facts, problem = check_dataset(spooled.path, spooled.dataset_offset, ts,
-                                           sop_class_uid=sop_class, sop_instance_uid=sop_instance)
+            facts, problem = check_dataset(spooled.path, spooled.dataset_offset, ts, sop_class_uid=sop_class,
+                                           sop_instance_uid=sop_instance, head=spooled.head, size=spooled.size)
         except OSError as exc:
             LOGGER.error("C-STORE %s: cannot read back %s: %s", sop_instance, spooled.path, exc)
             return OUT_OF_RESOURCES, "cannot read the data set back from disk", None
