@@ -53,6 +53,18 @@ def test_overlapping_runs_share_it_and_the_last_to_end_restores_it(thresholds):
     assert gc.get_threshold() == (700, 10, 10)
 
 
+def test_what_the_process_held_before_is_frozen_for_the_duration_and_handed_back(thresholds):
+    gc.unfreeze()
+    held = [[] for _ in range(1000)]  # containers the process made before the run
+    with run_collection():
+        assert gc.get_freeze_count() > len(held)  # with the modules, Django, the test's own objects
+        assert not any(o is held[0] for o in gc.get_objects())  # out of every generation the collector walks
+        made = [[] for _ in range(10)]
+        assert any(o is made[0] for o in gc.get_objects())  # what the run makes is collected as usual
+    assert gc.get_freeze_count() == 0
+    assert any(o is held[0] for o in gc.get_objects())
+
+
 def test_a_higher_threshold_set_by_the_process_is_kept(thresholds):
     gc.set_threshold(200_000, 5, 5)
     with run_collection():
