@@ -15,6 +15,7 @@ from simulations.transport.dimse.commitment_info import (
     FAILURE_CLASS_INSTANCE_CONFLICT,
     FAILURE_NO_SUCH_OBJECT,
     CommitmentReport,
+    InvalidUid,
     commitment_request,
     parse_commitment_report,
     parse_commitment_request,
@@ -49,7 +50,7 @@ def test_a_hundred_references_encode_without_loss() -> None:
 def test_a_request_naming_a_uid_longer_than_a_uid_may_be_is_refused_by_name() -> None:
     request = commitment_request("2.25.9", [(CTImageStorage, "2.25." + "1" * 70)])
 
-    with pytest.raises(ValueError, match=r"Referenced SOP Instance UID \(0008,1155\) has 75 characters"):
+    with pytest.raises(InvalidUid, match=r"Referenced SOP Instance UID \(0008,1155\) has 75 characters"):
         parse_commitment_request(request)
     assert parse_commitment_request(commitment_request("2.25.9", [(CTImageStorage, "2.25.1")])) == (
         "2.25.9", [(CTImageStorage, "2.25.1")])

@@ -83,9 +83,12 @@ def test_it_does_not_commit_an_instance_whose_file_has_gone(
 def test_a_request_naming_an_over_long_uid_is_refused_and_the_scp_goes_on(
     scp: StorageScp, stored_pairs: list[tuple[str, str]], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with pytest.raises(SendError, match="refused Storage Commitment: N-ACTION status 0x0120"):
+    with pytest.raises(SendError, match="refused Storage Commitment: N-ACTION status 0x0106"):
         request_commitment(scp.peer, [(CTImageStorage, "2.25." + "9" * 80)], transaction_uid="2.25.104", timeout=10)
     assert "has 85 characters, more than the 64 of a UID" in caplog.text
+    with pytest.raises(SendError, match="N-ACTION status 0x0120"):  # missing, not invalid
+        request_commitment(scp.peer, stored_pairs, transaction_uid="", timeout=10)
+    assert "no Transaction UID (0008,1195)" in caplog.text
 
     assert request_commitment(scp.peer, stored_pairs, transaction_uid="2.25.105", timeout=10).all_committed
 

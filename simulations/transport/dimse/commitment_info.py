@@ -32,6 +32,10 @@ _IMPLICIT = struct.Struct("<HHI")  # implicit VR, and items (FFFE,E000) in eithe
 _US = struct.Struct("<H")
 
 
+class InvalidUid(ValueError):
+    """A request names a UID no UID can be (PS3.5 §9.1): an invalid attribute value, not a missing one."""
+
+
 @dataclass(slots=True)
 class CommitmentResult:
     """The outcome reported by the Storage Commitment SCP for one transaction."""
@@ -131,7 +135,7 @@ def parse_commitment_report(ds: Dataset) -> CommitmentResult:
 
 def _check_length(uid: str, what: str) -> None:
     if len(uid) > 64:
-        raise ValueError(f"{what} has {len(uid)} characters, more than the 64 of a UID (PS3.5 §9.1)")
+        raise InvalidUid(f"{what} has {len(uid)} characters, more than the 64 of a UID (PS3.5 §9.1)")
 
 
 def _implicit(tag: int, vr: bytes, value: bytes) -> bytes:
@@ -172,6 +176,7 @@ __all__ = [
     "FAILURE_PROCESSING",
     "CommitmentReport",
     "CommitmentResult",
+    "InvalidUid",
     "commitment_request",
     "parse_commitment_report",
     "parse_commitment_request",

@@ -84,6 +84,7 @@ from simulations.transport.dimse.commitment_info import (
     FAILURE_CLASS_INSTANCE_CONFLICT,
     FAILURE_NO_SUCH_OBJECT,
     CommitmentReport,
+    InvalidUid,
     parse_commitment_request,
 )
 from simulations.transport.dimse.common import DicomPeer
@@ -97,6 +98,7 @@ from simulations.transport.dimse.upper_layer import (
     DATA_SET_MISMATCH,
     DUPLICATE_SOP_INSTANCE,
     ELEMENTS_DISCARDED,
+    INVALID_ATTRIBUTE_VALUE,
     INVALID_OBJECT_INSTANCE,
     MISSING_ATTRIBUTE,
     NO_SUCH_ACTION,
@@ -498,7 +500,7 @@ class StorageScp:
             transaction_uid, references = parse_commitment_request(ds)
         except (ValueError, TypeError, AttributeError, EOFError) as exc:
             LOGGER.warning("Storage Commitment request from %s: %s", request.calling_ae_title, exc)
-            return MISSING_ATTRIBUTE, None
+            return (INVALID_ATTRIBUTE_VALUE if isinstance(exc, InvalidUid) else MISSING_ATTRIBUTE), None
         committed: list[tuple[str, str]] = []
         failed: list[tuple[str, str, int]] = []
         for sop_class, sop_instance in references:
