@@ -704,43 +704,50 @@ def _smooth(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def intensity_levels(labels_key: tuple, lut_bytes: bytes, lo: int, hi: int, shade: bool) -> np.ndarray:
+def intensity_levels(labels_key: tuple, lut_bytes: bytes, lo: int, hi: int, shade: bool) -> tuple[np.ndarray, ...]:
     """Stored-value levels (int16) = LUT[labels], optionally shaded, clipped to [lo, hi].
 
     Cached (bounded LRU) on the label key and the lookup table's bytes: series of one weighting and
     geometry share it. ``shade`` (MR) applies coil shading, tissue texture and a slight blur; CT stays
     a plain lookup (its hot path). The caches are separate: an MR exam's dozen small stacks (a few MB
     each) stay cached for its repeats without letting CT's 33 MB stacks pile up.
+
+    A stack is a tuple of read-only 2-D levels, not one 3-D array: each level lies below glibc's mmap
+    threshold (raised to its 32 MiB maximum in the pixel processes, :mod:`simulations.pool`), so a new
+    stack takes the heap memory an evicted one freed. One 33 MB CT array was ``mmap``-ed afresh every
+    time and its pages faulted in and zeroed by the kernel: ``perf`` during ``bench/simulate.py`` put
+    2.2 % of the run's CPU time in that zeroing, under ``np.take``.
     """
     return (_shaded_levels if shade else _plain_levels)(labels_key, lut_bytes, lo, hi)
 
 
 @functools.lru_cache(maxsize=6)
-def _plain_levels(labels_key: tuple, lut_bytes: bytes, lo: int, hi: int) -> np.ndarray:
+def _plain_levels(labels_key: tuple, lut_bytes: bytes, lo: int, hi: int) -> tuple[np.ndarray, ...]:
     """LUT[labels] through an int16 table clipped once (the same values as clipping every pixel)."""
     lut = np.clip(np.frombuffer(lut_bytes, np.float32), lo, hi).astype(np.int16)
     labels = label_levels(*labels_key)
-    out = np.empty(labels.shape, np.int16)
-    for i in range(labels.shape[0]):  # level by level, unchecked (labels < N_TISSUES): 2.5x faster than lut[labels]
-        np.take(lut, labels[i], out=out[i], mode="clip")
-    out.flags.writeable = False
-    return out
+    # level by level, unchecked (labels < N_TISSUES): 2.5x faster than lut[labels]
+    return tuple(_read_only(np.take(lut, level, mode="clip")) for level in labels)
 
 
 @functools.lru_cache(maxsize=16)
-def _shaded_levels(labels_key: tuple, lut_bytes: bytes, lo: int, hi: int) -> np.ndarray:
+def _shaded_levels(labels_key: tuple, lut_bytes: bytes, lo: int, hi: int) -> tuple[np.ndarray, ...]:
     labels = label_levels(*labels_key)
     lut = np.frombuffer(lut_bytes, np.float32)
     shading = mr_texture(labels.shape[1], labels.shape[2])
-    out = np.empty(labels.shape, np.int16)
-    for i in range(labels.shape[0]):  # level by level: no float temporary the size of the stack
-        values = np.take(lut, labels[i], mode="clip")
+    levels = []
+    for level in labels:  # level by level: no float temporary the size of the stack
+        values = np.take(lut, level, mode="clip")
         values *= shading
         _smooth(values)
         np.clip(values, lo, hi, out=values)
-        out[i] = values
-    out.flags.writeable = False
-    return out
+        levels.append(_read_only(values.astype(np.int16)))
+    return tuple(levels)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
 
 
 def _gaussian_bank(seed: int, size: int, sigma: float, clip: float) -> np.ndarray:

@@ -126,11 +126,11 @@ def _seed(*parts: int) -> int:
 class _Stack:
     """Slices of cached intensity levels plus a rolled noise bank, written into a ring of buffers."""
 
-    def __init__(self, levels: np.ndarray, positions: np.ndarray, level_pos: np.ndarray, noise: np.ndarray,
-                 seed: int) -> None:
+    def __init__(self, levels: tuple[np.ndarray, ...], positions: np.ndarray, level_pos: np.ndarray,
+                 noise: np.ndarray, seed: int) -> None:
         self.levels = levels
-        n = levels.shape[1] * levels.shape[2]
-        self.shape = levels.shape[1:]
+        self.shape = levels[0].shape
+        n = self.shape[0] * self.shape[1]
         # nearest level for every slice (level positions are sorted)
         idx = np.searchsorted(level_pos, positions).clip(1, len(level_pos) - 1)
         left_closer = np.abs(positions - level_pos[idx - 1]) <= np.abs(positions - level_pos[idx])
@@ -138,7 +138,7 @@ class _Stack:
         self.noise = noise
         self.offsets = np.random.default_rng(seed).integers(0, noise.size - n, len(positions))
         self.n = n
-        self.ring = np.empty((RING, *self.shape), levels.dtype)
+        self.ring = np.empty((RING, *self.shape), levels[0].dtype)
 
     def __call__(self, i: int) -> np.ndarray:
         out = self.ring[i % RING]
@@ -155,7 +155,7 @@ def _stack_pixels(labels_key: tuple, lut: np.ndarray, plane: Plane, geometry: Ge
     level_pos = np.linspace(positions.min(), positions.max(), k) if k > 1 else positions[:1].copy()
     key = (*labels_key, tuple(round(float(p), 3) for p in level_pos))
     levels = phantoms.intensity_levels(key, lut.astype(np.float32).tobytes(), lo, hi, shade)
-    rows, cols = levels.shape[1:]
+    rows, cols = levels[0].shape
     noise = phantoms.noise_bank(rows * cols, sigma, 3 * sigma)
     return _Stack(levels, positions, level_pos, noise, seed)
 
